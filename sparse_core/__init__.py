@@ -1,0 +1,1 @@
+"""sparse_core: Re-GAN and RG-GAN as a small library."""

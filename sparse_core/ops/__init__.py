@@ -1,0 +1,1 @@
+"""Pure-PyTorch reference ops and the frontend that dispatches to the native extension."""

@@ -1,0 +1,1 @@
+"""Shared, vendor-side code: nothing here imports sparse_core."""

@@ -1,0 +1,1 @@
+"""Datasets, DiffAugment, metrics and run logging shared by every vendor training tree."""
