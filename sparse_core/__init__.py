@@ -1,1 +1,14 @@
-"""sparse_core: Re-GAN and RG-GAN as a small library."""
+"""sparse_core: Re-GAN and RG-GAN as a small library.
+
+    import sparse_core as sc
+    ctrl = sc.prepare(sc.ReGANConfig(sparsity=0.3, interval=5000), G=G, D=D)
+    ...  (see sparse_core.controller for the call order, README for the whole API)
+
+The library never imports a vendor tree; the vendor trees never import it; patches/ connect the two.
+"""
+from .config import ConfigError, ReGANConfig, RGGANConfig, TicketConfig
+from .controller import SparseController, prepare
+from . import tickets
+
+__all__ = ["prepare", "SparseController", "ReGANConfig", "RGGANConfig", "TicketConfig", "ConfigError", "tickets"]
+__version__ = "0.1.0"
