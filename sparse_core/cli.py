@@ -1,0 +1,52 @@
+"""`sparse-core` command line (also `python -m sparse_core`).
+
+    sparse-core apply patches/sngan.patch --src vendor/sngan --out runs/work/sngan   # patched copy
+    sparse-core apply patches/sngan.patch --in-place path/to/my/sngan               # into an existing tree
+    sparse-core check patches/sngan.patch --src vendor/sngan                        # dry run
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .patching import PatchError, apply_patch, apply_to_copy, plan
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="sparse-core", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("apply", help="apply a patch all-or-nothing")
+    a.add_argument("patch")
+    g = a.add_mutually_exclusive_group(required=True)
+    g.add_argument("--src", help="vendor tree to copy (with --out)")
+    g.add_argument("--in-place", metavar="DIR", help="tree to patch in place")
+    a.add_argument("--out", help="where the patched copy goes")
+    a.add_argument("--force", action="store_true", help="replace an existing --out")
+    a.add_argument("-p", "--strip", type=int, default=1)
+    c = sub.add_parser("check", help="check that a patch applies, write nothing")
+    c.add_argument("patch")
+    c.add_argument("--src", required=True)
+    c.add_argument("-p", "--strip", type=int, default=1)
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "check":
+            with open(args.patch) as f:
+                changed = plan(f.read(), __import__("pathlib").Path(args.src), args.strip)
+            print(f"{args.patch}: applies cleanly to {args.src} ({len(changed)} files)")
+        elif args.src:
+            if not args.out:
+                ap.error("--src needs --out")
+            out = apply_to_copy(args.patch, args.src, args.out, args.strip, args.force)
+            print(f"patched copy of {args.src} written to {out}")
+        else:
+            touched = apply_patch(args.patch, args.in_place, args.strip)
+            print(f"applied {args.patch} to {args.in_place} ({len(touched)} files)")
+    except (PatchError, OSError) as e:
+        print(f"sparse-core: error: {e}; nothing was written", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
