@@ -86,12 +86,18 @@ def forward_flops(net: nn.Module, run: Callable[[], object], owners: set[str]) -
     h1 = nn.modules.module.register_module_forward_pre_hook(push)
     h2 = nn.modules.module.register_module_forward_hook(pop, always_call=True)
     mode = _CountingMode(stack)
+    # eval mode: the measuring forward must not move BatchNorm running stats or spectral-norm vectors,
+    # or a patched run would diverge from the unmodified one it is compared with.
+    was_training = [(m, m.training) for m in net.modules()]
+    net.eval()
     try:
         with torch.no_grad(), mode:
             run()
     finally:
         h1.remove()
         h2.remove()
+        for m, t in was_training:
+            m.training = t
     return dict(mode.flops)
 
 

@@ -133,9 +133,16 @@ class DenseController:
             raise ConfigError("this snapshot holds sparse training state; resume it with the same --sparse flags")
 
 
-def controller_from_flags(args, G, D):
-    cfg = config_from_flags(args)
-    return DenseController() if cfg is None else prepare(cfg, G=G, D=D)
+def controller_from_flags(args, G, D, on_error=None):
+    """on_error: e.g. `parser.error`, so a bad flag value ends with the CLI's usual one-line message."""
+    try:
+        cfg = config_from_flags(args)
+        return DenseController() if cfg is None else prepare(cfg, G=G, D=D)
+    except ConfigError as e:
+        if on_error is None:
+            raise
+        on_error(f"sparse training: {e}")
+        raise
 
 
 def _save_atomic(obj, path: str) -> None:
