@@ -1,0 +1,1 @@
+"""StyleGAN2-ADA training package (networks, loss, augmentation, dataset, training loop)."""
