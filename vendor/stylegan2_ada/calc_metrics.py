@@ -1,0 +1,81 @@
+"""Calculate quality metrics for a network snapshot written by train.py (upstream's CLI).
+
+  python vendor/stylegan2_ada/calc_metrics.py --metrics=fid50k_full --network=.../network-snapshot-000100.pt
+  python vendor/stylegan2_ada/calc_metrics.py --metrics=fid_digits --data=digits --network=...
+
+`--data` defaults to the dataset the snapshot was trained on. Results are printed and, when the
+snapshot lies in a run directory, appended to <run_dir>/metric-<name>.jsonl.
+"""
+import os
+
+import click
+import torch
+
+from metrics import metric_main
+from training.training_loop import construct_from_snapshot
+from vendor.common.runlog import SnapshotError, load_snapshot
+
+
+class CommaSeparatedList(click.ParamType):
+    name = 'list'
+
+    def convert(self, value, param, ctx):
+        return [] if value in (None, '', 'none') else value.split(',')
+
+
+@click.command()
+@click.pass_context
+@click.option('--network', 'network_pkl', help='Network snapshot (.pt) to evaluate', metavar='PATH', required=True)
+@click.option('--metrics', help='Comma-separated list or "none"', type=CommaSeparatedList(), default='fid50k_full', show_default=True)
+@click.option('--data', help='Dataset to evaluate against [default: same as training data]', metavar='PATH')
+@click.option('--mirror', help='Whether the dataset was augmented with x-flips during training', type=bool, metavar='BOOL')
+@click.option('--gpus', help='Number of GPUs to use', type=int, default=1, metavar='INT', show_default=True)
+@click.option('--verbose', help='Print optional information', type=bool, default=True, metavar='BOOL', show_default=True)
+@click.option('--device', help='cuda or cpu [default: cuda if available]', type=click.Choice(['cpu', 'cuda']))
+@click.option('--num-gen', help='Generated images per metric (quick, non-standard counts)', type=int, metavar='INT')
+@click.option('--metrics-cache', help='Cache directory for detectors and dataset statistics', metavar='DIR')
+@click.option('--inception', help='Inception detector file or URL', metavar='PATH')
+@click.option('--vgg', help='VGG16 detector file or URL', metavar='PATH')
+def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, device, num_gen, metrics_cache, inception, vgg):
+    """Calculate quality metrics for previous training run or pretrained network pickle."""
+    bad = [m for m in metrics if not metric_main.is_valid_metric(m)]
+    if bad:
+        ctx.fail('\n'.join(['--metrics can only contain the following values: '] + metric_main.list_valid_metrics()))
+    if gpus != 1:
+        ctx.fail('--gpus: only single-process evaluation is supported by this tool')
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+
+    try:
+        snapshot = load_snapshot(network_pkl, map_location=device)
+        G = construct_from_snapshot(snapshot, 'G_ema', device)
+    except (SnapshotError, ValueError) as err:
+        ctx.fail(f'--network: {err}')
+
+    dataset_kwargs = dict(snapshot.get('training_set_kwargs') or {})
+    if data is not None:
+        dataset_kwargs = dict(class_name='training.dataset.ImageFolderDataset', path=data)
+    elif not dataset_kwargs:
+        ctx.fail('--data: could not look up the training data from the snapshot; please specify it')
+    dataset_kwargs.update(max_size=None, xflip=bool(mirror) if mirror is not None else False)
+    dataset_kwargs.setdefault('use_labels', G.c_dim > 0)
+    dataset_kwargs['resolution'] = G.img_resolution
+    if verbose:
+        print('Dataset options:', dataset_kwargs)
+
+    run_dir = os.path.dirname(os.path.abspath(network_pkl))
+    options = dict(num_gen=num_gen, cache_dir=metrics_cache)
+    detectors = {k: v for k, v in (('inception', inception), ('vgg16', vgg)) if v}
+    if detectors:
+        options['detectors'] = detectors
+    for metric in metrics:
+        if verbose:
+            print(f'Calculating {metric}...')
+        try:
+            result_dict = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=dataset_kwargs, device=device, **options)
+        except ValueError as err:  # DatasetError / MetricError name the problem
+            ctx.fail(f'{metric}: {err}')
+        metric_main.report_metric(result_dict, run_dir=run_dir, snapshot_pkl=network_pkl)
+
+
+if __name__ == '__main__':
+    calc_metrics()  # pylint: disable=no-value-for-parameter

@@ -1,0 +1,71 @@
+"""Generate images using a network snapshot written by train.py (upstream's CLI).
+
+  python vendor/stylegan2_ada/generate.py --network=runs/00000-.../network-snapshot-000100.pt \
+      --seeds=0-7 --trunc=1 --outdir=out
+"""
+import os
+import re
+
+import click
+import numpy as np
+import PIL.Image
+import torch
+
+from training.training_loop import construct_from_snapshot
+from vendor.common.runlog import SnapshotError, images_to_uint8
+
+
+def num_range(text):
+    """'1,2,5-10' -> [1, 2, 5, 6, 7, 8, 9, 10]."""
+    match = re.fullmatch(r'^(\d+)-(\d+)$', text)
+    if match:
+        return list(range(int(match.group(1)), int(match.group(2)) + 1))
+    try:
+        return [int(x) for x in text.split(',')]
+    except ValueError:
+        raise click.BadParameter(f'{text!r} is not a list of seeds like 0,1,4-6')
+
+
+def generate_images(G, seeds, truncation_psi=1.0, noise_mode='const', class_idx=None, device='cpu'):
+    """Yield (seed, uint8 HWC image) for each seed; z is drawn from RandomState(seed) like upstream."""
+    label = torch.zeros([1, G.c_dim], device=device)
+    if G.c_dim != 0:
+        if class_idx is None:
+            raise click.UsageError('--class: must be specified when using a conditional network')
+        if not 0 <= class_idx < G.c_dim:
+            raise click.UsageError(f'--class: must be in [0, {G.c_dim - 1}] for this network')
+        label[:, class_idx] = 1
+    elif class_idx is not None:
+        print('warn: --class=lbl ignored when running on an unconditional network')
+    for seed in seeds:
+        z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device, torch.float32)
+        with torch.no_grad():
+            img = G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode)
+        yield seed, images_to_uint8(img)[0].transpose(1, 2, 0)
+
+
+@click.command()
+@click.option('--network', 'network_path', help='Network snapshot (.pt) written by train.py', required=True)
+@click.option('--seeds', type=num_range, help='List of random seeds', required=True)
+@click.option('--trunc', 'truncation_psi', type=float, help='Truncation psi', default=1, show_default=True)
+@click.option('--class', 'class_idx', type=int, help='Class label (unconditional if not specified)')
+@click.option('--noise-mode', help='Noise mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
+@click.option('--outdir', help='Where to save the output images', type=str, required=True, metavar='DIR')
+@click.option('--device', help='cuda or cpu [default: cuda if available]', type=click.Choice(['cpu', 'cuda']))
+def generate_cli(network_path, seeds, truncation_psi, class_idx, noise_mode, outdir, device):
+    """Generate images using a trained network."""
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    print(f'Loading networks from "{network_path}"...')
+    try:
+        G = construct_from_snapshot(network_path, 'G_ema', device)
+    except (SnapshotError, ValueError) as err:
+        raise click.BadParameter(str(err), param_hint='--network')
+    os.makedirs(outdir, exist_ok=True)
+    for seed, img in generate_images(G, seeds, truncation_psi, noise_mode, class_idx, device):
+        print(f'Generating image for seed {seed} ...')
+        mode = 'L' if img.shape[2] == 1 else 'RGB'
+        PIL.Image.fromarray(img[:, :, 0] if mode == 'L' else img, mode).save(f'{outdir}/seed{seed:04d}.png')
+
+
+if __name__ == '__main__':
+    generate_cli()  # pylint: disable=no-value-for-parameter

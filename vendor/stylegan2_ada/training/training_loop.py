@@ -1,0 +1,511 @@
+"""StyleGAN2-ADA main training loop (upstream structure, our code).
+
+One iteration = one batch of reals; the G and D phases (main + lazily-applied regularisation)
+each take an optimizer step when `batch_idx % phase.interval == 0`. Multi-process training uses
+torch.distributed: parameters are broadcast from rank 0 at start, gradients are flattened,
+all-reduced and averaged before every optimizer step, training stats are summed over ranks.
+
+Integration points for sparse-training patches are marked `# HOOK (x)`; each is one place where a
+single added line can observe or modify training (see SPEC section 3).
+"""
+import copy
+import os
+import time
+
+import numpy as np
+import torch
+
+import dnnlib
+from torch_utils import misc
+from torch_utils import training_stats
+from torch_utils.ops import conv2d_gradfix
+from torch_utils.ops import grid_sample_gradfix
+from vendor.common import runlog
+
+import metrics.metric_main as metric_main
+
+SNAPSHOT_FORMAT = 'network-snapshot-{kimg:06d}.pt'
+
+
+# ---------------------------------------------------------------------------------------------
+# Small pure helpers (unit-tested on their own).
+
+def ada_adjust(p, signs_real_mean, target, batch_size, interval, ada_kimg):
+    """ADA heuristic: move p by sign(E[sign(D(real))] - target) * batch*interval / (ada_kimg*1000),
+    never below 0. Returns p unchanged when no real-sign statistics exist (nan)."""
+    if signs_real_mean is None or not np.isfinite(signs_real_mean):
+        return float(p)
+    step = np.sign(signs_real_mean - target) * (batch_size * interval) / (ada_kimg * 1000)
+    return max(float(p) + float(step), 0.0)
+
+
+def ema_beta(batch_size, cur_nimg, ema_kimg, ema_rampup):
+    """Per-step decay for G_ema: half-life of ema_kimg thousand images, shortened early on by the
+    ramp-up (half-life at most cur_nimg * ema_rampup)."""
+    ema_nimg = ema_kimg * 1000
+    if ema_rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
+    return 0.5 ** (batch_size / max(ema_nimg, 1e-8))
+
+
+def lazy_reg_optimizer_kwargs(opt_kwargs, reg_interval):
+    """Lazy regularisation compensates for the skipped steps: lr*mb_ratio, betas**mb_ratio."""
+    mb_ratio = reg_interval / (reg_interval + 1)
+    out = dict(opt_kwargs)
+    out['lr'] = opt_kwargs['lr'] * mb_ratio
+    out['betas'] = tuple(float(beta) ** mb_ratio for beta in opt_kwargs['betas'])
+    return out
+
+
+def plain(obj):
+    """Nested EasyDicts/tuples -> plain dicts/lists so snapshots load with weights_only=True."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj
+
+
+@torch.no_grad()
+def load_tensors_by_name(module, state, what):
+    """Copy every tensor of `module` that `state` (a state_dict) has, by name; extra names in
+    `state` (e.g. written by a patched run) are ignored, shape mismatches are an error."""
+    own = dict(misc.named_params_and_buffers(module))
+    copied = 0
+    for name, tensor in own.items():
+        if name in state:
+            if state[name].shape != tensor.shape:
+                raise ValueError(f'resume: {what}.{name} has shape {tuple(state[name].shape)} in the snapshot, '
+                                 f'expected {tuple(tensor.shape)} (different network config?)')
+            tensor.copy_(state[name])
+            copied += 1
+    if copied == 0:
+        raise ValueError(f'resume: the snapshot holds no tensor of {what} (wrong file?)')
+
+
+def setup_snapshot_image_grid(training_set, random_seed=0, grid_size=None):
+    """(grid_w, grid_h), uint8 reals [N,C,H,W], labels [N, c_dim]; grid_size overrides the
+    upstream size (about a 7680x4320 canvas) which is slow on a CPU."""
+    rnd = np.random.RandomState(random_seed)
+    if grid_size is None:
+        gw = int(np.clip(7680 // training_set.resolution, 7, 32))
+        gh = int(np.clip(4320 // training_set.resolution, 4, 32))
+    else:
+        gw, gh = grid_size
+    indices = [int(rnd.randint(len(training_set))) for _ in range(gw * gh)]
+    images, labels = zip(*[training_set[i] for i in indices])
+    return (gw, gh), np.stack(images), np.stack(labels)
+
+
+def save_grid(images, path, grid_size):
+    """images: float [-1,1] tensor/array or uint8 array [N,C,H,W]."""
+    if isinstance(images, np.ndarray) and images.dtype == np.uint8:
+        images = images.astype(np.float32) / 127.5 - 1
+    runlog.save_image_grid(images, path, grid=grid_size)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def training_loop(
+    run_dir='.',                    # Output directory.
+    training_set_kwargs={},         # Options for training set (training.dataset.ImageFolderDataset).
+    data_loader_kwargs={},          # Options for torch.utils.data.DataLoader.
+    G_kwargs={},                    # Options for generator network (class_name + kwargs).
+    D_kwargs={},                    # Options for discriminator network.
+    G_opt_kwargs={},                # Options for generator optimizer (class_name, lr, betas, eps).
+    D_opt_kwargs={},                # Options for discriminator optimizer.
+    augment_kwargs=None,            # Options for augmentation pipeline. None = disable.
+    loss_kwargs={},                 # Options for loss function.
+    metrics=[],                     # Metrics to evaluate at every network snapshot.
+    metric_kwargs={},               # Extra options for metric_main.calc_metric (num_gen, detector, cache_dir).
+    random_seed=0,                  # Global random seed.
+    num_gpus=1,                     # Number of processes taking part.
+    rank=0,                         # Rank of the current process in [0, num_gpus[.
+    device='cuda',                  # 'cuda' or 'cpu'.
+    batch_size=4,                   # Total batch size for one training iteration.
+    batch_gpu=4,                    # Images per process per accumulation round.
+    ema_kimg=10,                    # Half-life of the exponential moving average (EMA) of G weights.
+    ema_rampup=None,                # EMA ramp-up coefficient.
+    G_reg_interval=4,               # How often to perform regularization for G? None = disable lazy regularization.
+    D_reg_interval=16,              # How often to perform regularization for D? None = disable lazy regularization.
+    augment_p=0,                    # Initial value of augmentation probability.
+    ada_target=None,                # ADA target value. None = fixed p.
+    ada_interval=4,                 # How often to perform ADA adjustment?
+    ada_kimg=500,                   # ADA adjustment speed: kimg for p to go 0 -> 1.
+    apa=False,                      # Adaptive pseudo augmentation instead of / besides the augment pipe.
+    total_kimg=25000,               # Total length of the training, measured in thousands of real images.
+    kimg_per_tick=4,                # Progress snapshot interval.
+    image_snapshot_ticks=50,        # How often to save image snapshots? None = disable.
+    network_snapshot_ticks=50,      # How often to save network snapshots? None = disable.
+    image_grid_size=None,           # (cols, rows) of the image grids; None = upstream's size.
+    resume_pkl=None,                # Snapshot (.pt) to resume from (networks, optimizers, p, counters).
+    cudnn_benchmark=True,           # Enable torch.backends.cudnn.benchmark?
+    allow_tf32=False,               # Enable TF32 for matmul and convolutions?
+    abort_fn=None,                  # Callback that determines whether to abort training.
+    progress_fn=None,               # Callback function for updating training progress.
+):
+    # Initialize.
+    start_time = time.time()
+    device = torch.device(device)
+    np.random.seed(random_seed * num_gpus + rank)
+    torch.manual_seed(random_seed * num_gpus + rank)
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+        torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+        torch.backends.cudnn.allow_tf32 = allow_tf32
+    conv2d_gradfix.enabled = True         # Improves training speed (custom weight-gradient path).
+    grid_sample_gradfix.enabled = True    # Avoids errors with the augmentation pipe.
+    distributed = num_gpus > 1
+
+    # Load training set.
+    if rank == 0:
+        print('Loading training set...')
+    training_set = dnnlib.util.construct_class_by_name(**training_set_kwargs)
+    training_set_sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=num_gpus, seed=random_seed)
+    training_set_iterator = iter(torch.utils.data.DataLoader(
+        dataset=training_set, sampler=training_set_sampler, batch_size=batch_size // num_gpus, **data_loader_kwargs))
+    if rank == 0:
+        print()
+        print('Num images: ', len(training_set))
+        print('Image shape:', training_set.image_shape)
+        print('Label shape:', training_set.label_shape)
+        print()
+
+    # Construct networks.
+    if rank == 0:
+        print('Constructing networks...')
+    common_kwargs = dict(c_dim=training_set.label_dim, img_resolution=training_set.resolution,
+                         img_channels=training_set.num_channels)
+    G = dnnlib.util.construct_class_by_name(**G_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
+    D = dnnlib.util.construct_class_by_name(**D_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
+
+    # Resume from existing snapshot (networks first; the rest once optimizers exist).
+    resume_data = None
+    if resume_pkl is not None:
+        if rank == 0:
+            print(f'Resuming from "{resume_pkl}"')
+        resume_data = runlog.load_snapshot(resume_pkl, map_location=device)
+        for name, module in [('G', G), ('D', D)]:
+            load_tensors_by_name(module, resume_data[name], name)
+
+    # HOOK (a): G and D exist and are resumed; nothing has copied them yet (G_ema, DDP, optimizers).
+    G_ema = copy.deepcopy(G).eval()
+    if resume_data is not None:
+        # Again by name, so tensors a hook at (a) added (e.g. mask buffers) are restored as well.
+        for name, module in [('G', G), ('D', D), ('G_ema', G_ema)]:
+            load_tensors_by_name(module, resume_data[name], name)
+
+    if rank == 0:
+        for name, module in [('G', G), ('D', D)]:
+            count = sum(p.numel() for p in module.parameters())
+            print(f'{name}: {count:,} parameters')
+        print()
+
+    # Setup augmentation.
+    if rank == 0:
+        print('Setting up augmentation...')
+    augment_pipe = None
+    ada_stats = None
+    if augment_kwargs is not None and (augment_p > 0 or ada_target is not None):
+        augment_pipe = dnnlib.util.construct_class_by_name(**augment_kwargs).train().requires_grad_(False).to(device)
+        augment_pipe.p.copy_(torch.as_tensor(augment_p))
+    apa_module = None
+    if apa:
+        from training.loss import AdaptivePseudoAugment
+        apa_module = AdaptivePseudoAugment().to(device)
+        apa_module.p.copy_(torch.as_tensor(augment_p))
+    # The quantity ADA (or APA) adapts: exactly one of the two when ada_target is set.
+    adaptive = apa_module if apa_module is not None else augment_pipe
+    if ada_target is not None and adaptive is not None:
+        ada_stats = training_stats.Collector(regex='Loss/signs/real')
+
+    # Distribute across processes: identical start on every rank.
+    if rank == 0:
+        print(f'Distributing across {num_gpus} processes...')
+    if distributed:
+        for module in [G, D, G_ema, augment_pipe, apa_module]:
+            if module is not None:
+                for tensor in misc.params_and_buffers(module):
+                    torch.distributed.broadcast(tensor.data, src=0)
+
+    # Setup training phases.
+    if rank == 0:
+        print('Setting up training phases...')
+    loss = dnnlib.util.construct_class_by_name(device=device, G_mapping=G.mapping, G_synthesis=G.synthesis, D=D,
+                                               augment_pipe=augment_pipe, apa=apa_module, **loss_kwargs)
+    # HOOK (e): `loss.extra_loss_fn = fn` adds fn('G') / fn('D') to the main G / D losses.
+    phases = []
+    for name, module, opt_kwargs, reg_interval in [('G', G, G_opt_kwargs, G_reg_interval),
+                                                   ('D', D, D_opt_kwargs, D_reg_interval)]:
+        opt_kwargs = dict(opt_kwargs)
+        class_name = opt_kwargs.pop('class_name', 'torch.optim.Adam')
+        if 'betas' in opt_kwargs:  # torch wants both floats (a JSON/CLI [0, 0.99] has an int)
+            opt_kwargs['betas'] = tuple(float(beta) for beta in opt_kwargs['betas'])
+        if reg_interval is None:
+            opt = dnnlib.util.construct_class_by_name(module.parameters(), class_name=class_name, **opt_kwargs)
+            phases += [dnnlib.EasyDict(name=name + 'both', module=module, opt=opt, interval=1)]
+        else:  # Lazy regularization.
+            opt_kwargs = lazy_reg_optimizer_kwargs(opt_kwargs, reg_interval)
+            opt = dnnlib.util.construct_class_by_name(module.parameters(), class_name=class_name, **opt_kwargs)
+            phases += [dnnlib.EasyDict(name=name + 'main', module=module, opt=opt, interval=1)]
+            phases += [dnnlib.EasyDict(name=name + 'reg', module=module, opt=opt, interval=reg_interval)]
+    G_opt = phases[0].opt
+    D_opt = phases[-1].opt
+
+    # Counters, restored from the snapshot when resuming.
+    cur_nimg = 0
+    cur_tick = 0
+    batch_idx = 0
+    elapsed_before = 0.0
+    if resume_data is not None:
+        if 'G_opt' in resume_data:
+            G_opt.load_state_dict(resume_data['G_opt'])
+            D_opt.load_state_dict(resume_data['D_opt'])
+        if adaptive is not None and resume_data.get('augment_p') is not None:
+            adaptive.p.copy_(torch.as_tensor(resume_data['augment_p']))
+        if resume_data.get('pl_mean') is not None:
+            loss.pl_mean.copy_(torch.as_tensor(resume_data['pl_mean']))
+        cur_nimg = int(resume_data.get('cur_nimg', 0))
+        cur_tick = int(resume_data.get('cur_tick', 0))
+        batch_idx = int(resume_data.get('batch_idx', 0))
+        elapsed_before = float(resume_data.get('total_sec', 0.0))
+        # HOOK (h, resume): restore extra state saved under its own key of resume_data.
+
+    # Export sample images.
+    grid_size = grid_z = grid_c = None
+    if rank == 0 and image_snapshot_ticks:
+        print('Exporting sample images...')
+        grid_size, images, labels = setup_snapshot_image_grid(training_set, random_seed, image_grid_size)
+        save_grid(images, os.path.join(run_dir, 'reals.png'), grid_size)
+        grid_z = torch.randn([labels.shape[0], G.z_dim], device=device).split(batch_gpu)
+        grid_c = torch.from_numpy(labels).to(device).split(batch_gpu)
+        if resume_data is None:
+            save_grid(_generate_grid(G_ema, grid_z, grid_c), os.path.join(run_dir, 'fakes_init.png'), grid_size)
+
+    # Initialize logs.
+    if rank == 0:
+        print('Initializing logs...')
+    stats_collector = training_stats.Collector(regex='.*')
+    stats_metrics = dict()
+    stats_writer = None
+    stats_tfevents = None
+    if rank == 0:
+        stats_writer = runlog.StatsWriter(run_dir)
+        try:
+            import torch.utils.tensorboard as tensorboard
+            stats_tfevents = tensorboard.SummaryWriter(run_dir)
+        except ImportError:
+            pass  # TensorBoard is optional.
+
+    # Train.
+    if rank == 0:
+        print(f'Training for {total_kimg} kimg...')
+        print()
+    progress = runlog.ProgressLine(start_time=start_time, elapsed_before=elapsed_before)
+    progress.start_from(cur_nimg / 1000)
+    tick_start_nimg = cur_nimg
+    done = cur_nimg >= total_kimg * 1000
+    if progress_fn is not None:
+        progress_fn(0, total_kimg)
+    while not done:
+
+        # Fetch training data.
+        phase_real_img, phase_real_c = next(training_set_iterator)
+        phase_real_img = (phase_real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
+        phase_real_c = phase_real_c.to(device).split(batch_gpu)
+        all_gen_z = torch.randn([len(phases) * batch_size, G.z_dim], device=device)
+        all_gen_z = [phase_gen_z.split(batch_gpu) for phase_gen_z in all_gen_z.split(batch_size)]
+        all_gen_c = [training_set.get_label(np.random.randint(len(training_set))) for _ in range(len(phases) * batch_size)]
+        all_gen_c = torch.from_numpy(np.stack(all_gen_c)).to(device)
+        all_gen_c = [phase_gen_c.split(batch_gpu) for phase_gen_c in all_gen_c.split(batch_size)]
+
+        # Execute training phases.
+        for phase, phase_gen_z, phase_gen_c in zip(phases, all_gen_z, all_gen_c):
+            if batch_idx % phase.interval != 0:
+                continue
+            if phase.name == 'Greg' and loss.pl_weight == 0:
+                continue  # Nothing to regularise (e.g. cfg cifar).
+            if phase.name == 'Dreg' and loss.r1_gamma == 0:
+                continue
+
+            # Accumulate gradients over the rounds of this process's share of the batch.
+            phase.opt.zero_grad(set_to_none=True)
+            phase.module.requires_grad_(True)
+            num_rounds = len(phase_real_img)
+            for round_idx, (real_img, real_c, gen_z, gen_c) in enumerate(
+                    zip(phase_real_img, phase_real_c, phase_gen_z, phase_gen_c)):
+                loss.accumulate_gradients(phase=phase.name, real_img=real_img, real_c=real_c, gen_z=gen_z,
+                                          gen_c=gen_c, sync=(round_idx == num_rounds - 1), gain=phase.interval)
+            phase.module.requires_grad_(False)
+
+            # Average gradients over processes, scrub non-finite values, update weights.
+            _allreduce_gradients(phase.module, num_gpus)
+            # HOOK (b, before): gradients are final (averaged over processes) here.
+            phase.opt.step()
+            # HOOK (b): right after phase.opt.step() (phase.name in Gmain/Greg/Gboth/Dmain/Dreg/Dboth).
+
+        # Update G_ema (parameters decay towards G; buffers are copied, zipped by order).
+        with torch.no_grad():
+            beta = ema_beta(batch_size, cur_nimg, ema_kimg, ema_rampup)
+            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                p_ema.copy_(p.lerp(p_ema, beta))
+            for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+                b_ema.copy_(b)
+        # HOOK (c): after the G_ema update.
+
+        # Update state.
+        cur_nimg += batch_size  # HOOK (d): one iteration = batch_size real images shown.
+        batch_idx += 1
+
+        # Execute ADA heuristic.
+        if ada_stats is not None and batch_idx % ada_interval == 0:
+            ada_stats.update()
+            new_p = ada_adjust(float(adaptive.p), ada_stats['Loss/signs/real'], ada_target,
+                               batch_size, ada_interval, ada_kimg)
+            adaptive.p.copy_(torch.as_tensor(new_p))
+
+        # Perform maintenance tasks once per tick.
+        done = cur_nimg >= total_kimg * 1000
+        if (not done) and (cur_tick != 0) and (cur_nimg < tick_start_nimg + kimg_per_tick * 1000):
+            continue
+
+        # Print status line, accumulating the same information in training_stats.
+        augment_value = float(adaptive.p) if adaptive is not None else 0.0
+        extra = dict(augment=f'{augment_value:.3f}')
+        if device.type == 'cuda':
+            extra['gpumem'] = f'{torch.cuda.max_memory_allocated(device) / 2**30:.2f}GiB'
+            torch.cuda.reset_peak_memory_stats()
+        line = progress.tick(cur_tick, cur_nimg / 1000, **extra)
+        training_stats.report0('Progress/tick', cur_tick)
+        training_stats.report0('Progress/kimg', cur_nimg / 1e3)
+        training_stats.report0('Timing/total_sec', progress.total_sec)
+        training_stats.report0('Timing/sec_per_tick', progress.sec_per_tick)
+        training_stats.report0('Timing/sec_per_kimg', progress.sec_per_kimg)
+        training_stats.report0('Resources/peak_rss_gb', progress.max_rss_gb)
+        training_stats.report0('Progress/augment', augment_value)
+        if rank == 0:
+            print(line, flush=True)
+
+        # Check for abort.
+        if (not done) and (abort_fn is not None) and abort_fn():
+            done = True
+            if rank == 0:
+                print()
+                print('Aborting...')
+
+        # Save image snapshot.
+        if rank == 0 and image_snapshot_ticks and (done or cur_tick % image_snapshot_ticks == 0):
+            save_grid(_generate_grid(G_ema, grid_z, grid_c),
+                      os.path.join(run_dir, f'fakes{cur_nimg // 1000:06d}.png'), grid_size)
+
+        # Save network snapshot.
+        snapshot_path = None
+        tick_metrics = dict()
+        if network_snapshot_ticks and (done or cur_tick % network_snapshot_ticks == 0):
+            snapshot_data = dict(
+                G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(),
+                G_opt=G_opt.state_dict(), D_opt=D_opt.state_dict(),
+                augment_p=(adaptive.p.detach().cpu() if adaptive is not None else None),
+                pl_mean=loss.pl_mean.detach().cpu(),
+                cur_nimg=cur_nimg, cur_tick=cur_tick + 1, batch_idx=batch_idx, total_sec=progress.total_sec,
+                G_kwargs=plain(G_kwargs), D_kwargs=plain(D_kwargs), common_kwargs=plain(common_kwargs),
+                training_set_kwargs=plain(training_set_kwargs),
+            )
+            # HOOK (h, save): add extra state to snapshot_data under its own key.
+            snapshot_path = os.path.join(run_dir, SNAPSHOT_FORMAT.format(kimg=cur_nimg // 1000))
+            if rank == 0:
+                runlog.save_snapshot(snapshot_data, snapshot_path)
+
+            # Evaluate metrics (G_ema, every process takes part like upstream's calc_metric).
+            for metric in metrics:
+                result_dict = metric_main.calc_metric(metric=metric, G=G_ema, dataset_kwargs=training_set_kwargs,
+                                                      num_gpus=num_gpus, rank=rank, device=device, **metric_kwargs)
+                if rank == 0:
+                    metric_main.report_metric(result_dict, run_dir=run_dir, snapshot_pkl=snapshot_path)
+                stats_metrics.update(result_dict['results'])
+                tick_metrics.update({f'Metrics/{k}': v for k, v in result_dict['results'].items()})
+                metric_value = result_dict['primary']  # noqa: F841  HOOK (g): the metric value of this snapshot.
+
+        # Collect statistics.
+        stats_collector.update()
+        stats_dict = stats_collector.as_dict()
+
+        # Update logs.
+        timestamp = time.time()
+        if rank == 0:
+            tick_stats = {
+                'progress/tick': cur_tick,
+                'progress/kimg': cur_nimg / 1e3,
+                'timing/total_sec': progress.total_sec,
+                'timing/sec_per_tick': progress.sec_per_tick,
+                'timing/sec_per_kimg': progress.sec_per_kimg,
+                'Loss/G': _mean(stats_dict, 'Loss/G/loss'),
+                'Loss/D': _mean(stats_dict, 'Loss/D/loss'),
+                'Progress/augment': augment_value,
+                'timestamp': timestamp,
+            }
+            for name, value in stats_dict.items():
+                tick_stats.setdefault(name, value.mean)
+            tick_stats.update(tick_metrics)  # metrics evaluated at this tick's snapshot, if any
+            # HOOK (f): the per-tick stats dict, written on the next line.
+            stats_writer.write(tick_stats)
+            if stats_tfevents is not None:
+                global_step = int(cur_nimg / 1e3)
+                for name, value in stats_dict.items():
+                    stats_tfevents.add_scalar(name, value.mean, global_step=global_step)
+                for name, value in stats_metrics.items():
+                    stats_tfevents.add_scalar(f'Metrics/{name}', value, global_step=global_step)
+                stats_tfevents.flush()
+        if progress_fn is not None:
+            progress_fn(cur_nimg // 1000, total_kimg)
+
+        # Update state.
+        cur_tick += 1
+        tick_start_nimg = cur_nimg
+
+    # Done.
+    # HOOK (i): end of training.
+    if stats_tfevents is not None:
+        stats_tfevents.close()
+    if rank == 0:
+        print()
+        print('Exiting...')
+    return dict(cur_nimg=cur_nimg, cur_tick=cur_tick, G=G, D=D, G_ema=G_ema)
+
+
+def _mean(stats_dict, name):
+    return stats_dict[name].mean if name in stats_dict else float('nan')
+
+
+def _allreduce_gradients(module, num_gpus):
+    """Average gradients over processes (one flat all-reduce) and replace nan/inf."""
+    params = [param for param in module.parameters() if param.grad is not None]
+    if not params:
+        return
+    flat = torch.cat([param.grad.flatten() for param in params])
+    if num_gpus > 1:
+        torch.distributed.all_reduce(flat)
+        flat /= num_gpus
+    misc.nan_to_num(flat, nan=0, posinf=1e5, neginf=-1e5, out=flat)
+    for param, grad in zip(params, flat.split([param.numel() for param in params])):
+        param.grad = grad.reshape(param.shape)
+
+
+@torch.no_grad()
+def _generate_grid(G_ema, grid_z, grid_c):
+    return torch.cat([G_ema(z=z, c=c, noise_mode='const').cpu() for z, c in zip(grid_z, grid_c)])
+
+
+def construct_from_snapshot(snapshot, name='G_ema', device='cpu'):
+    """Rebuild network `name` ('G', 'G_ema' or 'D') from a snapshot dict or path written by this loop
+    (its constructor arguments are stored alongside the weights, so nothing is unpickled)."""
+    data = runlog.load_snapshot(snapshot, map_location=device) if isinstance(snapshot, str) else snapshot
+    where = snapshot if isinstance(snapshot, str) else 'snapshot'
+    for key in (name, 'common_kwargs', 'G_kwargs' if name.startswith('G') else 'D_kwargs'):
+        if key not in data:
+            raise ValueError(f'{where}: not a StyleGAN2-ADA training snapshot (no {key!r} entry)')
+    kwargs = data['G_kwargs'] if name.startswith('G') else data['D_kwargs']
+    net = dnnlib.util.construct_class_by_name(**kwargs, **data['common_kwargs'])
+    net = net.eval().requires_grad_(False).to(device)
+    load_tensors_by_name(net, data[name], name)
+    return net
