@@ -90,8 +90,10 @@ def forward_flops(net: nn.Module, run: Callable[[], object], owners: set[str]) -
     # or a patched run would diverge from the unmodified one it is compared with.
     was_training = [(m, m.training) for m in net.modules()]
     net.eval()
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     try:
-        with torch.no_grad(), mode:
+        # fork_rng: a forward that draws noise must not shift the training run's random stream either.
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), mode:
             run()
     finally:
         h1.remove()

@@ -70,6 +70,20 @@ def click_options(interval: int, warmup: int | None = None, exclude: str = ""):
     return decorate
 
 
+def pop_flags(kwargs: dict, on_error=None) -> dict:
+    """Remove the method flags from a click kwargs dict (so the vendor's own option parsing never sees them),
+    validate them, and return them as a plain dict for the training loop."""
+    flags = {dest: kwargs.pop(dest) for _, dest, *_ in _FLAGS if dest in kwargs}
+    try:
+        config_from_flags(flags)
+    except ConfigError as e:
+        if on_error is None:
+            raise
+        on_error(f"sparse training: {e}")
+        raise
+    return flags
+
+
 def config_from_flags(args):
     """ReGANConfig / RGGANConfig from parsed flags (a namespace or a dict); None for --sparse none."""
     get = args.get if isinstance(args, dict) else lambda k, d=None: getattr(args, k, d)
@@ -158,10 +172,11 @@ def _save_atomic(obj, path: str) -> None:
         raise
 
 
-def export_generators(ctrl, which: str, out_dir: str, extra: dict | None = None) -> list[str]:
-    """Write G_sparse.pt and G_dense.pt ({'G': state_dict, **extra}) for a sparse run; nothing for a dense one.
+def export_generators(ctrl, which: str, out_dir: str, extra: dict | None = None, key: str = "G") -> list[str]:
+    """Write G_sparse.pt and G_dense.pt ({key: state_dict, **extra}) for a sparse run; nothing for a dense one.
 
-    The state_dicts have the vendor's own keys, so the unmodified vendor code loads them.
+    The state_dicts have the vendor's own keys, so the unmodified vendor code loads them (`key` and `extra`
+    make the file look like the vendor's own snapshot where its tools expect one).
     """
     if isinstance(ctrl, DenseController):
         return []
@@ -169,6 +184,6 @@ def export_generators(ctrl, which: str, out_dir: str, extra: dict | None = None)
     for kind, sparse in (("sparse", True), ("dense", False)):
         net = ctrl.export(which, sparse=sparse)
         path = os.path.join(out_dir, f"G_{kind}.pt")
-        _save_atomic({"G": net.state_dict(), "kind": kind, "method": ctrl.method, **(extra or {})}, path)
+        _save_atomic({key: net.state_dict(), "kind": kind, "method": ctrl.method, **(extra or {})}, path)
         paths.append(path)
     return paths
