@@ -1,7 +1,6 @@
 """patches/sngan.patch: applies to vendor/sngan as committed and gives the Re-/RG-SNGAN runs (SPEC §3)."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ import pytest
 import torch
 
 from sparse_core import regan
+from patch_checks import assert_applies_with_standard_tools
 from sparse_core.patching import apply_to_copy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,13 +36,7 @@ def stats(logdir):
 
 
 def test_patch_is_small_and_applies_with_gnu_patch(tmp_path):
-    changed = [l for l in PATCH.read_text().splitlines()
-               if l[:1] in "+-" and not l.startswith(("+++", "---"))]
-    assert len(changed) <= 40
-    copy = tmp_path / "sngan"
-    shutil.copytree(ROOT / "vendor" / "sngan", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run(["patch", "-p1", "--dry-run", "-s", "-i", str(PATCH)], cwd=copy, check=True)
-    subprocess.run(["git", "apply", "--check", str(PATCH)], cwd=copy, check=True)
+    assert_applies_with_standard_tools(PATCH, "sngan", tmp_path, max_changed=40)
 
 
 def test_regan_phase_sequence_sparsity_and_lr(patched, tmp_path):

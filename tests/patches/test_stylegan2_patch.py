@@ -1,7 +1,6 @@
 """patches/stylegan2_ada.patch: applies to vendor/stylegan2_ada as committed; Re-/RG-StyleGAN2 runs (SPEC §3)."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ import pytest
 import torch
 
 from sparse_core import regan
+from patch_checks import assert_applies_with_standard_tools
 from sparse_core.patching import apply_to_copy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,12 +44,7 @@ def stats(outdir):
 
 
 def test_patch_is_small_and_applies_with_gnu_patch(tmp_path):
-    changed = [l for l in PATCH.read_text().splitlines() if l[:1] in "+-" and not l.startswith(("+++", "---"))]
-    assert len(changed) <= 60
-    copy = tmp_path / "sg2"
-    shutil.copytree(ROOT / "vendor" / "stylegan2_ada", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run(["patch", "-p1", "--dry-run", "-s", "-i", str(PATCH)], cwd=copy, check=True)
-    subprocess.run(["git", "apply", "--check", str(PATCH)], cwd=copy, check=True)
+    assert_applies_with_standard_tools(PATCH, "stylegan2_ada", tmp_path, max_changed=60)
 
 
 def test_regan_phases_masks_on_G_and_G_ema_torgb_excluded(patched, tmp_path):
