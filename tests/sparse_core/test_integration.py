@@ -31,7 +31,7 @@ def test_flags_to_configs():
 
 
 def test_click_options_match_argparse():
-    click = pytest.importorskip("click")
+    import click
 
     @click.command()
     @integration.click_options(interval=5000)
