@@ -1,0 +1,231 @@
+"""Run-directory output shared by the vendor trees: stats.jsonl, snapshots, image grids, progress lines.
+
+Snapshots and images are written atomically (temporary file in the same folder, then os.replace),
+so a crash or a full disk never leaves a half-written file under the final name. Snapshots are
+read with torch.load(weights_only=True): a checkpoint can hold tensors and plain containers only,
+and loading one never runs code.
+"""
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+STATS_FILE = "stats.jsonl"
+
+
+class SnapshotError(RuntimeError):
+    """A snapshot file is missing, corrupt, or holds something other than tensors and containers."""
+
+
+# ------------------------------------------------------------------------------------------------
+# stats.jsonl
+
+
+def _json_value(value):
+    """Plain JSON for the numbers a training loop produces (tensors, numpy scalars, nan/inf)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        value = value.item() if value.numel() == 1 else value.tolist()
+    elif isinstance(value, np.ndarray):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no nan/inf; null keeps the line parseable by any reader
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if value is None or isinstance(value, (str, bool, numbers.Number)):
+        return value
+    raise TypeError(f"stats value of type {type(value).__name__} is not JSON-serialisable")
+
+
+def append_jsonl(path: str, record: dict) -> None:
+    """Append one JSON object as one line and flush it to the OS (readable while training runs)."""
+    line = json.dumps(_json_value(record), sort_keys=False)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+        handle.flush()
+
+
+class StatsWriter:
+    """Appends one JSON object per tick to `<run_dir>/stats.jsonl`."""
+
+    def __init__(self, run_dir: str, file_name: str = STATS_FILE):
+        os.makedirs(run_dir, exist_ok=True)
+        self.path = os.path.join(run_dir, file_name)
+
+    def write(self, stats: dict) -> None:
+        append_jsonl(self.path, stats)
+
+
+def read_jsonl(path: str) -> list[dict]:
+    with open(path, "r", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+# ------------------------------------------------------------------------------------------------
+# atomic writes, snapshots
+
+
+def atomic_write(path: str, write_fn, suffix: str = ".tmp") -> None:
+    """Call write_fn(tmp_path) for a temporary file next to `path`, then rename it over `path`.
+    On any failure the temporary file is removed and `path` is left as it was."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix,
+                                        dir=folder)
+    os.close(handle)
+    try:
+        write_fn(tmp_path)
+        # mkstemp creates the file private (0600); give the final file the usual umask-based mode
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
+        with open(tmp_path, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def save_snapshot(obj, path: str) -> None:
+    """torch.save `obj` (tensors and plain containers) to `path` atomically."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def load_snapshot(path: str, map_location="cpu"):
+    """Load a snapshot with weights_only=True; a bad file raises SnapshotError naming it."""
+    if not os.path.isfile(path):
+        raise SnapshotError(f"{path}: snapshot file not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several types for truncated / foreign / unsafe files
+        raise SnapshotError(f"{path}: corrupt or unsafe snapshot, cannot be loaded with "
+                            f"weights_only=True ({type(error).__name__}: {error})") from error
+
+
+# ------------------------------------------------------------------------------------------------
+# image grids
+
+
+def images_to_uint8(images) -> np.ndarray:
+    """[-1, 1] float images (tensor or array) -> uint8 [N, C, H, W] with x*127.5 + 128, clamped."""
+    if isinstance(images, torch.Tensor):
+        images = images.detach().to("cpu", torch.float64).numpy()
+    images = np.asarray(images, dtype=np.float64)
+    return np.clip(np.floor(images * 127.5 + 128.0), 0, 255).astype(np.uint8)
+
+
+def save_image_grid(images, path: str, grid: tuple[int, int] | None = None) -> None:
+    """Tile [N, C, H, W] images in [-1, 1] into a (cols, rows) PNG; empty cells stay black."""
+    pixels = images_to_uint8(images)
+    if pixels.ndim != 4 or pixels.shape[1] not in (1, 3):
+        raise ValueError(f"save_image_grid: images must be [N, 1|3, H, W], got {pixels.shape}")
+    count, channels, height, width = pixels.shape
+    if grid is None:
+        cols = max(1, math.ceil(math.sqrt(count)))
+        grid = (cols, max(1, math.ceil(count / cols)))
+    cols, rows = int(grid[0]), int(grid[1])
+    if cols < 1 or rows < 1 or count > cols * rows:
+        raise ValueError(f"save_image_grid: grid {grid} cannot hold {count} images")
+    canvas = np.zeros((rows * height, cols * width, channels), dtype=np.uint8)
+    for index in range(count):
+        row, col = divmod(index, cols)
+        canvas[row * height:(row + 1) * height, col * width:(col + 1) * width] = \
+            pixels[index].transpose(1, 2, 0)
+    from PIL import Image
+
+    image = Image.fromarray(canvas[:, :, 0] if channels == 1 else canvas, "L" if channels == 1 else "RGB")
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), suffix=".png")
+
+
+# ------------------------------------------------------------------------------------------------
+# progress line
+
+
+def format_duration(seconds: float) -> str:
+    """12s, 1m 02s, 1h 02m 03s, 2d 03h 04m."""
+    total = int(round(seconds))
+    if total < 60:
+        return f"{total}s"
+    if total < 3600:
+        return f"{total // 60}m {total % 60:02d}s"
+    if total < 86400:
+        return f"{total // 3600}h {(total // 60) % 60:02d}m {total % 60:02d}s"
+    return f"{total // 86400}d {(total // 3600) % 24:02d}h {(total // 60) % 60:02d}m"
+
+
+_peak_rss_bytes = 0
+
+
+def max_rss_gb() -> float:
+    """Peak resident memory of this process in GiB: the larger of the kernel's ru_maxrss (where
+    available) and the highest current RSS psutil has reported to this function."""
+    global _peak_rss_bytes
+    import psutil
+
+    _peak_rss_bytes = max(_peak_rss_bytes, psutil.Process().memory_info().rss)
+    try:
+        import resource
+
+        # Linux reports ru_maxrss in KiB
+        _peak_rss_bytes = max(_peak_rss_bytes, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    except (ImportError, OSError):
+        pass
+    return _peak_rss_bytes / 2 ** 30
+
+
+class ProgressLine:
+    """Formats the one-line per-tick report and keeps the timing numbers for the stats record:
+    `tick 3  kimg 12.8  time 1m 02s  sec/tick 20.1  sec/kimg 1.57  maxrss 1.2 GiB  loss_G=0.12`.
+    `start_time` lets a resumed run keep counting from its previous total."""
+
+    def __init__(self, start_time: float | None = None, elapsed_before: float = 0.0, clock=time.time):
+        self._clock = clock
+        self._start = clock() if start_time is None else start_time
+        self._elapsed_before = float(elapsed_before)
+        self._last_time = self._clock()
+        self._last_kimg = None
+        self.total_sec = self._elapsed_before
+        self.sec_per_tick = 0.0
+        self.sec_per_kimg = 0.0
+        self.max_rss_gb = 0.0
+
+    def tick(self, tick: int, kimg: float, **extra) -> str:
+        """Update timing for a tick ending at `kimg` and return the formatted line."""
+        now = self._clock()
+        self.total_sec = self._elapsed_before + (now - self._start)
+        self.sec_per_tick = now - self._last_time
+        kimg_done = kimg - self._last_kimg if self._last_kimg is not None else kimg
+        self.sec_per_kimg = self.sec_per_tick / kimg_done if kimg_done > 0 else 0.0
+        self.max_rss_gb = max_rss_gb()
+        self._last_time, self._last_kimg = now, kimg
+        return self.format(tick, kimg, **extra)
+
+    def start_from(self, kimg: float) -> None:
+        """Make the next tick measure sec/kimg from `kimg` (e.g. after resuming)."""
+        self._last_kimg = kimg
+
+    def format(self, tick: int, kimg: float, **extra) -> str:
+        parts = [
+            f"tick {tick}",
+            f"kimg {kimg:.1f}",
+            f"time {format_duration(self.total_sec)}",
+            f"sec/tick {self.sec_per_tick:.1f}",
+            f"sec/kimg {self.sec_per_kimg:.2f}",
+            f"maxrss {self.max_rss_gb:.1f} GiB",
+        ]
+        for key, value in extra.items():
+            parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
+        return "  ".join(parts)

@@ -1,0 +1,405 @@
+"""Train SNGAN (ResNet, hinge loss) on 32x32 images: the unmodified baseline.
+
+    python vendor/sngan/train.py --data digits --logdir runs/sngan_digits
+    python vendor/sngan/train.py --dataset cifar10 --data_root ./data --logdir runs/sngan_cifar10
+    python vendor/sngan/train.py --data digits --ch 32 --total_steps 50 --batch_size 16 --logdir /tmp/t
+
+Flags and defaults follow the widely used PyTorch GAN collection (Adam 2e-4, betas (0, 0.9), n_dis 5,
+batch 64 for D and 2x that for G, z 128, 100k steps, linear LR decay, G width 256, D width 128). Additions: --data-ratio,
+--diffaug, --metric, --tick_steps, --snapshot_steps, --resume, --ch, --device.
+
+Run directory (--logdir): stats.jsonl (one JSON object per tick), metric-<name>.jsonl,
+samples-<step>.png from fixed latents, snapshot-<step>.pt and last.pt (atomic, weights_only
+loadable), G_final.pt at the end.
+
+The loop is kept flat on purpose: patches/sngan.patch adds one line next to each named place.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+if __package__:
+    from .losses import hinge_loss_D, hinge_loss_G
+    from .models import ResDiscriminator32, ResGenerator32
+else:  # run as a script (upstream style): the sibling modules live next to this file
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from losses import hinge_loss_D, hinge_loss_G
+    from models import ResDiscriminator32, ResGenerator32
+try:
+    import vendor.common  # noqa: F401  (installed with `pip install -e .`)
+except ImportError:  # running from a source checkout without installing: use the repository root
+    sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+from vendor.common.datasets import DatasetError, load_dataset
+from vendor.common.diffaug import DiffAugment, parse_policy
+from vendor.common.runlog import (ProgressLine, SnapshotError, StatsWriter, append_jsonl,
+                                  load_snapshot, save_image_grid, save_snapshot)
+
+NUM_SAMPLES = 64  # fixed latents for the sample grids (upstream --sample_size)
+CIFAR10_FOLDER, CIFAR10_ARCHIVE = "cifar-10-batches-py", "cifar-10-python.tar.gz"
+
+
+def build_argparser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="SNGAN (ResNet 32x32, hinge loss) training",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # data
+    p.add_argument("--dataset", "--data", dest="dataset", default="cifar10",
+                   help="'cifar10' (python batches under --data_root), 'digits', a CIFAR-10 batch "
+                        "folder or .tar.gz, an image folder, or a StyleGAN2-ADA .zip")
+    p.add_argument("--data_root", default="./data", help="where --dataset cifar10 is looked up")
+    p.add_argument("--data-ratio", "--data_ratio", dest="data_ratio", type=float, default=1.0,
+                   help="train on this deterministic fraction (0, 1] of the dataset")
+    p.add_argument("--diffaug", default="", help="DiffAugment policy applied to reals and fakes "
+                   "before every D call, e.g. 'color,translation,cutout' ('' = off)")
+    # model and optimisation
+    p.add_argument("--z_dim", type=int, default=128)
+    p.add_argument("--ch", type=int, default=256,
+                   help="G width; D width is ch // 2 (upstream: G 256, D 128)")
+    p.add_argument("--total_steps", type=int, default=100000, help="generator steps")
+    p.add_argument("--batch_size", type=int, default=64, help="real (and fake) images per D step")
+    p.add_argument("--G_batch_size", type=int, default=None,
+                   help="images per G step (default 2*batch_size, as upstream: 128)")
+    p.add_argument("--lr_G", type=float, default=2e-4)
+    p.add_argument("--lr_D", type=float, default=2e-4)
+    p.add_argument("--betas", type=float, nargs=2, default=[0.0, 0.9])
+    p.add_argument("--n_dis", type=int, default=5, help="D steps per G step")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    # logging, evaluation, snapshots
+    p.add_argument("--logdir", default="./logs/SNGAN_CIFAR10_RES")
+    p.add_argument("--tick_steps", type=int, default=100, help="steps per stats tick")
+    p.add_argument("--sample_step", type=int, default=500, help="steps between sample grids (0=off)")
+    p.add_argument("--eval_step", type=int, default=5000, help="steps between metrics (0=off)")
+    p.add_argument("--snapshot_steps", type=int, default=5000, help="steps between snapshots (0=only last)")
+    p.add_argument("--num_images", type=int, default=None,
+                   help="generated images per metric (default: the metric's own, 50000 for fid)")
+    p.add_argument("--metric", default=None,
+                   help="metric name for vendor.common.metrics (default fid, fid_digits on digits)")
+    p.add_argument("--detector", default=None, help="Inception/VGG detector path or URL for metrics")
+    p.add_argument("--metric_cache", default=None, help="cache folder for detectors / statistics")
+    p.add_argument("--resume", default=None, help="snapshot (.pt) to continue from")
+    return p
+
+
+def check_args(args, parser) -> None:
+    """Reject bad flag values before anything is written."""
+    for name in ("z_dim", "total_steps", "batch_size", "n_dis", "tick_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.ch < 2:
+        parser.error(f"--ch must be >= 2 (D gets ch // 2 channels), got {args.ch}")
+    for name in ("sample_step", "eval_step", "snapshot_steps"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name} must be >= 0, got {getattr(args, name)}")
+    if args.G_batch_size is None:
+        args.G_batch_size = 2 * args.batch_size
+    if args.G_batch_size < 1:
+        parser.error(f"--G_batch_size must be >= 1, got {args.G_batch_size}")
+    if not 0.0 < args.data_ratio <= 1.0:
+        parser.error(f"--data-ratio must be in (0, 1], got {args.data_ratio}")
+    try:
+        parse_policy(args.diffaug)
+    except ValueError as error:
+        parser.error(f"--diffaug: {error}")
+    if args.metric is None:
+        args.metric = "fid_digits" if args.dataset == "digits" else "fid"
+    if args.resume is not None and not os.path.isfile(args.resume):
+        parser.error(f"--resume: snapshot file not found: {args.resume}")
+    try:
+        torch.device(args.device)
+    except RuntimeError as error:
+        parser.error(f"--device: {error}")
+
+
+def check_metric_args(args, parser) -> None:
+    """Catch a bad metric name at start-up, not at the first evaluation hours later."""
+    from vendor.common.metrics import INCEPTION_URL, VGG16_URL, MetricError, get_metric_spec
+
+    try:
+        spec = get_metric_spec(args.metric)
+    except MetricError as error:
+        parser.error(f"--metric: {error}")
+    if spec.is_standard:
+        if args.detector is None:
+            args.detector = INCEPTION_URL if spec.space == "inception" else VGG16_URL
+        from vendor.common.metrics.detectors import resolve_detector_file
+
+        try:  # fetch (or find in the cache) the detector now, before any training time is spent
+            resolve_detector_file(args.detector, args.metric_cache)
+        except MetricError as error:
+            parser.error(f"--detector: {error} (or use --eval_step 0, or --metric fid_digits "
+                         f"with --data digits)")
+    if args.num_images is not None and args.num_images < 2:
+        parser.error(f"--num_images must be >= 2, got {args.num_images}")
+
+
+def resolve_dataset_spec(args) -> str:
+    """Upstream's `--dataset cifar10` means the python batches under --data_root."""
+    if args.dataset != "cifar10":
+        return args.dataset
+    for candidate in (CIFAR10_FOLDER, CIFAR10_ARCHIVE):
+        path = os.path.join(args.data_root, candidate)
+        if os.path.exists(path):
+            return path
+    raise DatasetError(f"--dataset cifar10: neither {os.path.join(args.data_root, CIFAR10_FOLDER)} "
+                       f"nor {os.path.join(args.data_root, CIFAR10_ARCHIVE)} exists (no downloads "
+                       f"here; pass --data PATH or --data digits)")
+
+
+class InfiniteBatches:
+    """Endless random batches of a uint8 dataset held as one tensor, scaled to [-1, 1], with
+    upstream's random horizontal flip. Indices come from back-to-back seeded permutations (a batch
+    may span two epochs, so even datasets smaller than a batch work). The sampler's whole state
+    goes into snapshots so a resumed run sees exactly the batches it would have seen."""
+
+    def __init__(self, images_uint8: torch.Tensor, batch_size: int, seed: int, hflip: bool = True):
+        self.images, self.batch_size, self.hflip = images_uint8, batch_size, hflip
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = torch.randperm(len(images_uint8), generator=self.generator)
+        self.position = 0
+
+    def _next_indices(self) -> torch.Tensor:
+        picked = []
+        needed = self.batch_size
+        while needed > 0:
+            if self.position == len(self.order):
+                self.order = torch.randperm(len(self.images), generator=self.generator)
+                self.position = 0
+            take = min(needed, len(self.order) - self.position)
+            picked.append(self.order[self.position:self.position + take])
+            self.position += take
+            needed -= take
+        return torch.cat(picked)
+
+    def next(self, device) -> torch.Tensor:
+        batch = self.images[self._next_indices()].to(device=device, dtype=torch.float32)
+        batch = batch / 127.5 - 1.0
+        if self.hflip:
+            flip = torch.rand(len(batch), generator=self.generator) < 0.5
+            batch[flip.to(device)] = batch[flip.to(device)].flip(3)
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "order": self.order.clone(),
+                "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.order, self.position = state["order"].clone(), int(state["position"])
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def build_snapshot(net_G, net_D, optim_G, optim_D, sched_G, sched_D, batches, step, nimg, tick,
+                   total_sec, args) -> dict:
+    """Everything a resumed run needs; tensors and plain containers only (weights_only loading)."""
+    return {
+        "net_G": net_G.state_dict(), "net_D": net_D.state_dict(),
+        "optim_G": optim_G.state_dict(), "optim_D": optim_D.state_dict(),
+        "sched_G": sched_G.state_dict(), "sched_D": sched_D.state_dict(),
+        "step": step, "nimg": nimg, "tick": tick, "total_sec": total_sec,
+        "rng": rng_state(), "batches": batches.state_dict(),
+        "config": {"z_dim": args.z_dim, "ch": args.ch, "total_steps": args.total_steps},
+    }
+
+
+def restore_snapshot(state: dict, net_G, net_D, optim_G, optim_D, sched_G, sched_D, batches, args):
+    """Inverse of build_snapshot; returns (step, nimg, tick, total_sec)."""
+    config = state.get("config", {})
+    for key in ("z_dim", "ch"):
+        if key in config and config[key] != getattr(args, key):
+            raise SnapshotError(f"{args.resume}: snapshot has {key}={config[key]} but "
+                                f"--{key} {getattr(args, key)}")
+    net_G.load_state_dict(state["net_G"])
+    net_D.load_state_dict(state["net_D"])
+    optim_G.load_state_dict(state["optim_G"])
+    optim_D.load_state_dict(state["optim_D"])
+    sched_G.load_state_dict(state["sched_G"])
+    sched_D.load_state_dict(state["sched_D"])
+    batches.load_state_dict(state["batches"])
+    set_rng_state(state["rng"])
+    return int(state["step"]), int(state["nimg"]), int(state["tick"]), float(state["total_sec"])
+
+
+_full_datasets = {}
+
+
+def metric_reference_dataset(dataset, args):
+    """Metrics compare against the whole training set, also when training on a --data-ratio subset
+    (as in the data-efficient GAN literature); the full set is loaded once, at the first evaluation."""
+    if args.data_ratio == 1.0:
+        return dataset
+    spec = resolve_dataset_spec(args)
+    if spec not in _full_datasets:
+        _full_datasets[spec] = load_dataset(spec, resolution=32)
+    return _full_datasets[spec]
+
+
+def compute_metric_for(net_G, dataset, args, device) -> float:
+    """The metric's (first) value, e.g. FID; for two-valued metrics (precision/recall, IS mean/std)
+    the first one."""
+    # imported here: a run with --eval_step 0 never loads the metrics package or its detectors
+    from vendor.common.metrics import compute_metric
+
+    @torch.no_grad()
+    def G_sample(n):
+        return net_G(torch.randn(n, args.z_dim, device=device))
+
+    net_G.eval()  # upstream evaluates G with BatchNorm running statistics
+    saved_rng = rng_state()  # evaluation must not shift the training RNG stream
+    try:
+        results = compute_metric(args.metric, G_sample, metric_reference_dataset(dataset, args),
+                                 num_gen=args.num_images,
+                                 batch=args.batch_size, device=str(device), detector=args.detector,
+                                 cache_dir=args.metric_cache)
+    finally:
+        set_rng_state(saved_rng)
+        net_G.train()
+    return float(next(iter(results.values())))
+
+
+@torch.no_grad()
+def save_samples(net_G, fixed_z, path) -> None:
+    net_G.eval()
+    images = net_G(fixed_z)
+    net_G.train()
+    save_image_grid(images, path, grid=(8, (len(fixed_z) + 7) // 8))
+
+
+def main(argv=None):
+    parser = build_argparser()
+    args = parser.parse_args(argv)
+    check_args(args, parser)
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    try:
+        dataset = load_dataset(resolve_dataset_spec(args), resolution=32, ratio=args.data_ratio,
+                               seed=args.seed)
+    except DatasetError as error:
+        parser.error(f"--dataset: {error}")
+    if args.eval_step:
+        check_metric_args(args, parser)  # after the data: a bad --data is the more basic error
+    state = None
+    if args.resume is not None:
+        try:
+            state = load_snapshot(args.resume)
+        except SnapshotError as error:
+            parser.error(f"--resume: {error}")
+    print(f"dataset {dataset.name}: {len(dataset)} images, {dataset.num_channels}x"
+          f"{dataset.resolution}x{dataset.resolution}", flush=True)
+
+    batches = InfiniteBatches(torch.from_numpy(dataset.images_uint8()), args.batch_size, args.seed)
+    fixed_z = torch.randn(NUM_SAMPLES, args.z_dim,
+                          generator=torch.Generator().manual_seed(args.seed + 1)).to(device)
+    net_G = ResGenerator32(args.z_dim, ch=args.ch, img_channels=dataset.num_channels).to(device)
+    net_D = ResDiscriminator32(ch=args.ch // 2, img_channels=dataset.num_channels).to(device)
+    # (a) networks constructed and initialised; optimizers come next
+
+    optim_G = torch.optim.Adam(net_G.parameters(), lr=args.lr_G, betas=tuple(args.betas))
+    optim_D = torch.optim.Adam(net_D.parameters(), lr=args.lr_D, betas=tuple(args.betas))
+    sched_G = torch.optim.lr_scheduler.LambdaLR(optim_G, lambda step: 1 - step / args.total_steps)
+    sched_D = torch.optim.lr_scheduler.LambdaLR(optim_D, lambda step: 1 - step / args.total_steps)
+
+    start_step, nimg, tick, total_sec = 0, 0, 0, 0.0
+    if state is not None:
+        # (h) resume: everything a snapshot holds is restored here
+        try:
+            start_step, nimg, tick, total_sec = restore_snapshot(
+                state, net_G, net_D, optim_G, optim_D, sched_G, sched_D, batches, args)
+        except (SnapshotError, KeyError, RuntimeError, ValueError) as error:
+            parser.error(f"--resume: cannot restore {args.resume}: {error}")
+        print(f"resumed from {args.resume} at step {start_step}", flush=True)
+
+    os.makedirs(args.logdir, exist_ok=True)  # only now: bad flags or data leave nothing behind
+    stats_writer = StatsWriter(args.logdir)
+    progress = ProgressLine(elapsed_before=total_sec)
+    progress.start_from(nimg / 1000)
+    # per-tick loss sums stay on the device (no sync per step); averaged when the tick is written
+    tick_loss_G, tick_loss_D, tick_steps_G, tick_steps_D = 0.0, 0.0, 0, 0
+
+    for step in range(start_step + 1, args.total_steps + 1):
+        # discriminator: n_dis steps, real and fake scored in one call as upstream
+        for _ in range(args.n_dis):
+            with torch.no_grad():
+                fake = net_G(torch.randn(args.batch_size, args.z_dim, device=device))
+            real = batches.next(device)
+            logits = net_D(DiffAugment(torch.cat([real, fake]), args.diffaug))
+            logits_real, logits_fake = torch.split(logits, [len(real), len(fake)])
+            loss_D = hinge_loss_D(logits_real, logits_fake)
+            optim_D.zero_grad(set_to_none=True)
+            loss_D.backward()
+            optim_D.step()
+            nimg += len(real)  # (e) real images shown to D
+            tick_loss_D += loss_D.detach()
+            tick_steps_D += 1
+        # generator
+        fake = net_G(torch.randn(args.G_batch_size, args.z_dim, device=device))
+        loss_G = hinge_loss_G(net_D(DiffAugment(fake, args.diffaug)))
+        optim_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        optim_G.step()
+        sched_G.step(); sched_D.step()  # noqa: E702  (d) linear LR decay, once per step
+
+        tick_loss_G += loss_G.detach()
+        tick_steps_G += 1
+
+        if step % args.tick_steps == 0 or step == args.total_steps:
+            tick += 1
+            kimg = nimg / 1000
+            mean_loss_G, mean_loss_D = float(tick_loss_G) / tick_steps_G, float(tick_loss_D) / tick_steps_D
+            line = progress.tick(tick, kimg, step=step, loss_G=mean_loss_G, loss_D=mean_loss_D)
+            # (f) per-tick stats
+            stats = {
+                "progress/tick": tick, "progress/step": step, "progress/kimg": kimg,
+                "timing/total_sec": progress.total_sec, "timing/sec_per_kimg": progress.sec_per_kimg,
+                "Loss/G": mean_loss_G, "Loss/D": mean_loss_D,
+                "lr/G": optim_G.param_groups[0]["lr"], "lr/D": optim_D.param_groups[0]["lr"],
+                "resources/max_rss_gb": progress.max_rss_gb,
+            }
+            stats_writer.write(stats)
+            print(line, flush=True)
+            tick_loss_G, tick_loss_D, tick_steps_G, tick_steps_D = 0.0, 0.0, 0, 0
+
+        if args.sample_step and (step % args.sample_step == 0 or step == args.total_steps):
+            save_samples(net_G, fixed_z, os.path.join(args.logdir, f"samples-{step}.png"))
+
+        if args.eval_step and (step % args.eval_step == 0 or step == args.total_steps):
+            # (g) metric computed into a variable, then logged
+            metric = compute_metric_for(net_G, dataset, args, device)
+            append_jsonl(os.path.join(args.logdir, f"metric-{args.metric}.jsonl"),
+                         {"metric": args.metric, "value": metric, "step": step, "kimg": nimg / 1000})
+            print(f"step {step}  {args.metric} {metric:.4f}", flush=True)
+
+        is_snapshot_step = bool(args.snapshot_steps) and step % args.snapshot_steps == 0
+        if is_snapshot_step or step == args.total_steps:
+            # (h) the snapshot dict is built here, in one place
+            snapshot = build_snapshot(net_G, net_D, optim_G, optim_D, sched_G, sched_D, batches,
+                                      step, nimg, tick, progress.total_sec, args)
+            if is_snapshot_step:
+                save_snapshot(snapshot, os.path.join(args.logdir, f"snapshot-{step}.pt"))
+            save_snapshot(snapshot, os.path.join(args.logdir, "last.pt"))
+
+    # (i) final export of the trained generator
+    save_snapshot({"net_G": net_G.state_dict(), "z_dim": args.z_dim, "ch": args.ch,
+                   "img_channels": dataset.num_channels},
+                  os.path.join(args.logdir, "G_final.pt"))
+    print(f"done: {args.total_steps} steps, {nimg / 1000:.1f} kimg, {args.logdir}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
