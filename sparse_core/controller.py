@@ -204,8 +204,8 @@ class SparseController:
                 for s, (w_before, keep) in zip(self.sites[net_name], stash):
                     m = s.module(net)
                     w, t = m._parameters[s.attr], m._parameters[s.threshold_attr]
-                    w.copy_(torch.where(keep, w, w_before))
-                    d = rggan.apply_reset_rule(w, t, s.channel_dim, self.config.reset_density)
+                    torch.where(keep, w, w_before, out=w)   # in place: no temporary of the weight's size
+                    d = rggan.apply_reset_rule(keep, t, self.config.reset_density)
                     self._owner_density[(net_name, s.module_name)] = d
         else:
             self._apply_masks(net, net_name)

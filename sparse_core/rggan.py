@@ -103,15 +103,17 @@ def regularizer(thresholds: Sequence[torch.Tensor], lam: float) -> torch.Tensor:
     return total * lam
 
 
-def apply_reset_rule(w: torch.Tensor, t: torch.Tensor, dim: int, reset_density: float) -> torch.Tensor:
-    """Reset a layer's thresholds to 0 when its kept fraction is <= reset_density. Returns the new density.
+def apply_reset_rule(keep: torch.Tensor, t: torch.Tensor, reset_density: float) -> torch.Tensor:
+    """Reset a layer's thresholds to 0 when its kept fraction is <= reset_density. Returns the layer's density.
 
-    Branch-free (torch.where on a 0-d condition), so it costs no host/device synchronisation per step.
+    `keep` is the mask the forward of this step used. Branch-free (torch.where on a 0-d condition), so it costs
+    no host/device synchronisation per step; after a reset the density is reported as 1 until the next step.
     """
     with torch.no_grad():
-        density = hard_mask(w, t, dim).float().mean()
-        t.copy_(torch.where(density <= reset_density, torch.zeros_like(t), t))
-        return torch.where(density <= reset_density, hard_mask(w, t, dim).float().mean(), density)
+        density = keep.sum() / keep.numel()
+        reset = density <= reset_density
+        t.copy_(torch.where(reset, torch.zeros_like(t), t))
+        return torch.where(reset, torch.ones_like(density), density)
 
 
 def regeneration_decision(history: Sequence[float], weights: Sequence[float]) -> str | None:
