@@ -23,7 +23,7 @@ import compare  # noqa: E402
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/main")
-    ap.add_argument("--steps", type=int, default=400, help="generator steps per run")
+    ap.add_argument("--steps", type=int, default=320, help="generator steps per run")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
@@ -37,7 +37,7 @@ def main(argv=None):
         "--data", "digits", "--data-ratio", "0.1", "--seed", str(args.seed), "--device", "cpu",
         "--ch", "32", "--batch_size", "16", "--G_batch_size", "32", "--total_steps", str(steps),
         "--tick_steps", str(max(steps // 20, 1)), "--sample_step", str(steps // 4), "--eval_step", str(eval_every),
-        "--num_images", "500", "--metric", "fid_digits", "--snapshot_steps", "0",
+        "--num_images", "500", "--metric", "fid_digits", "--extra_metrics", "kid_digits", "--snapshot_steps", "0",
     ]
     variants = [
         "baseline",

@@ -88,12 +88,12 @@ def test_metric_call_site_logs_jsonl(tmp_path, monkeypatch):
     without_eval_flag = TINY[:-2]  # TINY ends with "--eval_step", "0"
     assert TINY[-2:] == ["--eval_step", "0"]
     run(without_eval_flag + ["--total_steps", "2", "--eval_step", "1", "--num_images", "5", "--sample_step", "0",
-                "--logdir", logdir])
-    # digits' default metric, against the whole dataset although training uses a 10% subset
-    assert calls == [("fid_digits", (5, 3, 32, 32), 5, 1797)] * 2
-    lines = read_jsonl(os.path.join(logdir, "metric-fid_digits.jsonl"))
-    assert lines == [{"metric": "fid_digits", "value": 12.5, "step": s, "kimg": s * 2 * 4 / 1000}
-                     for s in (1, 2)]
+                "--extra_metrics", "kid_digits", "--logdir", logdir])
+    # digits' default metric (then the extra one), against the whole dataset although training uses a 10% subset
+    assert calls == [("fid_digits", (5, 3, 32, 32), 5, 1797), ("kid_digits", (5, 3, 32, 32), 5, 1797)] * 2
+    for name in ("fid_digits", "kid_digits"):
+        lines = read_jsonl(os.path.join(logdir, f"metric-{name}.jsonl"))
+        assert lines == [{"metric": name, "value": 12.5, "step": s, "kimg": s * 2 * 4 / 1000} for s in (1, 2)]
 
 
 @pytest.mark.parametrize("flags,message", [
@@ -105,6 +105,8 @@ def test_metric_call_site_logs_jsonl(tmp_path, monkeypatch):
     (["--data", "digits", "--resume", "/no/such/snapshot.pt"], "snapshot.pt"),
     (["--dataset", "cifar10", "--data_root", "/no/root"], "cifar"),
     (["--data", "digits", "--eval_step", "10", "--metric", "fidd"], "fidd"),
+    (["--data", "digits", "--eval_step", "10", "--extra_metrics", "kid_digits,kidd"], "kidd"),
+    (["--data", "digits", "--eval_step", "10", "--extra_metrics", "fid"], "inception detector"),
     (["--data", "digits", "--eval_step", "10", "--metric", "fid", "--detector", "/no/inception.pt"],
      "/no/inception.pt"),
 ])

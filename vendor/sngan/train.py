@@ -78,6 +78,8 @@ def build_argparser() -> argparse.ArgumentParser:
                    help="generated images per metric (default: the metric's own, 50000 for fid)")
     p.add_argument("--metric", default=None,
                    help="metric name for vendor.common.metrics (default fid, fid_digits on digits)")
+    p.add_argument("--extra_metrics", default="", type=lambda v: [m for m in v.split(",") if m],
+                   help="comma-separated metrics logged next to --metric at every evaluation, e.g. kid_digits")
     p.add_argument("--detector", default=None, help="Inception/VGG detector path or URL for metrics")
     p.add_argument("--metric_cache", default=None, help="cache folder for detectors / statistics")
     p.add_argument("--resume", default=None, help="snapshot (.pt) to continue from")
@@ -122,6 +124,14 @@ def check_metric_args(args, parser) -> None:
         spec = get_metric_spec(args.metric)
     except MetricError as error:
         parser.error(f"--metric: {error}")
+    for name in args.extra_metrics:
+        try:
+            extra = get_metric_spec(name)
+        except MetricError as error:
+            parser.error(f"--extra_metrics: {error}")
+        if extra.is_standard and extra.space != spec.space:
+            parser.error(f"--extra_metrics: {name} needs a {extra.space} detector but --metric {args.metric} "
+                         f"uses {spec.space}; run it separately")
     if spec.is_standard:
         if args.detector is None:
             args.detector = INCEPTION_URL if spec.space == "inception" else VGG16_URL
@@ -249,9 +259,9 @@ def metric_reference_dataset(dataset, args):
     return _full_datasets[spec]
 
 
-def compute_metric_for(net_G, dataset, args, device) -> float:
-    """The metric's (first) value, e.g. FID; for two-valued metrics (precision/recall, IS mean/std)
-    the first one."""
+def compute_metric_for(net_G, dataset, args, device, name=None) -> float:
+    """The value of metric `name` (default --metric), e.g. FID; for two-valued metrics (precision/recall,
+    IS mean/std) the first one."""
     # imported here: a run with --eval_step 0 never loads the metrics package or its detectors
     from vendor.common.metrics import compute_metric
 
@@ -262,7 +272,7 @@ def compute_metric_for(net_G, dataset, args, device) -> float:
     net_G.eval()  # upstream evaluates G with BatchNorm running statistics
     saved_rng = rng_state()  # evaluation must not shift the training RNG stream
     try:
-        results = compute_metric(args.metric, G_sample, metric_reference_dataset(dataset, args),
+        results = compute_metric(name or args.metric, G_sample, metric_reference_dataset(dataset, args),
                                  num_gen=args.num_images,
                                  batch=args.batch_size, device=str(device), detector=args.detector,
                                  cache_dir=args.metric_cache)
@@ -383,6 +393,10 @@ def main(argv=None):
             append_jsonl(os.path.join(args.logdir, f"metric-{args.metric}.jsonl"),
                          {"metric": args.metric, "value": metric, "step": step, "kimg": nimg / 1000})
             print(f"step {step}  {args.metric} {metric:.4f}", flush=True)
+            for name in args.extra_metrics:  # logged only: --metric stays the one a patch may act on
+                value = compute_metric_for(net_G, dataset, args, device, name)
+                append_jsonl(os.path.join(args.logdir, f"metric-{name}.jsonl"),
+                             {"metric": name, "value": value, "step": step, "kimg": nimg / 1000})
 
         is_snapshot_step = bool(args.snapshot_steps) and step % args.snapshot_steps == 0
         if is_snapshot_step or step == args.total_steps:
