@@ -19,10 +19,11 @@ upstream checkpoint converted by key name produces the same images. Facts we rel
     mapping network (cmap) and combined as sum(out * cmap) / sqrt(cmap_dim);
   - fp16 on the highest `num_fp16_res` resolutions (never below 8x8); we use fp16 only on CUDA.
 
-Deliberate differences that do not change results: the non-fused (training) path computes the
-demodulation coefficients as styles^2 @ sum_k(weight^2) instead of materialising the per-sample
-weights (same sum regrouped); in-place adds are out-of-place; a network converted with .double()
-runs in float64 where upstream would cast to float32 (float32 networks behave exactly as upstream).
+Deliberate differences that do not change results: in-place adds are out-of-place; a network
+converted with .double() runs in float64 where upstream would cast to float32 (float32 networks
+behave exactly as upstream). Both modulated-conv paths compute the demodulation coefficients from the
+materialised per-sample weights, exactly as upstream: regrouping that sum (styles^2 @ sum_k weight^2)
+saves memory but changes float32 rounding enough (~2e-5 on 256x256 images) to break parity.
 """
 import numpy as np
 import torch
@@ -74,18 +75,16 @@ def modulated_conv2d(
 
     # Per-sample modulated weights [N, O, I, kh, kw] and demodulation coefficients [N, O]:
     # dcoefs = rsqrt(sum_{i,k} (weight[o,i,k] * styles[n,i])^2 + 1e-8).
+    # The non-fused path needs the per-sample weights only for dcoefs, but builds them anyway: the
+    # same reduction as upstream keeps converted checkpoints bit-for-bit equal in float32.
     w = None
     dcoefs = None
-    if fused_modconv:
+    if demodulate or fused_modconv:
         w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)
-        if demodulate:
-            dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
-            w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
-    elif demodulate:
-        # Same sum regrouped as sum_i styles[n,i]^2 * sum_k weight[o,i,k]^2, which never builds the
-        # [N, O, I, kh, kw] tensor (the training path would otherwise spend most of its time and
-        # memory there). Equal to the per-sample form up to float rounding; tests compare both.
-        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+    if demodulate:
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+    if demodulate and fused_modconv:
+        w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
 
     if not fused_modconv:
         # Training path: modulate the activations, convolve with the shared weight, demodulate the
