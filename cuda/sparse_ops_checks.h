@@ -2,6 +2,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <torch/library.h>
 
 #include <tuple>
 
@@ -65,3 +66,17 @@ inline ModconvShape check_modconv(const at::Tensor& w, const c10::optional<at::T
 }
 
 }  // namespace sparse_core
+
+// The op schemas, shared by the CPU and the CUDA build (each build is its own library namespace).
+// The namespace comes from a macro, so expand it before TORCH_LIBRARY pastes tokens.
+#define SC_LIBRARY(ns, m) TORCH_LIBRARY(ns, m)
+#define SC_LIBRARY_IMPL(ns, key, m) TORCH_LIBRARY_IMPL(ns, key, m)
+#define SC_DEFINE_SCHEMAS(ns)                                                                              \
+  SC_LIBRARY(ns, m) {                                                                                      \
+    m.def("masked_weight(Tensor w, Tensor mask) -> Tensor");                                               \
+    m.def("threshold_forward(Tensor w, Tensor t, int channel_dim) -> Tensor");                             \
+    m.def("threshold_backward(Tensor grad, Tensor w, Tensor t, int channel_dim, bool compute_t_grad) "     \
+          "-> (Tensor, Tensor)");                                                                          \
+    m.def("modconv_weights(Tensor w, Tensor? mask, Tensor styles, bool demodulate, bool fused, float eps) " \
+          "-> (Tensor, Tensor)");                                                                          \
+  }

@@ -109,15 +109,7 @@ std::tuple<Tensor, Tensor> modconv_weights_cuda(const Tensor& w, const c10::opti
 }  // namespace
 }  // namespace sparse_core
 
-#define SC_LIBRARY(ns, m) TORCH_LIBRARY(ns, m)
-#define SC_LIBRARY_IMPL(ns, key, m) TORCH_LIBRARY_IMPL(ns, key, m)
-
-SC_LIBRARY(SPARSE_CORE_NS, m) {
-  m.def("masked_weight(Tensor w, Tensor mask) -> Tensor");
-  m.def("threshold_forward(Tensor w, Tensor t, int channel_dim) -> Tensor");
-  m.def("threshold_backward(Tensor grad, Tensor w, Tensor t, int channel_dim, bool compute_t_grad) -> (Tensor, Tensor)");
-  m.def("modconv_weights(Tensor w, Tensor? mask, Tensor styles, bool demodulate, bool fused, float eps) -> (Tensor, Tensor)");
-}
+SC_DEFINE_SCHEMAS(SPARSE_CORE_NS)
 
 SC_LIBRARY_IMPL(SPARSE_CORE_NS, CUDA, m) {
   m.impl("masked_weight", &sparse_core::masked_weight_cuda);
