@@ -1,4 +1,4 @@
-"""Calculate quality metrics for a network snapshot written by train.py (upstream's CLI).
+"""Evaluate metrics on the G_ema of a train.py snapshot (flags as in the reference tool).
 
   python vendor/stylegan2_ada/calc_metrics.py --metrics=fid50k_full --network=.../network-snapshot-000100.pt
   python vendor/stylegan2_ada/calc_metrics.py --metrics=fid_digits --data=digits --network=...
@@ -25,22 +25,22 @@ class CommaSeparatedList(click.ParamType):
 
 @click.command()
 @click.pass_context
-@click.option('--network', 'network_pkl', help='Network snapshot (.pt) to evaluate', metavar='PATH', required=True)
-@click.option('--metrics', help='Comma-separated list or "none"', type=CommaSeparatedList(), default='fid50k_full', show_default=True)
-@click.option('--data', help='Dataset to evaluate against [default: same as training data]', metavar='PATH')
-@click.option('--mirror', help='Whether the dataset was augmented with x-flips during training', type=bool, metavar='BOOL')
-@click.option('--gpus', help='Number of GPUs to use', type=int, default=1, metavar='INT', show_default=True)
-@click.option('--verbose', help='Print optional information', type=bool, default=True, metavar='BOOL', show_default=True)
+@click.option('--network', 'network_pkl', help='The .pt snapshot whose G_ema is evaluated', metavar='PATH', required=True)
+@click.option('--metrics', help='Metric names, comma-separated, or "none"', type=CommaSeparatedList(), default='fid50k_full', show_default=True)
+@click.option('--data', help='Reference dataset [default: the one recorded in the snapshot]', metavar='PATH')
+@click.option('--mirror', help='Include mirrored reals, as a --mirror training run did', type=bool, metavar='BOOL')
+@click.option('--gpus', help='Process count (this tool supports 1 only)', type=int, default=1, metavar='INT', show_default=True)
+@click.option('--verbose', help='Show dataset options and progress', type=bool, default=True, metavar='BOOL', show_default=True)
 @click.option('--device', help='cuda or cpu [default: cuda if available]', type=click.Choice(['cpu', 'cuda']))
 @click.option('--num-gen', help='Generated images per metric (quick, non-standard counts)', type=int, metavar='INT')
 @click.option('--metrics-cache', help='Cache directory for detectors and dataset statistics', metavar='DIR')
-@click.option('--inception', help='Inception detector file or URL', metavar='PATH')
-@click.option('--vgg', help='VGG16 detector file or URL', metavar='PATH')
+@click.option('--inception', help='Inception network: file or URL', metavar='PATH')
+@click.option('--vgg', help='VGG16 network: file or URL', metavar='PATH')
 def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, device, num_gen, metrics_cache, inception, vgg):
-    """Calculate quality metrics for previous training run or pretrained network pickle."""
+    """Compute the requested metrics for one snapshot."""
     bad = [m for m in metrics if not metric_main.is_valid_metric(m)]
     if bad:
-        ctx.fail('\n'.join(['--metrics can only contain the following values: '] + metric_main.list_valid_metrics()))
+        ctx.fail('\n'.join([f'--metrics: unknown {", ".join(bad)}; choose from:'] + metric_main.list_valid_metrics()))
     if gpus != 1:
         ctx.fail('--gpus: only single-process evaluation is supported by this tool')
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
@@ -69,7 +69,7 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, device,
         options['detectors'] = detectors
     for metric in metrics:
         if verbose:
-            print(f'Calculating {metric}...')
+            print(f'Evaluating {metric}...')
         try:
             result_dict = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=dataset_kwargs, device=device, **options)
         except ValueError as err:  # DatasetError / MetricError name the problem

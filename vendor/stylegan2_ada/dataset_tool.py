@@ -125,7 +125,7 @@ def convert_dataset(source, dest, resolution=None, max_images=None, verbose=True
 @click.option('--source', help='Image folder, dataset .zip, CIFAR-10 folder / .tar.gz, or "digits"', required=True, metavar='PATH')
 @click.option('--dest', help='Output .zip or (new or empty) folder', required=True, metavar='PATH')
 @click.option('--resolution', help='Resize to this power-of-two resolution [default: keep]', type=int, metavar='INT')
-@click.option('--max-images', help='Output only up to N images', type=int, metavar='INT')
+@click.option('--max-images', help='Stop after writing this many images', type=int, metavar='INT')
 def main(source, dest, resolution, max_images):
     """Convert a dataset into the StyleGAN2-ADA training layout."""
     convert_dataset(source, dest, resolution=resolution, max_images=max_images)

@@ -1,4 +1,4 @@
-"""Generate images using a network snapshot written by train.py (upstream's CLI).
+"""Render one PNG per seed from the G_ema of a train.py snapshot (flags as in the reference tool).
 
   python vendor/stylegan2_ada/generate.py --network=runs/00000-.../network-snapshot-000100.pt \
       --seeds=0-7 --trunc=1 --outdir=out
@@ -31,12 +31,12 @@ def generate_images(G, seeds, truncation_psi=1.0, noise_mode='const', class_idx=
     label = torch.zeros([1, G.c_dim], device=device)
     if G.c_dim != 0:
         if class_idx is None:
-            raise click.UsageError('--class: must be specified when using a conditional network')
+            raise click.UsageError('--class: this network is conditional, so a class index is needed')
         if not 0 <= class_idx < G.c_dim:
             raise click.UsageError(f'--class: must be in [0, {G.c_dim - 1}] for this network')
         label[:, class_idx] = 1
     elif class_idx is not None:
-        print('warn: --class=lbl ignored when running on an unconditional network')
+        print('note: the network is unconditional; --class has no effect')
     for seed in seeds:
         z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device, torch.float32)
         with torch.no_grad():
@@ -45,24 +45,24 @@ def generate_images(G, seeds, truncation_psi=1.0, noise_mode='const', class_idx=
 
 
 @click.command()
-@click.option('--network', 'network_path', help='Network snapshot (.pt) written by train.py', required=True)
-@click.option('--seeds', type=num_range, help='List of random seeds', required=True)
-@click.option('--trunc', 'truncation_psi', type=float, help='Truncation psi', default=1, show_default=True)
-@click.option('--class', 'class_idx', type=int, help='Class label (unconditional if not specified)')
-@click.option('--noise-mode', help='Noise mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
-@click.option('--outdir', help='Where to save the output images', type=str, required=True, metavar='DIR')
+@click.option('--network', 'network_path', help='A .pt snapshot produced by train.py', required=True)
+@click.option('--seeds', type=num_range, help='Seeds to render, e.g. 0,3,10-19', required=True)
+@click.option('--trunc', 'truncation_psi', type=float, help='Truncation strength psi (1 = none)', default=1, show_default=True)
+@click.option('--class', 'class_idx', type=int, help='Class index for conditional networks')
+@click.option('--noise-mode', help='Per-pixel noise: fixed buffers, fresh samples or none', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
+@click.option('--outdir', help='Folder that receives seedNNNN.png files', type=str, required=True, metavar='DIR')
 @click.option('--device', help='cuda or cpu [default: cuda if available]', type=click.Choice(['cpu', 'cuda']))
 def generate_cli(network_path, seeds, truncation_psi, class_idx, noise_mode, outdir, device):
-    """Generate images using a trained network."""
+    """Render images with a trained generator."""
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    print(f'Loading networks from "{network_path}"...')
+    print(f'Reading G_ema from {network_path}')
     try:
         G = construct_from_snapshot(network_path, 'G_ema', device)
     except (SnapshotError, ValueError) as err:
         raise click.BadParameter(str(err), param_hint='--network')
     os.makedirs(outdir, exist_ok=True)
     for seed, img in generate_images(G, seeds, truncation_psi, noise_mode, class_idx, device):
-        print(f'Generating image for seed {seed} ...')
+        print(f'seed {seed}')
         mode = 'L' if img.shape[2] == 1 else 'RGB'
         PIL.Image.fromarray(img[:, :, 0] if mode == 'L' else img, mode).save(f'{outdir}/seed{seed:04d}.png')
 

@@ -1,5 +1,5 @@
-"""Train a GAN using the techniques described in "Training Generative Adversarial Networks with
-Limited Data" (StyleGAN2-ADA), with upstream's command line and presets.
+"""Command-line entry point for our StyleGAN2-ADA trainer (Karras et al. 2020, limited-data GANs);
+flag names, presets and defaults follow the reference implementation.
 
 Additions to upstream's flags: --cfg lowshot (the DiffAugment low-shot preset), --aug apa
 (adaptive pseudo augmentation), --diffaug POLICY, --data digits (built-in), --device, and small
@@ -66,11 +66,11 @@ def setup_training_loop_kwargs(
     """Turn the command line into (desc, training_loop kwargs); UserError names the bad option."""
     args = dnnlib.EasyDict()
 
-    # General options.
+    # Process count, snapshots, seed and metrics.
     if gpus < 1:
         raise UserError('--gpus must be at least 1')
     if snap is not None and snap < 1:
-        raise UserError('--snap must be at least 1')
+        raise UserError('--snap needs a value of 1 or more')
     args.num_gpus = gpus
     args.random_seed = seed
     if metrics is None:
@@ -98,7 +98,7 @@ def setup_training_loop_kwargs(
         raise UserError(f'--gpus {gpus}: only {torch.cuda.device_count()} CUDA devices available')
     args.device = device
 
-    # Dataset.
+    # Open the dataset once to learn its resolution and size.
     if data is None:
         raise UserError('--data is required')
     data = os.path.expanduser(data) if data != 'digits' else data
@@ -109,8 +109,8 @@ def setup_training_loop_kwargs(
         args.data_loader_kwargs.prefetch_factor = 2
     try:
         training_set = dnnlib.util.construct_class_by_name(**dict(args.training_set_kwargs, use_labels=False))
-        args.training_set_kwargs.resolution = training_set.resolution  # be explicit about resolution
-        args.training_set_kwargs.max_size = len(training_set)          # be explicit about dataset size
+        args.training_set_kwargs.resolution = training_set.resolution  # pinned, so metrics/resume see the same value
+        args.training_set_kwargs.max_size = len(training_set)          # pinned too; --subset lowers it
         desc = re.sub(r'[^A-Za-z0-9_.-]+', '_', training_set.name)
         del training_set
     except DatasetError as err:
@@ -123,13 +123,13 @@ def setup_training_loop_kwargs(
         except DatasetError as err:
             raise UserError(f'--cond: {err}')
         if not labelled.has_labels:
-            raise UserError('--cond=True requires labels specified in dataset.json')
+            raise UserError('--cond=True: the dataset has no labels (dataset.json)')
         desc += '-cond'
     else:
         args.training_set_kwargs.use_labels = False
     if subset is not None:
         if not 1 <= subset <= args.training_set_kwargs.max_size:
-            raise UserError(f'--subset must be between 1 and {args.training_set_kwargs.max_size}')
+            raise UserError(f'--subset: expected a count from 1 to {args.training_set_kwargs.max_size}')
         desc += f'-subset{subset}'
         if subset < args.training_set_kwargs.max_size:
             args.training_set_kwargs.max_size = subset
@@ -138,7 +138,7 @@ def setup_training_loop_kwargs(
         desc += '-mirror'
         args.training_set_kwargs.xflip = True
 
-    # Base config.
+    # Preset hyperparameters, then network and optimizer specs derived from them.
     if cfg not in CFG_SPECS:
         raise UserError(f'--cfg: unknown preset {cfg!r}')
     desc += f'-{cfg}'
@@ -167,13 +167,13 @@ def setup_training_loop_kwargs(
     args.kimg_per_tick = 4
 
     if cfg == 'cifar':
-        args.loss_kwargs.pl_weight = 0        # disable path length regularization
-        args.loss_kwargs.style_mixing_prob = 0  # disable style mixing
-        args.D_kwargs.architecture = 'orig'     # disable residual skip connections
+        args.loss_kwargs.pl_weight = 0        # the CIFAR preset trains without the path-length term
+        args.loss_kwargs.style_mixing_prob = 0  # ... and without mixing regularisation
+        args.D_kwargs.architecture = 'orig'     # ... and with a plain (non-resnet) D
 
     if gamma is not None:
         if gamma < 0:
-            raise UserError('--gamma must be non-negative')
+            raise UserError('--gamma: negative R1 weights are not allowed')
         desc += f'-gamma{gamma:g}'
         args.loss_kwargs.r1_gamma = gamma
 
@@ -185,7 +185,7 @@ def setup_training_loop_kwargs(
 
     if batch is not None:
         if not (batch >= 1 and batch % gpus == 0):
-            raise UserError('--batch must be at least 1 and divisible by --gpus')
+            raise UserError('--batch: needs a positive multiple of --gpus')
         desc += f'-batch{batch}'
         args.batch_size = batch
         args.batch_gpu = batch // gpus
@@ -212,7 +212,7 @@ def setup_training_loop_kwargs(
             raise UserError('--tick must be positive')
         args.kimg_per_tick = tick
 
-    # Discriminator augmentation.
+    # How D's inputs get augmented (ADA, fixed p, APA or none).
     if aug is None:
         aug = 'ada'
     desc += f'-{aug}'
@@ -228,13 +228,13 @@ def setup_training_loop_kwargs(
         args.apa = True
         args.ada_target = 0.6
     else:
-        raise UserError(f'--aug={aug} not supported')
+        raise UserError(f'--aug={aug}: unknown mode')
 
     if p is not None:
         if aug != 'fixed':
             raise UserError('--p can only be specified with --aug=fixed')
         if not 0 <= p <= 1:
-            raise UserError('--p must be between 0 and 1')
+            raise UserError('--p: a probability in [0, 1] is expected')
         desc += f'-p{p:g}'
         args.augment_p = p
 
@@ -242,7 +242,7 @@ def setup_training_loop_kwargs(
         if aug not in ('ada', 'apa'):
             raise UserError('--target can only be specified with --aug=ada or --aug=apa')
         if not 0 <= target <= 1:
-            raise UserError('--target must be between 0 and 1')
+            raise UserError('--target: a value in [0, 1] is expected')
         desc += f'-target{target:g}'
         args.ada_target = target
 
@@ -268,7 +268,7 @@ def setup_training_loop_kwargs(
         args.loss_kwargs.diffaug_policy = diffaug
         desc += '-diffaug_' + diffaug.replace(',', '_')
 
-    # Resume.
+    # Warm start from one of our .pt snapshots; Freeze-D keeps D's first layers fixed.
     if resume is not None and resume != 'noresume':
         if not os.path.isfile(resume):
             raise UserError(f'--resume: snapshot file not found: {resume}')
@@ -277,11 +277,11 @@ def setup_training_loop_kwargs(
 
     if freezed is not None:
         if not freezed >= 0:
-            raise UserError('--freezed must be non-negative')
+            raise UserError('--freezed: the layer count cannot be negative')
         desc += f'-freezed{freezed:d}'
         args.D_kwargs.block_kwargs.freeze_layers = freezed
 
-    # Performance options.
+    # Speed/precision switches: fp16 layers, memory layout, cuDNN autotuning, TF32.
     if fp32:
         args.G_kwargs.synthesis_kwargs.num_fp16_res = args.D_kwargs.num_fp16_res = 0
         args.G_kwargs.synthesis_kwargs.conv_clamp = args.D_kwargs.conv_clamp = None
@@ -308,7 +308,7 @@ def subprocess_fn(rank, args, temp_dir):
     local_rank = int(os.environ.get('LOCAL_RANK', rank))  # torchrun: the GPU index on this node
     dnnlib.util.Logger(file_name=os.path.join(args.run_dir, 'log.txt'), file_mode='a', should_flush=True)
 
-    # Init torch.distributed (spawned processes share a rendezvous file; torchrun sets env://).
+    # Spawned workers meet through a file in temp_dir; under torchrun the group already exists.
     if args.num_gpus > 1:
         if not torch.distributed.is_initialized():
             backend = 'nccl' if args.device == 'cuda' else 'gloo'
@@ -363,38 +363,38 @@ class GridSize(click.ParamType):
 
 @click.command()
 @click.pass_context
-# General options.
-@click.option('--outdir', help='Where to save the results', required=True, metavar='DIR')
+# Run control.
+@click.option('--outdir', help='Parent directory; each run gets a numbered subdirectory', required=True, metavar='DIR')
 @click.option('--gpus', help='Number of processes (GPUs, or CPU workers with --device cpu) [default: 1]', type=int, metavar='INT')
-@click.option('--snap', help='Snapshot interval [default: 50 ticks]', type=int, metavar='INT')
-@click.option('--metrics', help='Comma-separated list or "none" [default: fid50k_full]', type=CommaSeparatedList())
-@click.option('--seed', help='Random seed [default: 0]', type=int, metavar='INT')
-@click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
-# Dataset.
+@click.option('--snap', help='Ticks between network snapshots and metric runs [default: 50 ticks]', type=int, metavar='INT')
+@click.option('--metrics', help='Metrics per snapshot, comma-separated, or "none" [default: fid50k_full]', type=CommaSeparatedList())
+@click.option('--seed', help='Seed for weights and sampling [default: 0]', type=int, metavar='INT')
+@click.option('-n', '--dry-run', help='Only show the resolved options, do not train', is_flag=True)
+# Data.
 @click.option('--data', help='Training data: a zip, image folder, CIFAR-10 batches, or "digits" [required]', metavar='PATH', required=True)
-@click.option('--cond', help='Train conditional model based on dataset labels [default: false]', type=bool, metavar='BOOL')
-@click.option('--subset', help='Train with only N images [default: all]', type=int, metavar='INT')
-@click.option('--mirror', help='Enable dataset x-flips [default: false]', type=bool, metavar='BOOL')
-# Base config.
-@click.option('--cfg', help='Base config [default: auto]', type=click.Choice(list(CFG_SPECS)))
-@click.option('--gamma', help='Override R1 gamma', type=float)
-@click.option('--kimg', help='Override training duration', type=float, metavar='KIMG')
-@click.option('--batch', help='Override batch size', type=int, metavar='INT')
-# Discriminator augmentation.
-@click.option('--aug', help='Augmentation mode [default: ada]', type=click.Choice(['noaug', 'ada', 'fixed', 'apa']))
-@click.option('--p', help='Augmentation probability for --aug=fixed', type=float)
-@click.option('--target', help='ADA/APA target value [default: 0.6]', type=float)
-@click.option('--augpipe', help='Augmentation pipeline [default: bgc]', type=click.Choice(AUGPIPES))
+@click.option('--cond', help='Condition G and D on the labels from dataset.json [default: false]', type=bool, metavar='BOOL')
+@click.option('--subset', help='Use a random subset of N images [default: all]', type=int, metavar='INT')
+@click.option('--mirror', help='Also show horizontally mirrored images [default: false]', type=bool, metavar='BOOL')
+# Presets and their overrides.
+@click.option('--cfg', help='Hyperparameter preset [default: auto]', type=click.Choice(list(CFG_SPECS)))
+@click.option('--gamma', help='R1 weight instead of the preset value', type=float)
+@click.option('--kimg', help='Training length instead of the preset value', type=float, metavar='KIMG')
+@click.option('--batch', help='Total batch instead of the preset value', type=int, metavar='INT')
+# Augmenting what D sees.
+@click.option('--aug', help='How D inputs are augmented [default: ada]', type=click.Choice(['noaug', 'ada', 'fixed', 'apa']))
+@click.option('--p', help='Constant augment strength used by --aug=fixed', type=float)
+@click.option('--target', help='Overfitting level ADA/APA steer towards [default: 0.6]', type=float)
+@click.option('--augpipe', help='Set of augmentations in the pipe [default: bgc]', type=click.Choice(AUGPIPES))
 @click.option('--diffaug', help='DiffAugment policy applied before every D call, e.g. color,translation,cutout', metavar='POLICY')
-# Transfer learning.
-@click.option('--resume', help='Resume from a network snapshot (.pt) [default: noresume]', metavar='PT')
-@click.option('--freezed', help='Freeze-D [default: 0 layers]', type=int, metavar='INT')
-# Performance options.
-@click.option('--fp32', help='Disable mixed-precision training', type=bool, metavar='BOOL')
-@click.option('--nhwc', help='Use NHWC memory format with FP16', type=bool, metavar='BOOL')
-@click.option('--nobench', help='Disable cuDNN benchmarking', type=bool, metavar='BOOL')
-@click.option('--allow-tf32', help='Allow PyTorch to use TF32 internally', type=bool, metavar='BOOL')
-@click.option('--workers', help='Override number of DataLoader workers', type=int, metavar='INT')
+# Starting from earlier weights.
+@click.option('--resume', help='Continue from one of our .pt snapshots [default: noresume]', metavar='PT')
+@click.option('--freezed', help='Keep this many D layers fixed (Freeze-D) [default: 0 layers]', type=int, metavar='INT')
+# Speed and precision.
+@click.option('--fp32', help='Keep every layer in float32 (no fp16)', type=bool, metavar='BOOL')
+@click.option('--nhwc', help='Channels-last layout for the fp16 layers', type=bool, metavar='BOOL')
+@click.option('--nobench', help='Turn off cuDNN autotuning', type=bool, metavar='BOOL')
+@click.option('--allow-tf32', help='Permit TF32 math in matmuls and convolutions', type=bool, metavar='BOOL')
+@click.option('--workers', help='DataLoader worker processes [default: 3]', type=int, metavar='INT')
 # Additions (not upstream).
 @click.option('--device', help='cuda or cpu [default: cuda if available]', type=click.Choice(['cpu', 'cuda']))
 @click.option('--cbase', help='Override channel_base of G and D (small models for CPU runs)', type=int, metavar='INT')
@@ -439,38 +439,38 @@ def main(ctx, outdir, dry_run, **config_kwargs):
         args.run_dir = next_run_dir(outdir, run_desc)
     assert not os.path.exists(args.run_dir) or torchrun_rank not in (None, 0)
 
-    # Print options.
+    # Echo the resolved configuration before anything is written.
     if torchrun_rank in (None, 0):
         print()
-        print('Training options:')
+        print('Resolved options:')
         print(json.dumps(args, indent=2, default=str))
         print()
-        print(f'Output directory:   {args.run_dir}')
-        print(f'Training data:      {args.training_set_kwargs.path}')
-        print(f'Training duration:  {args.total_kimg} kimg')
-        print(f'Number of processes: {args.num_gpus}')
-        print(f'Number of images:   {args.training_set_kwargs.max_size}')
-        print(f'Image resolution:   {args.training_set_kwargs.resolution}')
-        print(f'Conditional model:  {args.training_set_kwargs.use_labels}')
-        print(f'Dataset x-flips:    {args.training_set_kwargs.xflip}')
+        print(f'Run directory:      {args.run_dir}')
+        print(f'Dataset:            {args.training_set_kwargs.path}')
+        print(f'Length:             {args.total_kimg} kimg')
+        print(f'Processes:          {args.num_gpus}')
+        print(f'Images used:        {args.training_set_kwargs.max_size}')
+        print(f'Resolution:         {args.training_set_kwargs.resolution}')
+        print(f'Uses labels:        {args.training_set_kwargs.use_labels}')
+        print(f'Mirrored copies:    {args.training_set_kwargs.xflip}')
         print()
 
-    # Dry run?
+    # --dry-run stops before the run directory exists.
     if dry_run:
         print('Dry run; exiting.')
         return
 
-    # Create output directory.
+    # The options file lets a run be inspected or repeated later.
     if torchrun_rank in (None, 0):
-        print('Creating output directory...')
+        print('Creating the run directory...')
         os.makedirs(args.run_dir, exist_ok=(torchrun_rank is not None))
         with open(os.path.join(args.run_dir, 'training_options.json'), 'wt') as f:
             json.dump(args, f, indent=2, default=str)
     if torchrun_rank is not None:
         torch.distributed.barrier()
 
-    # Launch processes.
-    print('Launching processes...')
+    # One process per --gpus; a single one runs in this process (easier to debug).
+    print('Starting training process(es)...')
     if torchrun_rank is not None:
         subprocess_fn(rank=torchrun_rank, args=args, temp_dir=None)
         return

@@ -224,16 +224,16 @@ def open_url(url: str, cache_dir: str = None, num_attempts: int = 3, verbose: bo
     for attempt in range(num_attempts):
         try:
             if verbose:
-                print(f'Downloading {url} ...', end='', flush=True)
+                print(f'Fetching {url} ...', end='', flush=True)
             with urllib.request.urlopen(url) as res:
                 data = res.read()
             if verbose:
-                print(' done')
+                print(' ok')
             break
         except Exception as err:  # network errors of all kinds: retry, then report the last one
             last_err = err
             if verbose:
-                print(' failed')
+                print(' error, retrying' if attempt + 1 < num_attempts else ' error')
     if data is None:
         raise IOError(f'open_url: could not download {url}: {last_err}')
 

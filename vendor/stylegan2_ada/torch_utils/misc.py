@@ -54,19 +54,19 @@ def suppress_tracer_warnings():
 def assert_shape(tensor, ref_shape):
     """Check tensor.shape against ref_shape; None in ref_shape matches any size."""
     if tensor.ndim != len(ref_shape):
-        raise AssertionError(f'Wrong number of dimensions: got {tensor.ndim}, expected {len(ref_shape)}')
+        raise AssertionError(f'assert_shape: number of dimensions is {tensor.ndim}, not {len(ref_shape)}')
     for idx, (size, ref_size) in enumerate(zip(tensor.shape, ref_shape)):
         if ref_size is None:
             continue
         if isinstance(ref_size, torch.Tensor):
             with suppress_tracer_warnings():
-                torch._assert(torch.equal(torch.as_tensor(size), ref_size), f'Wrong size for dimension {idx}')
+                torch._assert(torch.equal(torch.as_tensor(size), ref_size), f'assert_shape: dimension {idx} differs')
         elif isinstance(size, torch.Tensor):
             with suppress_tracer_warnings():
                 torch._assert(torch.equal(size, torch.as_tensor(ref_size)),
-                              f'Wrong size for dimension {idx}: expected {ref_size}')
+                              f'assert_shape: dimension {idx} should be {ref_size}')
         elif size != ref_size:
-            raise AssertionError(f'Wrong size for dimension {idx}: got {size}, expected {ref_size}')
+            raise AssertionError(f'assert_shape: dimension {idx} is {size}, not {ref_size}')
 
 
 def profiled_function(fn):
@@ -80,8 +80,8 @@ def profiled_function(fn):
 
 
 # ----------------------------------------------------------------------------
-# Sampler that loops over a dataset forever, shuffling inside a moving window so consecutive
-# epochs are not identical; each rank takes every num_replicas-th item.
+# An endless index stream for DataLoader: a seeded permutation is walked cyclically while items
+# swap places within a window, so passes differ; rank r keeps every num_replicas-th index from r.
 
 class InfiniteSampler(torch.utils.data.Sampler):
     def __init__(self, dataset, rank=0, num_replicas=1, shuffle=True, seed=0, window_size=0.5):

@@ -10,11 +10,11 @@ import torch
 
 import dnnlib
 
-_num_moments = 3             # [count, sum, sum of squares]
-_reduce_dtype = torch.float32  # per-call reduction before accumulating
+_num_moments = 3             # enough for mean and std: n, sum x, sum x^2
+_reduce_dtype = torch.float32  # each report() is summed in this precision first
 _counter_dtype = torch.float64  # accumulated moments (float64 keeps long ticks accurate)
 _rank = 0
-_sync_device = None          # device used for all_reduce; None = no multi-process sync
+_sync_device = None          # where all_reduce happens; None while running single-process
 _sync_called = False
 _counters = dict()           # name -> device -> moment tensor
 _cumulative = dict()         # name -> moments summed over all ranks and all finished intervals

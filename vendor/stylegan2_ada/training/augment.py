@@ -180,22 +180,22 @@ class AugmentPipe(torch.nn.Module):
                  imgfilter=0, imgfilter_bands=(1, 1, 1, 1), imgfilter_std=1,
                  noise=0, cutout=0, noise_std=0.1, cutout_size=0.5):
         super().__init__()
-        self.register_buffer('p', torch.ones([]))  # Overall strength; multiplies every probability.
+        self.register_buffer('p', torch.ones([]))  # a buffer so snapshots and broadcasts carry it
 
-        # Pixel blitting.
+        # Stage 1a, lossless integer moves: flips, quarter turns, whole-pixel shifts.
         self.xflip, self.rotate90, self.xint, self.xint_max = float(xflip), float(rotate90), float(xint), float(xint_max)
-        # General geometric transforms.
+        # Stage 1b, resampled moves; the *_std / *_max values set their spread.
         self.scale, self.rotate, self.aniso, self.xfrac = float(scale), float(rotate), float(aniso), float(xfrac)
         self.scale_std, self.rotate_max = float(scale_std), float(rotate_max)
         self.aniso_std, self.xfrac_std = float(aniso_std), float(xfrac_std)
-        # Color transforms.
+        # Stage 2, one 4x4 colour matrix per sample.
         self.brightness, self.contrast, self.lumaflip = float(brightness), float(contrast), float(lumaflip)
         self.hue, self.saturation = float(hue), float(saturation)
         self.brightness_std, self.contrast_std = float(brightness_std), float(contrast_std)
         self.hue_max, self.saturation_std = float(hue_max), float(saturation_std)
-        # Image-space filtering.
+        # Stage 3, random per-octave gains.
         self.imgfilter, self.imgfilter_bands, self.imgfilter_std = float(imgfilter), list(imgfilter_bands), float(imgfilter_std)
-        # Image-space corruptions.
+        # Stage 4, additive noise and cutout.
         self.noise, self.cutout = float(noise), float(cutout)
         self.noise_std, self.cutout_size = float(noise_std), float(cutout_size)
 

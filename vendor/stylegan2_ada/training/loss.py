@@ -99,7 +99,7 @@ class StyleGAN2Loss(Loss):
         do_Gpl = phase in ('Greg', 'Gboth') and self.pl_weight != 0
         do_Dr1 = phase in ('Dreg', 'Dboth') and self.r1_gamma != 0
 
-        # Gmain: maximise D's logits for generated images (non-saturating: softplus(-l)).
+        # Gmain: G wants D to call its output real; softplus(-l) is the non-saturating form.
         if do_Gmain:
             gen_img, _ = self.run_G(gen_z, gen_c, sync=(sync and not do_Gpl))
             if self.apa is not None:
@@ -111,7 +111,7 @@ class StyleGAN2Loss(Loss):
             training_stats.report('Loss/G/loss', loss_Gmain)
             (loss_Gmain.mean() + self.extra_loss('G')).mul(gain).backward()
 
-        # Greg: path-length regularisation on a shrunk batch.
+        # Greg: the path-length penalty only needs a fraction of the batch to estimate its mean.
         if do_Gpl:
             batch_size = max(gen_z.shape[0] // self.pl_batch_shrink, 1)
             gen_img, gen_ws = self.run_G(gen_z[:batch_size], gen_c[:batch_size], sync=sync)
@@ -130,7 +130,7 @@ class StyleGAN2Loss(Loss):
             # expect the same parameter set on every rank).
             (gen_img[:, 0, 0, 0] * 0 + loss_Gpl).mean().mul(gain).backward()
 
-        # Dmain (fakes): minimise D's logits for generated images.
+        # Dmain, fake half: D is pushed to score fakes low.
         loss_Dgen = 0
         if do_Dmain:
             gen_img, _ = self.run_G(gen_z, gen_c, sync=False)
@@ -140,7 +140,7 @@ class StyleGAN2Loss(Loss):
             loss_Dgen = F.softplus(gen_logits)
             (loss_Dgen.mean() + self.extra_loss('D')).mul(gain).backward()
 
-        # Dmain (reals): maximise D's logits for reals. Dreg: R1 = gamma/2 * |dD/dx|^2 on reals.
+        # Dmain, real half (score reals high) and Dreg (R1 = gamma/2 * |dD/dx|^2) share one D pass.
         if do_Dmain or do_Dr1:
             if self.apa is not None:
                 real_img = self.apa(real_img)

@@ -50,12 +50,12 @@ def normalize_2nd_moment(x, dim=1, eps=1e-8):
 
 
 def modulated_conv2d(
-    x,                          # Input activations [batch, in_channels, H, W].
-    weight,                     # Shared weight [out_channels, in_channels, kh, kw].
-    styles,                     # Per-sample input-channel scales [batch, in_channels].
-    noise=None,                 # Optional noise added to the output, broadcastable to it.
-    up=1,                       # Upsampling factor.
-    down=1,                     # Downsampling factor.
+    x,                          # Activations [batch, in_channels, H, W].
+    weight,                     # One kernel for the whole batch [out_channels, in_channels, kh, kw].
+    styles,                     # Style: per-sample scale of each input channel [batch, in_channels].
+    noise=None,                 # Added to the result when given (must broadcast to it).
+    up=1,                       # Integer factor for upsampling.
+    down=1,                     # Integer factor for downsampling.
     padding=0,
     resample_filter=None,       # FIR filter from upfirdn2d.setup_filter() for the resampling.
     demodulate=True,            # Normalise each output channel's effective weight to unit norm.
@@ -113,12 +113,12 @@ def modulated_conv2d(
 
 class FullyConnectedLayer(torch.nn.Module):
     def __init__(self,
-        in_features,                # Number of input features.
-        out_features,               # Number of output features.
-        bias=True,                  # Apply additive bias before the activation function?
-        activation='linear',        # Activation function: 'relu', 'lrelu', etc.
-        lr_multiplier=1,            # Learning rate multiplier.
-        bias_init=0,                # Initial value for the additive bias.
+        in_features,                # Width of the input.
+        out_features,               # Width of the output.
+        bias=True,                  # Learn a bias, added just before the nonlinearity.
+        activation='linear',        # Nonlinearity name as known to bias_act ('linear', 'lrelu', ...).
+        lr_multiplier=1,            # Equalized-LR scale: effective lr = lr * this.
+        bias_init=0,                # Starting value of the bias.
     ):
         super().__init__()
         self.in_features = in_features
@@ -147,17 +147,17 @@ class FullyConnectedLayer(torch.nn.Module):
 
 class Conv2dLayer(torch.nn.Module):
     def __init__(self,
-        in_channels,                    # Number of input channels.
-        out_channels,                   # Number of output channels.
-        kernel_size,                    # Width and height of the convolution kernel.
-        bias=True,                      # Apply additive bias before the activation function?
-        activation='linear',            # Activation function: 'relu', 'lrelu', etc.
-        up=1,                           # Integer upsampling factor.
-        down=1,                         # Integer downsampling factor.
-        resample_filter=[1, 3, 3, 1],   # Low-pass filter to apply when resampling activations.
-        conv_clamp=None,                # Clamp the output to +-X, None = disable clamping.
-        channels_last=False,            # Expect the input to have memory_format=channels_last?
-        trainable=True,                 # Update the weights of this layer during training?
+        in_channels,                    # Channels coming in.
+        out_channels,                   # Channels going out.
+        kernel_size,                    # Square kernel side.
+        bias=True,                      # Learn a bias, added just before the nonlinearity.
+        activation='linear',            # Nonlinearity name as known to bias_act ('linear', 'lrelu', ...).
+        up=1,                           # Upsample the input by this integer first.
+        down=1,                         # Downsample the result by this integer.
+        resample_filter=[1, 3, 3, 1],   # 1-D taps of the anti-aliasing FIR used around resampling.
+        conv_clamp=None,                # Limit outputs to [-X, X] (fp16 safety); None = unbounded.
+        channels_last=False,            # Store the weight channels-last.
+        trainable=True,                 # False turns weight and bias into buffers (Freeze-D).
     ):
         super().__init__()
         self.in_channels = in_channels
@@ -201,16 +201,16 @@ class Conv2dLayer(torch.nn.Module):
 
 class MappingNetwork(torch.nn.Module):
     def __init__(self,
-        z_dim,                      # Input latent (Z) dimensionality, 0 = no latent.
-        c_dim,                      # Conditioning label (C) dimensionality, 0 = no label.
-        w_dim,                      # Intermediate latent (W) dimensionality.
-        num_ws,                     # Number of intermediate latents to output, None = do not broadcast.
-        num_layers=8,               # Number of mapping layers.
-        embed_features=None,        # Label embedding dimensionality, None = same as w_dim.
-        layer_features=None,        # Number of intermediate features in the mapping layers, None = same as w_dim.
-        activation='lrelu',         # Activation function: 'relu', 'lrelu', etc.
-        lr_multiplier=0.01,         # Learning rate multiplier for the mapping layers.
-        w_avg_beta=0.995,           # Decay for tracking the moving average of W during training, None = do not track.
+        z_dim,                      # Size of z; 0 when only the label drives the mapping.
+        c_dim,                      # Size of the label vector c; 0 = unconditional.
+        w_dim,                      # Size of w.
+        num_ws,                     # Copies of w to emit, one per synthesis input; None = a single w.
+        num_layers=8,               # Depth of the MLP.
+        embed_features=None,        # Width of the embedded label; None = w_dim.
+        layer_features=None,        # Hidden width of the MLP; None = w_dim.
+        activation='lrelu',         # Nonlinearity name as known to bias_act ('linear', 'lrelu', ...).
+        lr_multiplier=0.01,         # The mapping MLP learns 100x slower by default.
+        w_avg_beta=0.995,           # EMA decay of w_avg (used by truncation); None = no w_avg.
     ):
         super().__init__()
         self.z_dim = z_dim
@@ -279,17 +279,17 @@ class MappingNetwork(torch.nn.Module):
 
 class SynthesisLayer(torch.nn.Module):
     def __init__(self,
-        in_channels,                    # Number of input channels.
-        out_channels,                   # Number of output channels.
-        w_dim,                          # Intermediate latent (W) dimensionality.
-        resolution,                     # Resolution of this layer.
-        kernel_size=3,                  # Convolution kernel size.
-        up=1,                           # Integer upsampling factor.
-        use_noise=True,                 # Enable noise input?
-        activation='lrelu',             # Activation function: 'relu', 'lrelu', etc.
-        resample_filter=[1, 3, 3, 1],   # Low-pass filter to apply when resampling activations.
-        conv_clamp=None,                # Clamp the output of convolution layers to +-X, None = disable clamping.
-        channels_last=False,            # Use channels_last format for the weights?
+        in_channels,                    # Channels coming in.
+        out_channels,                   # Channels going out.
+        w_dim,                          # Size of w.
+        resolution,                     # Output side length of this layer.
+        kernel_size=3,                  # Square kernel side.
+        up=1,                           # Upsample the input by this integer first.
+        use_noise=True,                 # Add per-pixel noise with a learned strength.
+        activation='lrelu',             # Nonlinearity name as known to bias_act ('linear', 'lrelu', ...).
+        resample_filter=[1, 3, 3, 1],   # 1-D taps of the anti-aliasing FIR used around resampling.
+        conv_clamp=None,                # Limit conv outputs to [-X, X] (fp16 safety); None = unbounded.
+        channels_last=False,            # Store the weight channels-last.
     ):
         super().__init__()
         self.in_channels = in_channels
@@ -366,18 +366,18 @@ class ToRGBLayer(torch.nn.Module):
 
 class SynthesisBlock(torch.nn.Module):
     def __init__(self,
-        in_channels,                    # Number of input channels, 0 = first block.
-        out_channels,                   # Number of output channels.
-        w_dim,                          # Intermediate latent (W) dimensionality.
-        resolution,                     # Resolution of this block.
-        img_channels,                   # Number of output color channels.
-        is_last,                        # Is this the last block?
-        architecture='skip',            # Architecture: 'orig', 'skip', 'resnet'.
-        resample_filter=[1, 3, 3, 1],   # Low-pass filter to apply when resampling activations.
-        conv_clamp=None,                # Clamp the output of convolution layers to +-X, None = disable clamping.
-        use_fp16=False,                 # Use FP16 for this block (CUDA only)?
-        fp16_channels_last=False,       # Use channels-last memory format with FP16?
-        **layer_kwargs,                 # Arguments for SynthesisLayer.
+        in_channels,                    # Channels coming in; 0 marks the first block.
+        out_channels,                   # Channels going out.
+        w_dim,                          # Size of w.
+        resolution,                     # Side length this block works at.
+        img_channels,                   # Image channels produced (1 or 3).
+        is_last,                        # True for the highest-resolution block.
+        architecture='skip',            # 'orig', 'skip' or 'resnet' wiring between blocks.
+        resample_filter=[1, 3, 3, 1],   # 1-D taps of the anti-aliasing FIR used around resampling.
+        conv_clamp=None,                # Limit conv outputs to [-X, X] (fp16 safety); None = unbounded.
+        use_fp16=False,                 # Run this block in half precision (CUDA only).
+        fp16_channels_last=False,       # Channels-last layout while in fp16.
+        **layer_kwargs,                 # Passed on to both SynthesisLayers.
     ):
         if architecture not in ('orig', 'skip', 'resnet'):
             raise ValueError(f"architecture must be 'orig', 'skip' or 'resnet', got {architecture!r}")
@@ -459,13 +459,13 @@ class SynthesisBlock(torch.nn.Module):
 
 class SynthesisNetwork(torch.nn.Module):
     def __init__(self,
-        w_dim,                      # Intermediate latent (W) dimensionality.
-        img_resolution,             # Output image resolution.
-        img_channels,               # Number of color channels.
-        channel_base=32768,         # Overall multiplier for the number of channels.
-        channel_max=512,            # Maximum number of channels in any layer.
-        num_fp16_res=0,             # Use FP16 for the N highest resolutions (CUDA only).
-        **block_kwargs,             # Arguments for SynthesisBlock.
+        w_dim,                      # Size of w.
+        img_resolution,             # Side length of the generated images.
+        img_channels,               # Image channels (1 or 3).
+        channel_base=32768,         # Channels at resolution r are channel_base // r, capped below.
+        channel_max=512,            # Upper bound on any layer's channels.
+        num_fp16_res=0,             # How many of the largest resolutions run in fp16 (CUDA only).
+        **block_kwargs,             # Passed on to every SynthesisBlock.
     ):
         if not (isinstance(img_resolution, int) and img_resolution >= 4 and img_resolution & (img_resolution - 1) == 0):
             raise ValueError(f'img_resolution must be a power of two >= 4, got {img_resolution!r}')
@@ -516,13 +516,13 @@ class SynthesisNetwork(torch.nn.Module):
 
 class Generator(torch.nn.Module):
     def __init__(self,
-        z_dim,                      # Input latent (Z) dimensionality.
-        c_dim,                      # Conditioning label (C) dimensionality.
-        w_dim,                      # Intermediate latent (W) dimensionality.
-        img_resolution,             # Output resolution.
-        img_channels,               # Number of output color channels.
-        mapping_kwargs={},          # Arguments for MappingNetwork.
-        synthesis_kwargs={},        # Arguments for SynthesisNetwork.
+        z_dim,                      # Size of z.
+        c_dim,                      # Size of the label vector c (0 = unconditional).
+        w_dim,                      # Size of w.
+        img_resolution,             # Side length of the generated images.
+        img_channels,               # Image channels produced (1 or 3).
+        mapping_kwargs={},          # Passed on to the MappingNetwork.
+        synthesis_kwargs={},        # Passed on to the SynthesisNetwork.
     ):
         super().__init__()
         self.z_dim = z_dim
@@ -545,19 +545,19 @@ class Generator(torch.nn.Module):
 
 class DiscriminatorBlock(torch.nn.Module):
     def __init__(self,
-        in_channels,                    # Number of input channels, 0 = first block.
-        tmp_channels,                   # Number of intermediate channels.
-        out_channels,                   # Number of output channels.
-        resolution,                     # Resolution of this block.
-        img_channels,                   # Number of input color channels.
-        first_layer_idx,                # Index of the first layer.
-        architecture='resnet',          # Architecture: 'orig', 'skip', 'resnet'.
-        activation='lrelu',             # Activation function: 'relu', 'lrelu', etc.
-        resample_filter=[1, 3, 3, 1],   # Low-pass filter to apply when resampling activations.
-        conv_clamp=None,                # Clamp the output of convolution layers to +-X, None = disable clamping.
-        use_fp16=False,                 # Use FP16 for this block (CUDA only)?
-        fp16_channels_last=False,       # Use channels-last memory format with FP16?
-        freeze_layers=0,                # Freeze-D: Number of layers to freeze.
+        in_channels,                    # Channels coming in; 0 marks the first block.
+        tmp_channels,                   # Channels between the two convs.
+        out_channels,                   # Channels going out.
+        resolution,                     # Side length this block works at.
+        img_channels,                   # Image channels of D's input (1 or 3).
+        first_layer_idx,                # Global index of this block's first layer (Freeze-D counts these).
+        architecture='resnet',          # 'orig', 'skip' or 'resnet' wiring between blocks.
+        activation='lrelu',             # Nonlinearity name as known to bias_act ('linear', 'lrelu', ...).
+        resample_filter=[1, 3, 3, 1],   # 1-D taps of the anti-aliasing FIR used around resampling.
+        conv_clamp=None,                # Limit conv outputs to [-X, X] (fp16 safety); None = unbounded.
+        use_fp16=False,                 # Run this block in half precision (CUDA only).
+        fp16_channels_last=False,       # Channels-last layout while in fp16.
+        freeze_layers=0,                # Layers with a lower global index stay fixed (Freeze-D).
     ):
         if in_channels not in (0, tmp_channels):
             raise ValueError(f'in_channels must be 0 or tmp_channels ({tmp_channels}), got {in_channels}')
@@ -660,15 +660,15 @@ class MinibatchStdLayer(torch.nn.Module):
 
 class DiscriminatorEpilogue(torch.nn.Module):
     def __init__(self,
-        in_channels,                    # Number of input channels.
-        cmap_dim,                       # Dimensionality of mapped conditioning label, 0 = no label.
-        resolution,                     # Resolution of this block.
-        img_channels,                   # Number of input color channels.
-        architecture='resnet',          # Architecture: 'orig', 'skip', 'resnet'.
-        mbstd_group_size=4,             # Group size for the minibatch standard deviation layer, None = entire minibatch.
-        mbstd_num_channels=1,           # Number of features for the minibatch standard deviation layer, 0 = disable.
-        activation='lrelu',             # Activation function: 'relu', 'lrelu', etc.
-        conv_clamp=None,                # Clamp the output of convolution layers to +-X, None = disable clamping.
+        in_channels,                    # Channels coming in.
+        cmap_dim,                       # Size of the projected label; 0 = unconditional.
+        resolution,                     # Side length this block works at.
+        img_channels,                   # Image channels of D's input (1 or 3).
+        architecture='resnet',          # 'orig', 'skip' or 'resnet' wiring between blocks.
+        mbstd_group_size=4,             # Samples per minibatch-stddev group; None = the whole batch.
+        mbstd_num_channels=1,           # Stddev features appended; 0 = no minibatch-stddev layer.
+        activation='lrelu',             # Nonlinearity name as known to bias_act ('linear', 'lrelu', ...).
+        conv_clamp=None,                # Limit conv outputs to [-X, X] (fp16 safety); None = unbounded.
     ):
         if architecture not in ('orig', 'skip', 'resnet'):
             raise ValueError(f"architecture must be 'orig', 'skip' or 'resnet', got {architecture!r}")
@@ -718,18 +718,18 @@ class DiscriminatorEpilogue(torch.nn.Module):
 
 class Discriminator(torch.nn.Module):
     def __init__(self,
-        c_dim,                          # Conditioning label (C) dimensionality.
-        img_resolution,                 # Input resolution.
-        img_channels,                   # Number of input color channels.
-        architecture='resnet',          # Architecture: 'orig', 'skip', 'resnet'.
-        channel_base=32768,             # Overall multiplier for the number of channels.
-        channel_max=512,                # Maximum number of channels in any layer.
-        num_fp16_res=0,                 # Use FP16 for the N highest resolutions (CUDA only).
-        conv_clamp=None,                # Clamp the output of convolution layers to +-X, None = disable clamping.
-        cmap_dim=None,                  # Dimensionality of mapped conditioning label, None = default.
-        block_kwargs={},                # Arguments for DiscriminatorBlock.
-        mapping_kwargs={},              # Arguments for MappingNetwork.
-        epilogue_kwargs={},             # Arguments for DiscriminatorEpilogue.
+        c_dim,                          # Size of the label vector c (0 = unconditional).
+        img_resolution,                 # Side length of the images D sees.
+        img_channels,                   # Image channels of D's input (1 or 3).
+        architecture='resnet',          # 'orig', 'skip' or 'resnet' wiring between blocks.
+        channel_base=32768,             # Channels at resolution r are channel_base // r, capped below.
+        channel_max=512,                # Upper bound on any layer's channels.
+        num_fp16_res=0,                 # How many of the largest resolutions run in fp16 (CUDA only).
+        conv_clamp=None,                # Limit conv outputs to [-X, X] (fp16 safety); None = unbounded.
+        cmap_dim=None,                  # Size of the projected label; None = chosen from the channels.
+        block_kwargs={},                # Passed on to every DiscriminatorBlock.
+        mapping_kwargs={},              # Passed on to the MappingNetwork.
+        epilogue_kwargs={},             # Passed on to the DiscriminatorEpilogue.
     ):
         if not (isinstance(img_resolution, int) and img_resolution >= 4 and img_resolution & (img_resolution - 1) == 0):
             raise ValueError(f'img_resolution must be a power of two >= 4, got {img_resolution!r}')

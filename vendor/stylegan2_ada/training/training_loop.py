@@ -107,39 +107,39 @@ def save_grid(images, path, grid_size):
 # ---------------------------------------------------------------------------------------------
 
 def training_loop(
-    run_dir='.',                    # Output directory.
-    training_set_kwargs={},         # Options for training set (training.dataset.ImageFolderDataset).
-    data_loader_kwargs={},          # Options for torch.utils.data.DataLoader.
-    G_kwargs={},                    # Options for generator network (class_name + kwargs).
-    D_kwargs={},                    # Options for discriminator network.
-    G_opt_kwargs={},                # Options for generator optimizer (class_name, lr, betas, eps).
-    D_opt_kwargs={},                # Options for discriminator optimizer.
-    augment_kwargs=None,            # Options for augmentation pipeline. None = disable.
-    loss_kwargs={},                 # Options for loss function.
-    metrics=[],                     # Metrics to evaluate at every network snapshot.
+    run_dir='.',                    # Where snapshots, grids and stats.jsonl go.
+    training_set_kwargs={},         # Dataset constructor spec (class_name + kwargs, e.g. ImageFolderDataset).
+    data_loader_kwargs={},          # Forwarded to torch.utils.data.DataLoader (workers, pinning, ...).
+    G_kwargs={},                    # Generator constructor spec (class_name + kwargs).
+    D_kwargs={},                    # Discriminator constructor spec.
+    G_opt_kwargs={},                # G optimizer spec (class_name, lr, betas, eps).
+    D_opt_kwargs={},                # D optimizer spec.
+    augment_kwargs=None,            # AugmentPipe spec; None means no pipe is built.
+    loss_kwargs={},                 # Loss constructor spec (class_name + weights).
+    metrics=[],                     # Metric names computed whenever a network snapshot is written.
     metric_kwargs={},               # Extra options for metric_main.calc_metric (num_gen, detector, cache_dir).
-    random_seed=0,                  # Global random seed.
-    num_gpus=1,                     # Number of processes taking part.
-    rank=0,                         # Rank of the current process in [0, num_gpus[.
+    random_seed=0,                  # Base seed; each rank derives its own from it.
+    num_gpus=1,                     # World size (one process per device).
+    rank=0,                         # This process's index, 0 <= rank < num_gpus.
     device='cuda',                  # 'cuda' or 'cpu'.
-    batch_size=4,                   # Total batch size for one training iteration.
+    batch_size=4,                   # Reals per iteration, summed over all processes.
     batch_gpu=4,                    # Images per process per accumulation round.
-    ema_kimg=10,                    # Half-life of the exponential moving average (EMA) of G weights.
-    ema_rampup=None,                # EMA ramp-up coefficient.
-    G_reg_interval=4,               # How often to perform regularization for G? None = disable lazy regularization.
-    D_reg_interval=16,              # How often to perform regularization for D? None = disable lazy regularization.
-    augment_p=0,                    # Initial value of augmentation probability.
-    ada_target=None,                # ADA target value. None = fixed p.
-    ada_interval=4,                 # How often to perform ADA adjustment?
-    ada_kimg=500,                   # ADA adjustment speed: kimg for p to go 0 -> 1.
+    ema_kimg=10,                    # G_ema half-life, in thousands of images.
+    ema_rampup=None,                # Caps the half-life at cur_nimg * this early on; None = no cap.
+    G_reg_interval=4,               # Run Greg every N iterations; None folds it into Gmain (Gboth).
+    D_reg_interval=16,              # Run Dreg every N iterations; None folds it into Dmain (Dboth).
+    augment_p=0,                    # Starting p (fixed p when ada_target is None).
+    ada_target=None,                # Desired E[sign(D(real))]; None keeps p constant.
+    ada_interval=4,                 # Iterations between two p updates.
+    ada_kimg=500,                   # Speed of p: this many kimg would take it from 0 to 1.
     apa=False,                      # Adaptive pseudo augmentation instead of / besides the augment pipe.
-    total_kimg=25000,               # Total length of the training, measured in thousands of real images.
-    kimg_per_tick=4,                # Progress snapshot interval.
-    image_snapshot_ticks=50,        # How often to save image snapshots? None = disable.
-    network_snapshot_ticks=50,      # How often to save network snapshots? None = disable.
+    total_kimg=25000,               # Stop after this many thousand reals have been shown.
+    kimg_per_tick=4,                # Length of a tick (status line, stats row) in kimg.
+    image_snapshot_ticks=50,        # Ticks between fake-image grids; None/0 = never.
+    network_snapshot_ticks=50,      # Ticks between .pt snapshots (and metric runs); None/0 = never.
     image_grid_size=None,           # (cols, rows) of the image grids; None = upstream's size.
     resume_pkl=None,                # Snapshot (.pt) to resume from (networks, optimizers, p, counters).
-    cudnn_benchmark=True,           # Enable torch.backends.cudnn.benchmark?
+    cudnn_benchmark=True,           # Let cuDNN autotune conv algorithms (CUDA only).
     allow_tf32=False,               # Enable TF32 for matmul and convolutions?
     abort_fn=None,                  # Callback that determines whether to abort training.
     progress_fn=None,               # Callback function for updating training progress.
@@ -153,33 +153,33 @@ def training_loop(
         torch.backends.cudnn.benchmark = cudnn_benchmark
         torch.backends.cuda.matmul.allow_tf32 = allow_tf32
         torch.backends.cudnn.allow_tf32 = allow_tf32
-    conv2d_gradfix.enabled = True         # Improves training speed (custom weight-gradient path).
-    grid_sample_gradfix.enabled = True    # Avoids errors with the augmentation pipe.
+    conv2d_gradfix.enabled = True         # Mirrors the reference loop; our conv2d_gradfix ignores it.
+    grid_sample_gradfix.enabled = True    # The augment pipe needs double backward through grid_sample.
     distributed = num_gpus > 1
 
-    # Load training set.
+    # Each rank draws its own share of every batch from an endless sampler.
     if rank == 0:
-        print('Loading training set...')
+        print('Reading the dataset...')
     training_set = dnnlib.util.construct_class_by_name(**training_set_kwargs)
     training_set_sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=num_gpus, seed=random_seed)
     training_set_iterator = iter(torch.utils.data.DataLoader(
         dataset=training_set, sampler=training_set_sampler, batch_size=batch_size // num_gpus, **data_loader_kwargs))
     if rank == 0:
         print()
-        print('Num images: ', len(training_set))
-        print('Image shape:', training_set.image_shape)
-        print('Label shape:', training_set.label_shape)
+        print('Images:      ', len(training_set))
+        print('Image dims:  ', training_set.image_shape)
+        print('Label dims:  ', training_set.label_shape)
         print()
 
-    # Construct networks.
+    # Networks start on the device with grads off; phases switch them on one at a time.
     if rank == 0:
-        print('Constructing networks...')
+        print('Building G and D...')
     common_kwargs = dict(c_dim=training_set.label_dim, img_resolution=training_set.resolution,
                          img_channels=training_set.num_channels)
     G = dnnlib.util.construct_class_by_name(**G_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
     D = dnnlib.util.construct_class_by_name(**D_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
 
-    # Resume from existing snapshot (networks first; the rest once optimizers exist).
+    # Resuming is two-step: weights now, optimizer/augment state once those objects exist.
     resume_data = None
     if resume_pkl is not None:
         if rank == 0:
@@ -201,9 +201,9 @@ def training_loop(
             print(f'{name}: {count:,} parameters')
         print()
 
-    # Setup augmentation.
+    # Augmentation is only built when it can ever be active (p > 0 now or adapted later).
     if rank == 0:
-        print('Setting up augmentation...')
+        print('Preparing augmentation...')
     augment_pipe = None
     ada_stats = None
     if augment_kwargs is not None and (augment_p > 0 or ada_target is not None):
@@ -219,18 +219,18 @@ def training_loop(
     if ada_target is not None and adaptive is not None:
         ada_stats = training_stats.Collector(regex='Loss/signs/real')
 
-    # Distribute across processes: identical start on every rank.
+    # Rank 0's weights win, so every process starts from the same point.
     if rank == 0:
-        print(f'Distributing across {num_gpus} processes...')
+        print(f'Syncing start state over {num_gpus} process(es)...')
     if distributed:
         for module in [G, D, G_ema, augment_pipe, apa_module]:
             if module is not None:
                 for tensor in misc.params_and_buffers(module):
                     torch.distributed.broadcast(tensor.data, src=0)
 
-    # Setup training phases.
+    # One optimizer per network; with lazy regularisation the main and reg phases share it.
     if rank == 0:
-        print('Setting up training phases...')
+        print('Creating loss and optimizers...')
     loss = dnnlib.util.construct_class_by_name(device=device, G_mapping=G.mapping, G_synthesis=G.synthesis, D=D,
                                                augment_pipe=augment_pipe, apa=apa_module, **loss_kwargs)
     # HOOK (e): `loss.extra_loss_fn = fn` adds fn('G') / fn('D') to the main G / D losses.
@@ -244,7 +244,7 @@ def training_loop(
         if reg_interval is None:
             opt = dnnlib.util.construct_class_by_name(module.parameters(), class_name=class_name, **opt_kwargs)
             phases += [dnnlib.EasyDict(name=name + 'both', module=module, opt=opt, interval=1)]
-        else:  # Lazy regularization.
+        else:  # separate, less frequent reg phase with compensated lr/betas
             opt_kwargs = lazy_reg_optimizer_kwargs(opt_kwargs, reg_interval)
             opt = dnnlib.util.construct_class_by_name(module.parameters(), class_name=class_name, **opt_kwargs)
             phases += [dnnlib.EasyDict(name=name + 'main', module=module, opt=opt, interval=1)]
@@ -274,7 +274,7 @@ def training_loop(
     # Export sample images.
     grid_size = grid_z = grid_c = None
     if rank == 0 and image_snapshot_ticks:
-        print('Exporting sample images...')
+        print('Writing reals.png (and the initial fakes)...')
         grid_size, images, labels = setup_snapshot_image_grid(training_set, random_seed, image_grid_size)
         save_grid(images, os.path.join(run_dir, 'reals.png'), grid_size)
         grid_z = torch.randn([labels.shape[0], G.z_dim], device=device).split(batch_gpu)
@@ -282,9 +282,9 @@ def training_loop(
         if resume_data is None:
             save_grid(_generate_grid(G_ema, grid_z, grid_c), os.path.join(run_dir, 'fakes_init.png'), grid_size)
 
-    # Initialize logs.
+    # Only rank 0 writes files; every rank still collects stats for the all-reduce.
     if rank == 0:
-        print('Initializing logs...')
+        print('Opening stats writers...')
     stats_collector = training_stats.Collector(regex='.*')
     stats_metrics = dict()
     stats_writer = None
@@ -295,11 +295,11 @@ def training_loop(
             import torch.utils.tensorboard as tensorboard
             stats_tfevents = tensorboard.SummaryWriter(run_dir)
         except ImportError:
-            pass  # TensorBoard is optional.
+            pass  # no tensorboard installed: stats.jsonl alone is enough
 
-    # Train.
+    # Main loop: one batch of reals per iteration, bookkeeping once per tick.
     if rank == 0:
-        print(f'Training for {total_kimg} kimg...')
+        print(f'Running until {total_kimg} kimg...')
         print()
     progress = runlog.ProgressLine(start_time=start_time, elapsed_before=elapsed_before)
     progress.start_from(cur_nimg / 1000)
@@ -309,7 +309,7 @@ def training_loop(
         progress_fn(0, total_kimg)
     while not done:
 
-        # Fetch training data.
+        # Reals in [-1, 1]; fresh latents and labels for every phase, split into per-round chunks.
         phase_real_img, phase_real_c = next(training_set_iterator)
         phase_real_img = (phase_real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
         phase_real_c = phase_real_c.to(device).split(batch_gpu)
@@ -319,7 +319,7 @@ def training_loop(
         all_gen_c = torch.from_numpy(np.stack(all_gen_c)).to(device)
         all_gen_c = [phase_gen_c.split(batch_gpu) for phase_gen_c in all_gen_c.split(batch_size)]
 
-        # Execute training phases.
+        # A phase is skipped unless this iteration falls on its interval.
         for phase, phase_gen_z, phase_gen_c in zip(phases, all_gen_z, all_gen_c):
             if batch_idx % phase.interval != 0:
                 continue
@@ -364,12 +364,12 @@ def training_loop(
                                batch_size, ada_interval, ada_kimg)
             adaptive.p.copy_(torch.as_tensor(new_p))
 
-        # Perform maintenance tasks once per tick.
+        # Everything below runs once per tick only.
         done = cur_nimg >= total_kimg * 1000
         if (not done) and (cur_tick != 0) and (cur_nimg < tick_start_nimg + kimg_per_tick * 1000):
             continue
 
-        # Print status line, accumulating the same information in training_stats.
+        # The status line values are also reported so they reach stats.jsonl.
         augment_value = float(adaptive.p) if adaptive is not None else 0.0
         extra = dict(augment=f'{augment_value:.3f}')
         if device.type == 'cuda':
@@ -386,19 +386,19 @@ def training_loop(
         if rank == 0:
             print(line, flush=True)
 
-        # Check for abort.
+        # abort_fn lets a caller stop cleanly at a tick boundary (still saving below).
         if (not done) and (abort_fn is not None) and abort_fn():
             done = True
             if rank == 0:
                 print()
-                print('Aborting...')
+                print('Stopping early on request...')
 
-        # Save image snapshot.
+        # Fake grid from the fixed latents, so snapshots are comparable over time.
         if rank == 0 and image_snapshot_ticks and (done or cur_tick % image_snapshot_ticks == 0):
             save_grid(_generate_grid(G_ema, grid_z, grid_c),
                       os.path.join(run_dir, f'fakes{cur_nimg // 1000:06d}.png'), grid_size)
 
-        # Save network snapshot.
+        # Snapshot: state_dicts plus constructor kwargs, loadable with weights_only=True.
         snapshot_path = None
         tick_metrics = dict()
         if network_snapshot_ticks and (done or cur_tick % network_snapshot_ticks == 0):
@@ -430,7 +430,7 @@ def training_loop(
         stats_collector.update()
         stats_dict = stats_collector.as_dict()
 
-        # Update logs.
+        # One stats row per tick (rank 0); TensorBoard mirrors it when available.
         timestamp = time.time()
         if rank == 0:
             tick_stats = {
@@ -459,7 +459,7 @@ def training_loop(
         if progress_fn is not None:
             progress_fn(cur_nimg // 1000, total_kimg)
 
-        # Update state.
+        # Next tick starts here.
         cur_tick += 1
         tick_start_nimg = cur_nimg
 
@@ -469,7 +469,7 @@ def training_loop(
         stats_tfevents.close()
     if rank == 0:
         print()
-        print('Exiting...')
+        print('Training finished.')
     return dict(cur_nimg=cur_nimg, cur_tick=cur_tick, G=G, D=D, G_ema=G_ema)
 
 
