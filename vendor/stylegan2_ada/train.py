@@ -410,8 +410,7 @@ class GridSize(click.ParamType):
 @click.option('--inception', help='Inception detector file or URL (fid/kid/is)', metavar='PATH')
 @click.option('--vgg', help='VGG16 detector file or URL (pr)', metavar='PATH')
 def main(ctx, outdir, dry_run, **config_kwargs):
-    """Train a GAN using the techniques described in the paper
-    "Training Generative Adversarial Networks with Limited Data"."""
+    """StyleGAN2-ADA training (Karras et al. 2020) on a dataset zip, image folder, CIFAR-10 or the built-in digits."""
     dnnlib.util.Logger(should_flush=True)
     config_kwargs = {k: v for k, v in config_kwargs.items() if v is not None}
 
@@ -423,7 +422,7 @@ def main(ctx, outdir, dry_run, **config_kwargs):
             ctx.fail(f'--gpus={config_kwargs["gpus"]} disagrees with torchrun WORLD_SIZE={world_size}')
         config_kwargs['gpus'] = world_size
 
-    # Setup training options.
+    # Flags -> the training loop's keyword arguments (fails early on bad combinations).
     try:
         run_desc, args = setup_training_loop_kwargs(**config_kwargs)
     except UserError as err:

@@ -140,11 +140,11 @@ def training_loop(
     image_grid_size=None,           # (cols, rows) of the image grids; None = upstream's size.
     resume_pkl=None,                # Snapshot (.pt) to resume from (networks, optimizers, p, counters).
     cudnn_benchmark=True,           # Let cuDNN autotune conv algorithms (CUDA only).
-    allow_tf32=False,               # Enable TF32 for matmul and convolutions?
-    abort_fn=None,                  # Callback that determines whether to abort training.
-    progress_fn=None,               # Callback function for updating training progress.
+    allow_tf32=False,               # TF32 in matmuls/convs: faster on Ampere+, slightly less exact.
+    abort_fn=None,                  # Called once per tick; returning True ends the run after that tick.
+    progress_fn=None,               # Called with (done_kimg, total_kimg) once per tick.
 ):
-    # Initialize.
+    # Seeds differ per rank so that processes draw different latents.
     start_time = time.time()
     device = torch.device(device)
     np.random.seed(random_seed * num_gpus + rank)
@@ -271,7 +271,7 @@ def training_loop(
         elapsed_before = float(resume_data.get('total_sec', 0.0))
         # HOOK (h, resume): restore extra state saved under its own key of resume_data.
 
-    # Export sample images.
+    # Fixed latents for the progress grids (rank 0 only).
     grid_size = grid_z = grid_c = None
     if rank == 0 and image_snapshot_ticks:
         print('Writing reals.png (and the initial fakes)...')
@@ -353,11 +353,11 @@ def training_loop(
                 b_ema.copy_(b)
         # HOOK (c): after the G_ema update.
 
-        # Update state.
+        # One iteration done.
         cur_nimg += batch_size  # HOOK (d): one iteration = batch_size real images shown.
         batch_idx += 1
 
-        # Execute ADA heuristic.
+        # ADA / APA: move p towards the target overfitting signal.
         if ada_stats is not None and batch_idx % ada_interval == 0:
             ada_stats.update()
             new_p = ada_adjust(float(adaptive.p), ada_stats['Loss/signs/real'], ada_target,
@@ -426,7 +426,7 @@ def training_loop(
                 tick_metrics.update({f'Metrics/{k}': v for k, v in result_dict['results'].items()})
                 metric_value = result_dict['primary']  # noqa: F841  HOOK (g): the metric value of this snapshot.
 
-        # Collect statistics.
+        # Means over the tick (and over ranks) of everything reported.
         stats_collector.update()
         stats_dict = stats_collector.as_dict()
 
@@ -463,7 +463,7 @@ def training_loop(
         cur_tick += 1
         tick_start_nimg = cur_nimg
 
-    # Done.
+    # Training finished.
     # HOOK (i): end of training.
     if stats_tfevents is not None:
         stats_tfevents.close()
