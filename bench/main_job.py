@@ -23,7 +23,7 @@ import compare  # noqa: E402
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/main")
-    ap.add_argument("--steps", type=int, default=320, help="generator steps per run")
+    ap.add_argument("--steps", type=int, default=280, help="generator steps per run")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
@@ -32,7 +32,7 @@ def main(argv=None):
     out.mkdir(parents=True)
     steps = args.steps
     phase = max(steps // 8, 1)          # Re-GAN: warm-up and phases of steps/8 -> W S D S D S D S
-    eval_every = max(steps // 10, 1)    # 10 metric points: enough history for augmented regeneration
+    eval_every = max(steps // 8, 1)     # 8 metric points: enough history (5) for augmented regeneration
     common = [
         "--data", "digits", "--data-ratio", "0.1", "--seed", str(args.seed), "--device", "cpu",
         "--ch", "32", "--batch_size", "16", "--G_batch_size", "32", "--total_steps", str(steps),
