@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .patching import PatchError, apply_patch, apply_to_copy, plan
 
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "check":
             with open(args.patch) as f:
-                changed = plan(f.read(), __import__("pathlib").Path(args.src), args.strip)
+                changed = plan(f.read(), Path(args.src), args.strip)
             print(f"{args.patch}: applies cleanly to {args.src} ({len(changed)} files)")
         elif args.src:
             if not args.out:

@@ -346,6 +346,8 @@ class SparseController:
             return
         self._owner_density = {}
         for n in self.targets:
+            # Ascending size: an owner with several masked tensors (scope 'all') ends up with its largest one's
+            # density, i.e. the weight's, which is what its FLOPs scale with.
             for s in sorted(self.sites[n], key=lambda s: s.param(self.nets[n]).numel()):
                 mask = s.module(self.nets[n])._buffers[s.mask_attr]
                 self._owner_density[(n, s.module_name)] = float(mask.mean()) if self._masking_active() else 1.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -77,7 +77,3 @@ def find_sites(net: nn.Module, scope: str, include: Sequence[str] = (), exclude:
                           f"exclude={list(exclude)}")
     return sites
 
-
-def iter_site_params(net: nn.Module, sites: Iterable[Site]):
-    for s in sites:
-        yield s, s.module(net), s.param(net)
