@@ -366,7 +366,7 @@ def from_checkpoint_dict(data, where='checkpoint', device='cpu'):
     """The load_network result for an already-loaded dict of one of our .pt files."""
     if not isinstance(data, dict) or 'G_kwargs' not in data and 'D_kwargs' not in data:
         keys = sorted(map(str, data))[:8] if isinstance(data, dict) else type(data).__name__
-        raise NetworkFileError(f'{where}: not a StyleGAN2-ADA network file (no G_kwargs/D_kwargs entry; found {keys})')
+        raise NetworkFileError(f'{where}: not a StyleGAN2-ADA training snapshot or export (no G_kwargs/D_kwargs entry; found {keys})')
     try:
         common = safeload.plain_data(data.get('common_kwargs', {}), 'common_kwargs')
         if not isinstance(common, dict):

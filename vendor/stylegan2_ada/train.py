@@ -19,6 +19,7 @@ import click
 import torch
 
 import dnnlib
+import legacy
 from torch_utils import training_stats
 from vendor.common.datasets import DatasetError
 
@@ -272,6 +273,10 @@ def setup_training_loop_kwargs(
     if resume is not None and resume != 'noresume':
         if not os.path.isfile(resume):
             raise UserError(f'--resume: snapshot file not found: {resume}')
+        try:  # refuse an unsafe or foreign file before anything is written (issue 14)
+            legacy.load_network(resume)
+        except legacy.NetworkFileError as err:
+            raise UserError(f'--resume: {err}')
         desc += '-resumecustom'
         args.resume_pkl = resume
 
