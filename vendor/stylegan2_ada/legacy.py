@@ -23,6 +23,7 @@ import collections
 import io
 import os
 import pickle
+import warnings
 
 import numpy as np
 import torch
@@ -205,7 +206,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _unpickle(path):
-    with open(path, 'rb') as handle:
+    with open(path, 'rb') as handle, warnings.catch_warnings():
+        # Storages come back as TypedStorage, which torch flags as deprecated; that is the file's format.
+        warnings.filterwarnings('ignore', message='TypedStorage is deprecated')
         try:
             return _RestrictedUnpickler(handle).load()
         except _Refused as error:
