@@ -45,9 +45,14 @@ def _describe_torch_error(error: BaseException) -> str:
     if isinstance(error, EOFError) or re.search(r"(?i)truncat|unexpected end|EOF|failed finding central directory"
                                                 r"|invalid header|not a zip|ran out of input", text):
         return "the file is truncated or not a checkpoint"
+    opcode = re.search(r"Unsupported operand (\d+)", text)
+    if opcode:
+        return (f"the file is not a torch checkpoint of weights (pickle opcode {opcode.group(1)} is outside "
+                f"what a weights-only reader accepts; a plain pickle?)")
     keep = []
     for sentence in re.split(r"(?<=[.!?])\s+|\n+", text):
-        if re.search(r"(?i)weights_only|safe_globals|add_safe_globals|unpickler|documentation|docs\.|http", sentence):
+        if re.search(r"(?i)weights.only|safe_globals|unpickler|documentation|docs\.|http|trusted source"
+                     r"|re-running|arbitrary code", sentence):
             continue
         if sentence.strip():
             keep.append(sentence.strip())
