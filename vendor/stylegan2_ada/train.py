@@ -19,7 +19,6 @@ import click
 import torch
 
 import dnnlib
-import legacy
 from torch_utils import training_stats
 from vendor.common.datasets import DatasetError
 
@@ -273,6 +272,7 @@ def setup_training_loop_kwargs(
     if resume is not None and resume != 'noresume':
         if not os.path.isfile(resume):
             raise UserError(f'--resume: snapshot file not found: {resume}')
+        import legacy  # the one safe loader for every network file
         try:  # refuse an unsafe or foreign file before anything is written (issue 14)
             legacy.load_network(resume)
         except legacy.NetworkFileError as err:
