@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 import dnnlib
+import training.dataset
 from training import networks
 from vendor.common import safeload
 from vendor.common.safeload import CheckpointError
@@ -40,8 +41,11 @@ GENERATOR = 'training.networks.Generator'
 DISCRIMINATOR = 'training.networks.Discriminator'
 NETWORK_CLASSES = {GENERATOR: networks.Generator, DISCRIMINATOR: networks.Discriminator}
 # Specs that other code constructs later (metrics build the dataset, training the augment pipe):
-# checked here so that a file can only ever name these.
-DATASET_CLASSES = ('training.dataset.ImageFolderDataset',)
+# checked here so that a file can only ever name these. The dataset list is every Dataset class that
+# our own training/dataset.py defines (so a new lazy reader there is allowed without editing this file).
+DATASET_CLASSES = tuple(sorted(
+    f'training.dataset.{name}' for name, obj in vars(training.dataset).items()
+    if isinstance(obj, type) and issubclass(obj, torch.utils.data.Dataset) and obj.__module__ == 'training.dataset'))
 AUGMENT_CLASSES = ('training.augment.AugmentPipe',)
 _OTHER_SPEC_CLASSES = {
     'loss_kwargs': ('training.loss.StyleGAN2Loss',),
