@@ -79,3 +79,24 @@ def test_calc_metrics_gives_the_same_value_for_pkl_and_pt(files, tmp_path):
         values[name] = lines[0]['results']['fid_digits']
     assert np.isfinite(values['pkl']) and values['pkl'] == values['pt']
     assert not (folder / 'MARKER').exists()
+
+
+def test_unreachable_url_and_truncated_pkl_are_one_clear_error_writing_nothing(files, tmp_path, monkeypatch):
+    folder, G, pkl, pt = files
+    monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
+
+    def unreachable(*args, **kwargs):
+        raise urllib.error.URLError('Temporary failure in name resolution')
+
+    monkeypatch.setattr(urllib.request, 'urlopen', unreachable)
+    cut = tmp_path / 'cut.pkl'
+    cut.write_bytes(pkl.read_bytes()[:5000])
+    generate = sg2_helpers.load_script('generate')
+    calc = sg2_helpers.load_script('calc_metrics')
+    for source, message in (('https://example.invalid/x.pkl', 'https://example.invalid/x.pkl: cannot be downloaded'),
+                            (cut, 'cut.pkl: not a readable network pickle (truncated')):
+        for cli, args in ((generate.generate_cli, ['--seeds', '0', '--outdir', str(tmp_path / 'out')]),
+                          (calc.calc_metrics, ['--metrics', 'fid_digits', '--data', 'digits'])):
+            result = CliRunner().invoke(cli, ['--network', str(source), '--device', 'cpu', *args])
+            assert result.exit_code == 2 and message in result.output, result.output
+    assert sorted(os.listdir(tmp_path)) == ['cut.pkl']   # no output folder, no cache folder, no metric file
