@@ -422,9 +422,11 @@ def load_network(source, *, cache_dir=None, device='cpu'):
     'training_set_kwargs' and 'augment_kwargs' (validated plain data, never constructed here)}."""
     source = os.fspath(source)
     path = source
-    if dnnlib.util.is_url(source):
+    if dnnlib.util.is_url(source, allow_file_urls=True):
         try:
             path = dnnlib.util.open_url(source, cache_dir=cache_dir, return_filename=True, verbose=False)
+        except FileNotFoundError:
+            raise NetworkFileError(f'{source}: network file not found') from None
         except (OSError, ValueError) as error:
             raise NetworkFileError(f'{source}: cannot be downloaded ({error})') from None
     if not os.path.isfile(path):
