@@ -137,7 +137,8 @@ def build_checkpoint(gen_net, dis_net, gen_avg_param, gen_optimizer, dis_optimiz
         "gen_optimizer": gen_optimizer.state_dict(), "dis_optimizer": dis_optimizer.state_dict(),
         "best_fid": counters["best_fid"], "path_helper": {"prefix": args.logdir},
         "gen_scheduler": gen_scheduler.state_dict(), "dis_scheduler": dis_scheduler.state_dict(),
-        "counters": {k: float(v) if torch.is_tensor(v) else v for k, v in counters.items()}, "rng": rng_state(), "batches": batches.state_dict(),
+        "counters": {k: float(v) if torch.is_tensor(v) else v for k, v in counters.items()},
+        "rng": rng_state(), "batches": batches.state_dict(),
         "config": {k: getattr(args, k) for k in ("latent_dim", "gf_dim", "df_dim", "bottom_width", "channels")},
     }
 
