@@ -58,16 +58,19 @@ def test_default_schedule_is_the_official_epochs_in_iterations(patched):
 
 def test_regan_phases_sparsity_lr_and_masked_average(patched, tmp_path):
     rows = train(patched, tmp_path / "r", "--max_iter", "9", "--sparse", "regan", "--sparsity", "0.3",
-                 "--interval", "3", "--warmup", "2", "--g_lr", "1e-3")
+                 "--interval", "3", "--warmup", "2", "--g_lr", "1e-3", "--lr_decay")
     assert [r["sparse/phase"] for r in rows] == [regan.phase_at(k, 2, 3) for k in range(1, 10)]
-    for r in rows:
+    for k, r in enumerate(rows, 1):
         for key in ("progress/kimg", "progress/tick", "timing/total_sec", "Loss/G", "Loss/D", "sparse/G/sparsity",
                     "sparse/D/sparsity", "sparse/lr_scale", "flops/train_total", "flops/train_dense_equiv"):
             assert key in r, key
         sparse = r["sparse/phase"] == "sparse"
         assert r["sparse/G/sparsity"] == pytest.approx(0.3 if sparse else 0.0, abs=1e-3)
         assert r["sparse/D/sparsity"] == 0.0
-        assert r["lr/G"] == pytest.approx(1e-3 * (0.1 if r["sparse/phase"] == "dense" else 1.0), abs=1e-12)
+        # the dense-phase 0.1x composes with upstream's linear decay (after the k-th G step: 1 - (k - 1) / max_iter)
+        scale = 0.1 if r["sparse/phase"] == "dense" else 1.0
+        assert r["lr/G"] == pytest.approx(1e-3 * (1 - (k - 1) / 9) * scale, abs=1e-12)
+        assert r["lr/D"] == pytest.approx(2e-4 * (1 - (k - 1) / 9), abs=1e-12)
     assert rows[-1]["flops/train_total"] < rows[-1]["flops/train_dense_equiv"]
     ckpt = torch.load(tmp_path / "r" / "Model" / "checkpoint.pth", weights_only=True)
     masks = {k[:-len("_mask")]: v for k, v in ckpt["gen_state_dict"].items() if k.endswith("_mask")}
