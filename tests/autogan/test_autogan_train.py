@@ -50,6 +50,7 @@ def test_short_run_counts_lr_decay_and_checkpoint(tmp_path):
     G = Generator("autogan_cifar10_a", latent_dim=16, gf_dim=8)
     G.load_state_dict(ckpt["avg_gen_state_dict"])  # what upstream's test.py loads
     assert not [f for f in os.listdir(logdir / "Model") if f.startswith(".")]
+    assert (logdir / "samples-2.png").is_file()   # the final averaged G's grid, also with --val_freq 0
 
 
 def test_averaged_generator_follows_the_rule(tmp_path):

@@ -21,6 +21,7 @@ The loop is flat on purpose: patches/autogan.patch adds one line next to each pl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -117,13 +118,21 @@ def load_params(net, params) -> None:
         p.copy_(new)
 
 
-def avg_gen_state_dict(gen_net, gen_avg_param) -> dict:
-    """G's state_dict with the averaged parameters (buffers are the training G's), as upstream saves it."""
+@contextlib.contextmanager
+def averaged(gen_net, gen_avg_param):
+    """gen_net temporarily holding the averaged parameters (upstream: copy_params, load_params, load back)."""
     backup = copy_params(gen_net)
     load_params(gen_net, gen_avg_param)
-    state = {k: v.clone() for k, v in gen_net.state_dict().items()}
-    load_params(gen_net, backup)
-    return state
+    try:
+        yield gen_net
+    finally:
+        load_params(gen_net, backup)
+
+
+def avg_gen_state_dict(gen_net, gen_avg_param) -> dict:
+    """G's state_dict with the averaged parameters (buffers are the training G's), as upstream saves it."""
+    with averaged(gen_net, gen_avg_param):
+        return {k: v.clone() for k, v in gen_net.state_dict().items()}
 
 
 def build_checkpoint(gen_net, dis_net, gen_avg_param, gen_optimizer, dis_optimizer, gen_scheduler, dis_scheduler,
@@ -285,22 +294,22 @@ def main(argv=None):
         is_val_epoch = bool(args.val_freq) and (epoch and epoch % args.val_freq == 0 or epoch == max_epoch - 1)
         is_best = False
         if is_val_epoch:
-            backup_param = copy_params(gen_net)
-            load_params(gen_net, gen_avg_param)  # evaluate the averaged G, as upstream
-            # (g) metric computed into a variable, then logged
-            metric = compute_metric_for(gen_net, dataset, metric_args, device)
-            record = {"metric": args.metric, "value": metric, "epoch": c["epoch"], "step": c["global_steps"],
-                      "kimg": c["nimg"] / 1000}
-            append_jsonl(os.path.join(args.logdir, f"metric-{args.metric}.jsonl"), record)
-            print(f"epoch {c['epoch']}  {args.metric} {metric:.4f}", flush=True)
-            for name in args.extra_metrics:  # logged only: --metric stays the one a patch may act on
-                value = compute_metric_for(gen_net, dataset, metric_args, device, name)
-                append_jsonl(os.path.join(args.logdir, f"metric-{name}.jsonl"), {**record, "metric": name,
-                                                                                  "value": value})
-            save_samples(gen_net, fixed_z, os.path.join(args.logdir, f"samples-{c['epoch']}.png"))
-            load_params(gen_net, backup_param)
+            with averaged(gen_net, gen_avg_param):  # evaluate the averaged G, as upstream
+                # (g) metric computed into a variable, then logged
+                metric = compute_metric_for(gen_net, dataset, metric_args, device)
+                record = {"metric": args.metric, "value": metric, "epoch": c["epoch"], "step": c["global_steps"],
+                          "kimg": c["nimg"] / 1000}
+                append_jsonl(os.path.join(args.logdir, f"metric-{args.metric}.jsonl"), record)
+                print(f"epoch {c['epoch']}  {args.metric} {metric:.4f}", flush=True)
+                for name in args.extra_metrics:  # logged only: --metric stays the one a patch may act on
+                    value = compute_metric_for(gen_net, dataset, metric_args, device, name)
+                    append_jsonl(os.path.join(args.logdir, f"metric-{name}.jsonl"),
+                                 {**record, "metric": name, "value": value})
             is_best = metric < c["best_fid"]
             c["best_fid"] = min(c["best_fid"], metric)
+        if is_val_epoch or epoch == max_epoch - 1:  # sample grids of the averaged G, also without evaluation
+            with averaged(gen_net, gen_avg_param):
+                save_samples(gen_net, fixed_z, os.path.join(args.logdir, f"samples-{c['epoch']}.png"))
 
         c["total_sec"] = progress.total_sec
         # (h) the checkpoint is built here, in one place
