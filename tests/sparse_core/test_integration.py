@@ -1,5 +1,6 @@
 """Flag wiring shared by every patched vendor."""
 import argparse
+import copy
 
 import pytest
 import torch
@@ -42,7 +43,7 @@ def test_click_options_match_argparse():
     assert integration.config_from_flags(cmd.got) == sc.ReGANConfig(interval=5000, warmup=7)
 
 
-def test_dense_controller_is_a_no_op_and_export(tmp_path):
+def test_sparse_none_controller_is_a_no_op_and_export(tmp_path):
     G, D = make()
     ctrl = integration.controller_from_flags(parse([]), G, D)
     opt = torch.optim.SGD(G.parameters(), 0.1)
@@ -50,7 +51,16 @@ def test_dense_controller_is_a_no_op_and_export(tmp_path):
     before = [p.detach().clone() for p in G.parameters()]
     ctrl.optimizer_step("G", opt)
     assert any(not torch.equal(a, b) for a, b in zip(before, G.parameters()))
-    assert ctrl.stats() == {} and integration.export_generators(ctrl, "G", str(tmp_path)) == []
+    st = ctrl.stats()
+    assert st["sparse/method"] == "none" and st["sparse/G/sparsity"] == 0.0 and st["sparse/lr_scale"] == 1.0
+    assert integration.export_generators(ctrl, "G", str(tmp_path)) == []
+    # every public method of the controller exists and does nothing harmful
+    assert float(ctrl.regularizer("G")) == 0.0 and ctrl.advance(4) is None and ctrl.feed_metric(1.0) is None
+    ctrl.bind(G_ema=copy.deepcopy(G), opt_G=opt)
+    ctrl.after_ema()
+    assert ctrl.layer_density("G") == {} and ctrl.sparsity("D") == 0.0 and ctrl.current_phase() == "dense"
+    assert set(ctrl.export("G").state_dict()) == set(G.state_dict())
+    ctrl.load_state_dict(ctrl.state_dict())
     ctrl = integration.controller_from_flags(parse(["--sparse", "regan", "--warmup", "0"]), G, D)
     paths = integration.export_generators(ctrl, "G", str(tmp_path), {"z_dim": 8})
     sparse = torch.load(paths[0], weights_only=True)

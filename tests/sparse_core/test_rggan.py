@@ -85,34 +85,53 @@ def test_pruned_weights_frozen_through_adam_with_weight_decay():
     opt_G = torch.optim.Adam(G.parameters(), 1e-2, betas=(0.5, 0.999), weight_decay=1e-2)
     opt_D = torch.optim.Adam(D.parameters(), 1e-2, betas=(0.5, 0.999), weight_decay=1e-2)
     ctrl.bind(opt_G=opt_G, opt_D=opt_D)
+    # record, at each before_step, the weights and the mask of the forward that produced the gradients
+    # (spectral-norm layers: step(|W_orig/σ| − t) on the derived weight; σ moves with every training forward)
+    seen = {}
+    inner = ctrl.before_step
+
+    def before_step(n):
+        seen[n] = [(w.detach().clone(), rggan.hard_mask(rggan.effective_weight(s.module(ctrl.nets[n]), s.attr,
+                                                                               s.derived_attr), t, s.channel_dim))
+                   for s, w, t in thresholds(ctrl, n)]
+        inner(n)
+    ctrl.before_step = before_step
     for _ in range(20):
-        before = {(n, s.name): (w.detach().clone(), rggan.hard_mask(w, t, s.channel_dim))
-                  for n in ("G", "D") for s, w, t in thresholds(ctrl, n)}
         gan_step(G, D, opt_G, opt_D, ctrl)
+        assert all(sum(int((~keep).sum()) for _, keep in seen[n]) > 0 for n in ("G", "D"))
         for n in ("G", "D"):
-            for s, w, t in thresholds(ctrl, n):
-                w0, keep = before[(n, s.name)]
+            for (s, w, t), (w0, keep) in zip(thresholds(ctrl, n), seen[n]):
                 assert torch.equal(w.detach()[~keep], w0[~keep]), (n, s.name)
                 assert not torch.equal(w.detach()[keep], w0[keep])
 
 
-def test_reset_rule_when_kept_fraction_falls_to_one_percent():
+def test_reset_rule_runs_in_the_forward_before_the_mask_is_used_also_for_G_ema():
     G, D = make()
     ctrl = sc.prepare(sc.RGGANConfig(lam=0.0), G=G, D=D)
-    opt_G = torch.optim.SGD(G.parameters(), 1e-3)
-    opt_D = torch.optim.SGD(D.parameters(), 1e-3)
-    ctrl.bind(opt_G=opt_G, opt_D=opt_D)
+    G_ema = copy.deepcopy(G)
+    ctrl.bind(G_ema=G_ema)
     s0, w0, t0 = thresholds(ctrl)[0]
     s1, w1, t1 = thresholds(ctrl)[2]
+    seen = []
+    # a pre-hook registered after sparse_core's sees the weight the layer's forward then reads
+    hook = G.fc.register_forward_pre_hook(lambda m, a: seen.append(m.weight.detach().clone()))
     with torch.no_grad():
-        t0.fill_(1e3)          # everything pruned -> reset
+        t0.fill_(1e3)          # everything pruned -> reset to 0 before this forward uses the mask
         # keep a bit more than 1% in layer 2: no reset
         q = torch.quantile(w1.detach().abs().flatten(), 0.97)
         t1.fill_(float(q))
-    gan_step(G, D, opt_G, opt_D, ctrl)
-    assert torch.count_nonzero(t0) == 0
-    assert torch.all(t1 > 0)
-    assert ctrl.layer_density("G")[s0.name] == 1.0
+        G_ema.fc.weight_threshold.fill_(1e3)
+        G(torch.randn(2, Z))
+        assert torch.count_nonzero(t0) == 0 and torch.all(t1 == float(q))
+        # the forward used the mask of t = 0 (|w| > 0: every non-zero weight), not the all-zero one
+        assert torch.equal(seen[-1], w0 * (w0.abs() > 0)) and torch.count_nonzero(seen[-1]) > 0
+        assert ctrl.layer_density("G")[s0.name] == 1.0
+        G_ema.eval()(torch.randn(2, Z))
+        assert torch.count_nonzero(G_ema.fc.weight_threshold) == 0
+        t0.fill_(float(torch.quantile(w0.abs().flatten(), 0.985)))   # 1.5 % kept: no reset
+        G(torch.randn(2, Z))
+        assert torch.all(t0 > 0)
+    hook.remove()
 
 
 def test_augmented_regeneration_on_scripted_metric_sequence():
