@@ -175,3 +175,30 @@ def test_export_keeps_vendor_keys_and_applies_masks():
         assert torch.equal(s.param(sG)[~keep], torch.zeros_like(w[~keep]))
         assert torch.equal(s.param(dG), w.detach())
     assert not sG._forward_pre_hooks and not rggan.state_of(sG.fc)
+
+
+def test_spectral_norm_layers_mask_the_normalised_weight_as_the_official_code():
+    """σ from the unmasked weight_orig, mask step(|W_orig/σ| − t), forward (W_orig/σ) ⊙ M (float64 by hand)."""
+    torch.manual_seed(0)
+    D = torch.nn.Sequential(torch.nn.utils.spectral_norm(torch.nn.Conv2d(3, 6, 3, 1, 1))).double().eval()
+    ctrl = sc.prepare(sc.RGGANConfig(target="G"), G=D)
+    conv = D[0]
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    with torch.no_grad():
+        D(x)
+        W = conv.weight_orig.detach().clone()
+        sigma = torch.dot(conv.weight_u, torch.mv(W.flatten(1), conv.weight_v))
+        t = torch.linspace(0.05, 0.3, 6, dtype=torch.float64) * float((W / sigma).abs().max())
+        conv.weight_orig_threshold.copy_(t)
+        M = ((W / sigma).abs() > t.view(-1, 1, 1, 1)).double()
+        want = torch.nn.functional.conv2d(x, (W / sigma) * M, conv.bias, padding=1)
+        assert torch.allclose(D(x), want, atol=1e-12)
+        # the old behaviour (mask |W_orig| > t, then normalise the masked weight) differs here
+        Mo = (W.abs() > t.view(-1, 1, 1, 1)).double()
+        sig_o = torch.dot(conv.weight_u, torch.mv((W * Mo).flatten(1), conv.weight_v))
+        assert not torch.allclose(want, torch.nn.functional.conv2d(x, W * Mo / sig_o, conv.bias, padding=1))
+        assert ctrl.layer_density("G")["0.weight_orig"] == pytest.approx(float(M.mean()))
+        # the exported sparse layer (vendor keys, plain spectral_norm) computes the same in eval mode
+        sD = ctrl.export("G", sparse=True).eval()
+        assert set(sD.state_dict()) == {"0.bias", "0.weight_orig", "0.weight_u", "0.weight_v"}
+        assert torch.allclose(sD(x), want, atol=1e-10)
