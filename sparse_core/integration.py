@@ -184,7 +184,7 @@ def load_resume_state(ctrl, state) -> None:
     then the method keeps its fresh schedule (iteration 0) and re-derives its masks from the restored weights.
     Raises ConfigError naming what differs (the patches turn it into their CLI's usage error).
     """
-    if ctrl.method != "none" and is_dense_state(state):
+    if ctrl.targets and is_dense_state(state):
         if not getattr(ctrl, "from_dense", False):
             raise ConfigError(f"the snapshot was written by a dense run (--sparse none); pass --sparse-from-dense "
                               f"to start --sparse {ctrl.method} from its weights")
@@ -214,7 +214,7 @@ def export_generators(ctrl, which: str, out_dir: str, extra: dict | None = None,
     The state_dicts have the vendor's own keys, so the unmodified vendor code loads them (`key` and `extra`
     make the file look like the vendor's own snapshot where its tools expect one).
     """
-    if getattr(ctrl, "method", "none") == "none":
+    if not ctrl.targets:
         return []
     paths = []
     for kind, sparse in (("sparse", True), ("dense", False)):

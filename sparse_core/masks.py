@@ -1,7 +1,8 @@
 """Fixed-pattern masks (Re-GAN, tickets): `<attr>_mask` buffers next to the masked tensors.
 
-The buffers are non-persistent: the vendor's network state_dicts keep their own keys (a dense snapshot
-loads into a masked run and back), and the masks travel in the controller's state_dict instead.
+The buffers are in the networks' state_dicts (and in the controller's). A load pre-hook lets a state_dict
+without them (a dense run's snapshot) load with the current masks; whether such a snapshot may start this run
+is decided on the controller's state (integration.load_resume_state, --sparse-from-dense).
 Masking keeps pruned entries at exactly zero: gradients are masked before the optimizer step and weights
 after it (Adam's momentum or weight decay would revive them otherwise), G_ema after every EMA update.
 """
@@ -13,6 +14,26 @@ from torch import nn
 
 from .config import ConfigError
 from .methods.base import Method
+
+
+def _fill_missing_masks(module, state_dict, prefix, *args):
+    for name, buf in module._buffers.items():
+        if name.endswith("_mask") and name[: -len("_mask")] in module._parameters and prefix + name not in state_dict:
+            state_dict[prefix + name] = buf.detach().clone()
+
+
+def _add_mask(module: nn.Module, attr: str, value: torch.Tensor) -> None:
+    module.register_buffer(attr + "_mask", value)
+    if not any(getattr(h, "hook", h) is _fill_missing_masks for h in module._load_state_dict_pre_hooks.values()):
+        module.register_load_state_dict_pre_hook(_fill_missing_masks)
+
+
+def _remove_masks(module: nn.Module, mask_attr: str) -> None:
+    module._buffers.pop(mask_attr, None)
+    if not any(k.endswith("_mask") for k in module._buffers):
+        hooks = module._load_state_dict_pre_hooks
+        for key in [k for k, h in hooks.items() if getattr(h, "hook", h) is _fill_missing_masks]:
+            hooks.pop(key)
 
 
 def broadcast(t: torch.Tensor) -> None:
@@ -33,7 +54,7 @@ class MaskMethod(Method):
         for n in c.targets:
             for s in c.sites[n]:
                 p = s.param(c.nets[n])
-                s.module(c.nets[n]).register_buffer(s.mask_attr, torch.ones_like(p.detach()), persistent=False)
+                _add_mask(s.module(c.nets[n]), s.attr, torch.ones_like(p.detach()))
         self._static = {}
 
     def attach_ema(self, G_ema: nn.Module) -> None:
@@ -45,7 +66,7 @@ class MaskMethod(Method):
             m_ema = s.module(G_ema)
             mask = self.mask(s, "G")
             if s.mask_attr not in m_ema._buffers:
-                m_ema.register_buffer(s.mask_attr, mask.detach().clone(), persistent=False)
+                _add_mask(m_ema, s.attr, mask.detach().clone())
             else:
                 m_ema._buffers[s.mask_attr].copy_(mask)
         self.after_ema()
@@ -121,8 +142,7 @@ class MaskMethod(Method):
         p = module._parameters[s.attr]
         if sparse:
             p.mul_(self.export_mask(module, s, p))
-        module._buffers.pop(s.mask_attr, None)
-        module._non_persistent_buffers_set.discard(s.mask_attr)
+        _remove_masks(module, s.mask_attr)
 
     def export_mask(self, module: nn.Module, s, p: torch.Tensor) -> torch.Tensor:
         return module._buffers[s.mask_attr]

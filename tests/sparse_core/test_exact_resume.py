@@ -50,11 +50,12 @@ class Run:
         torch.manual_seed(seed)
         self.G, self.D = EqG(), TinyD()
         if snap is not None and cfg.method == "regan":
-            # StyleGAN2-ADA's order: networks resumed BEFORE prepare(), which then sees trained weights
-            self.G.load_state_dict(snap["G"])
-            self.D.load_state_dict(snap["D"])
+            # StyleGAN2-ADA's order: networks resumed by name BEFORE prepare(), which then sees trained weights,
+            # and again after it (for the tensors prepare() added)
+            self.G.load_state_dict(snap["G"], strict=False)
+            self.D.load_state_dict(snap["D"], strict=False)
         self.ctrl = sc.prepare(cfg, G=self.G, D=self.D)
-        if snap is not None and cfg.method != "regan":
+        if snap is not None:
             # SNGAN's order: prepare() first (thresholds are parameters in the state_dicts), then resume
             self.G.load_state_dict(snap["G"])
             self.D.load_state_dict(snap["D"])
