@@ -12,7 +12,7 @@ from ..config import ConfigError, ReGANConfig
 from ..masks import MaskMethod, broadcast
 from . import register
 from .base import Flag
-from .shared import finite_float, positive_int, scope_flags
+from .shared import finite_float, integer, scope_flags
 
 
 @register
@@ -22,14 +22,14 @@ class ReGAN(MaskMethod):
     flags = (
         Flag("--sparsity", "sparsity", finite_float, 0.3, "Re-GAN: fraction of each masked tensor pruned in sparse "
              "phases (default 0.3)", "sparsity"),
-        Flag("--interval", "interval", positive_int, None, "Re-GAN: iterations per sparse / dense phase", "interval"),
+        Flag("--interval", "interval", integer, None, "Re-GAN: iterations per sparse / dense phase", "interval"),
         Flag("--warmup", "warmup", int, None, "Re-GAN: dense iterations before the first prune (default: --interval)",
              "warmup"),
         Flag("--regrow", "regrow", str, "zero", "Re-GAN: values of regrown weights: zero | random (Re-GAN-RI)",
              "regrow", choices=("zero", "random")),
         Flag("--dense-lr-scale", "dense_lr_scale", finite_float, 0.1,
              "Re-GAN: LR multiplier in dense phases (1.0 = Re-GAN-lr; default 0.1)", "dense_lr_scale"),
-    ) + scope_flags(target_default="G", scopes=("weights", "all"))
+    ) + scope_flags()
 
     @classmethod
     def config_from_flags(cls, values: dict):

@@ -23,7 +23,7 @@ class RGGAN(Method):
              "official"),
         Flag("--rg-no-augmented", "rg_no_augmented", bool, False,
              "RG-GAN: disable augmented regeneration (DP+RR only)", "augmented", parse=lambda v: not v),
-    ) + scope_flags(target_default="both", scopes=("weights",))
+    ) + scope_flags()
 
     @classmethod
     def config_from_flags(cls, values: dict):

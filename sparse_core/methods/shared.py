@@ -18,7 +18,7 @@ def finite_float(text) -> float:
     return v
 
 
-def positive_int(text) -> int:
+def integer(text) -> int:
     try:
         v = int(text)
     except (TypeError, ValueError):
@@ -30,7 +30,7 @@ def split_patterns(text) -> tuple[str, ...]:
     return tuple(p for p in (text or "").split(",") if p)
 
 
-def scope_flags(target_default: str, scopes: tuple[str, ...]) -> tuple[Flag, ...]:
+def scope_flags() -> tuple[Flag, ...]:
     """--prune-target / --sparse-scope / --sparse-exclude, declared by each method that honours them."""
     return (
         Flag("--prune-target", "prune_target", str, None, "networks to sparsify: G | D | both (default: Re-GAN and "

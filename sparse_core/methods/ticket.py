@@ -26,7 +26,7 @@ class Ticket(MaskMethod):
     config_cls = TicketConfig
     flags = (Flag("--ticket", "ticket", str, None, "tickets: mask + initial-values file of the previous IMP round "
                   "(sparse_core.tickets.write_ticket); none = round 0 (dense)"),
-             ) + scope_flags(target_default="G", scopes=("weights", "all"))
+             ) + scope_flags()
 
     @classmethod
     def prepare_kwargs(cls, values: dict) -> dict:
