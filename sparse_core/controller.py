@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import regan, rggan
+from . import ops, regan, rggan
 from .accounting import FlopAccount, IterationCost
 from .config import ConfigError, ReGANConfig, RGGANConfig, TicketConfig, config_from_dict, config_to_dict
 from .lr import LRScaler
@@ -68,6 +68,7 @@ class SparseController:
         self.flops = FlopAccount()
         self._stash: dict[str, list] = {}
         self._owner_density: dict[tuple[str, str], object] = {}
+        self._ops_since = ops.backend_counts()   # stats() reports which backend served the ops from here on
 
         if self.method == "rggan":
             self.mode = "sparse"
@@ -406,6 +407,8 @@ class SparseController:
                 if per_layer and n in self.targets:
                     for name, d in self.layer_density(n).items():
                         out[f"sparse/{n}/kept/{name}"] = d
+        for family, share in ops.native_shares(self._ops_since).items():
+            out[f"sparse/native/{family}"] = share   # share of this run's calls served by the native kernels
         if self.method == "rggan":
             for n in self.targets:
                 ts = [s.module(self.nets[n])._parameters[s.threshold_attr] for s in self.sites[n]]
