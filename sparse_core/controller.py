@@ -65,7 +65,7 @@ class SparseController:
         self.iteration = 0
         self.nimg = 0
         self.metric_history: list[float] = []
-        self.flops = FlopAccount()
+        self.flops = FlopAccount(density=self._density)   # runtime-counted passes are charged at this density
         self._stash: dict[str, list] = {}
         self._owner_density: dict[tuple[str, str], object] = {}
         self._ops_since = ops.backend_counts()   # stats() reports which backend served the ops from here on
@@ -328,14 +328,16 @@ class SparseController:
         return None
 
     def measure_flops(self, net_name: str, run: Callable[[], object], batch: int,
-                      forward_samples: float = 0.0, train_samples: float = 0.0) -> None:
-        """Count `net_name`'s forward FLOPs per sample once (run() = one forward of `batch` samples) and say how
-        many samples it processes per iteration forward-only and forward+backward."""
+                      forward_samples: float | None = None, train_samples: float | None = None) -> None:
+        """Count `net_name`'s forward FLOPs per sample once (run() = one forward of `batch` samples); from then on
+        every training forward and backward it executes is charged (sparse_core.accounting). Giving
+        forward_samples / train_samples (samples per iteration) declares a fixed cost per iteration instead."""
         if net_name not in self.nets:
             raise ConfigError(f"unknown network {net_name!r}; expected one of {tuple(self.nets)}")
         owners = {s.module_name for s in self.sites.get(net_name, [])}
-        self.flops.measure(net_name, self.nets[net_name], run, batch, owners,
-                           IterationCost(float(forward_samples), float(train_samples)))
+        declared = None if forward_samples is None and train_samples is None else \
+            IterationCost(float(forward_samples or 0.0), float(train_samples or 0.0))
+        self.flops.measure(net_name, self.nets[net_name], run, batch, owners, declared)
 
     def _refresh_static_density(self) -> None:
         """Densities that only change at phase boundaries (Re-GAN, tickets), as plain floats."""

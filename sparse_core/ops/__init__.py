@@ -1,6 +1,6 @@
 """sparse_core.ops: masked, threshold-masked and modulated convolutions.
 
-The functions here dispatch per call: to the native extension (cuda/, built on first use) when it
+The functions here dispatch per call: to the native extension (csrc/, built on first use) when it
 is built for the tensors' device and dtype, otherwise to the pure-PyTorch reference
 (`sparse_core.ops.reference`), which is the ground truth. `SPARSE_CORE_OPS=ref|ext|auto` forces a
 path (see `sparse_core.ops.loader`). Both paths give the same values and gradients, including

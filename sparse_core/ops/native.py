@@ -1,4 +1,4 @@
-"""Autograd Functions around the native kernels (cuda/), with second-order support.
+"""Autograd Functions around the native kernels (csrc/), with second-order support.
 
 Each backward is written with operations that are themselves differentiable (the same native
 Functions, or plain torch ops), so `create_graph=True` gives correct double backward: R1 through
