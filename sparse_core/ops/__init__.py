@@ -25,6 +25,7 @@ __all__ = [
     "threshold_mask",
     "long_tailed_grad",
     "modulated_conv2d",
+    "modulation",
     "backend_for",
     "backend_counts",
     "native_shares",
@@ -240,3 +241,28 @@ def modulated_conv2d(x, w, styles, mask=None, demodulate=True, padding=0, fused=
     y = F.conv2d(x.reshape(1, n * c_in, height, width), per_sample.reshape(n * c_out, c_in, *w.shape[2:]),
                  padding=padding, groups=n)
     return y.reshape(n, c_out, *y.shape[2:])
+
+
+def modulation(w: torch.Tensor, styles: torch.Tensor, demodulate: bool = True, fused: bool = False, eps: float = 1e-8):
+    """The weight side of a StyleGAN2 modulated conv, for a caller that runs the convolution itself (with its
+    own resampling, noise and precision handling): returns (per-sample weights [N, O, I, kh, kw] or None,
+    demodulation coefficients [N, O] or None).
+
+    fused=False (the training path) needs only the coefficients rsqrt(sum_{i,k} (w[o,i,k] styles[n,i])^2 + eps),
+    computed natively in one pass over the weight without building the [N, O, I, kh, kw] product; fused=True
+    returns the (demodulated) per-sample weights for one grouped convolution and no separate coefficients.
+    """
+    reference.check_modulated_args(torch.empty(styles.shape[0], w.shape[1], 1, 1, device=w.device), w, styles, None)
+    if not fused and not demodulate:
+        return None, None
+    ext = _native("modulated_conv2d", w, styles) if styles.dtype == w.dtype else None
+    _count("modulated_conv2d", ext)
+    if ext is None:
+        dcoefs = reference.demodulation_coefficients(w, styles, eps) if demodulate else None
+        if not fused:
+            return None, dcoefs
+        per_sample = w.unsqueeze(0) * styles[:, None, :, None, None]
+        return (per_sample * dcoefs[:, :, None, None, None] if demodulate else per_sample), None
+    if not fused:
+        return None, native.ModconvWeights.apply(ext, w, None, styles, float(eps))[1]
+    return native.ModconvFusedWeights.apply(ext, w, None, styles, bool(demodulate), float(eps)), None

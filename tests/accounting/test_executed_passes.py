@@ -125,3 +125,5 @@ def test_stylegan2_count_follows_the_loop(sg2_tree, tmp_path, cfg, lazy, pl, mix
     row = last_row(run_dir / "stats.jsonl")
     assert row["progress/kimg"] == pytest.approx(iters * 4 / 1000)
     assert row["flops/train_dense_equiv"] == pytest.approx(sg2_expected(F, iters, 4, lazy, pl, mixing), rel=0.01)
+    # and the native kernels served the run's threshold masks and modulated-conv weight passes (issue 8 item 6)
+    assert row["sparse/native/threshold_masked_weight"] == 1.0 and row["sparse/native/modulated_conv2d"] == 1.0
