@@ -1,10 +1,12 @@
 """sparse_core.ops: masked, threshold-masked and modulated convolutions.
 
-The functions here dispatch per call: to the native extension (csrc/, built on first use) when it
-is built for the tensors' device and dtype, otherwise to the pure-PyTorch reference
+The threshold-masked and modulated ops dispatch per call: to the native extension (csrc/, built on first use)
+when it is built for the tensors' device and dtype, otherwise to the pure-PyTorch reference
 (`sparse_core.ops.reference`), which is the ground truth. `SPARSE_CORE_OPS=ref|ext|auto` forces a
 path (see `sparse_core.ops.loader`). Both paths give the same values and gradients, including
-second-order gradients (create_graph=True).
+second-order gradients (create_graph=True). Plain masking (`masked_weight`, `masked_conv2d`, `masked_linear`)
+is always the reference's single multiply: no training path uses a masked forward (Re-GAN and tickets zero
+the pruned weights in place), so it has no native kernel.
 """
 from __future__ import annotations
 
@@ -40,8 +42,8 @@ NATIVE_DTYPES = {
 }
 
 
-# Op families: each is self-checked and counted on its own.
-FAMILIES = ("masked_weight", "threshold_masked_weight", "modulated_conv2d")
+# Op families with native kernels: each is self-checked and counted on its own.
+FAMILIES = ("threshold_masked_weight", "modulated_conv2d")
 
 # Calls served per family since the process started: {family: [native, reference]}. Counted for real on every
 # call, so a run's stats can say which backend its forwards actually used (see backend_counts()).
@@ -69,7 +71,7 @@ def native_shares(since: dict[str, tuple[int, int]] | None = None) -> dict[str, 
     return out
 
 
-def _native(family: str, w: torch.Tensor, *others: torch.Tensor | None, same_shape: torch.Tensor | None = None):
+def _native(family: str, w: torch.Tensor, *others: torch.Tensor | None):
     """The extension to use for this call of op `family`, or None for the reference path."""
     mode = ops_mode()
     if mode == "ref":
@@ -80,8 +82,6 @@ def _native(family: str, w: torch.Tensor, *others: torch.Tensor | None, same_sha
         reason = f"no native kernels for {w.dtype} on {device.type}"
     elif any(o is not None and o.device != device for o in others):
         reason = "tensors are on different devices"
-    elif same_shape is not None and same_shape.shape != w.shape:
-        reason = f"mask shape {tuple(same_shape.shape)} differs from weight shape {tuple(w.shape)} (broadcasting)"
     if reason is not None:
         if mode == "ext":
             raise RuntimeError(f"{loader.MODE_ENV}=ext forces the native extension, but {reason}")
@@ -125,7 +125,6 @@ def _check_cases(ext, device: torch.device, g: torch.Generator):
     styles = (torch.rand(2, 5, generator=g) + 0.5).to(device).requires_grad_()
     inputs = (w, t, styles)
     return inputs, {
-        "masked_weight": [(lambda: native.MaskedWeight.apply(ext, w, mask), lambda: reference.masked_weight(w, mask))],
         "threshold_masked_weight": [(lambda: native.ThresholdMaskedWeight.apply(ext, w, t, 0, False),
                                      lambda: reference.threshold_masked_weight(w, t, 0, False))],
         "modulated_conv2d": [
@@ -184,11 +183,8 @@ def _as_weight_dtype(mask: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def masked_weight(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    ext = _native("masked_weight", w, mask, same_shape=mask)
-    _count("masked_weight", ext)
-    if ext is None:
-        return reference.masked_weight(w, mask)
-    return native.MaskedWeight.apply(ext, w, _as_weight_dtype(mask, w))
+    """w * mask (one multiply; see the module docstring for why there is no native kernel)."""
+    return reference.masked_weight(w, mask)
 
 
 def masked_conv2d(x, w, mask, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -234,7 +230,7 @@ def modulated_conv2d(x, w, styles, mask=None, demodulate=True, padding=0, fused=
         if demodulate:
             w_eff, dcoefs = native.ModconvWeights.apply(ext, w, mask, styles, float(eps))
         else:
-            w_eff = w if mask is None else native.MaskedWeight.apply(ext, w, mask)
+            w_eff = w if mask is None else reference.masked_weight(w, mask)
         y = F.conv2d(x * styles[:, :, None, None], w_eff, padding=padding)
         return y * dcoefs[:, :, None, None] if demodulate else y
     per_sample = native.ModconvFusedWeights.apply(ext, w, mask, styles, bool(demodulate), float(eps))

@@ -47,7 +47,7 @@ HEADERS = {
 DEFAULT_CUDA_ARCHS = "8.0;9.0"  # A100 and H100/H200, the GPUs the benchmarks target
 CXX_FLAGS = ["-O3", "-fopenmp"]
 CUDA_FLAGS = ["-O3", "--use_fast_math"]
-OPS = ("masked_weight", "threshold_forward", "threshold_backward", "modconv_weights")
+OPS = ("threshold_forward", "threshold_backward", "modconv_weights")
 
 
 class ExtensionBuildError(RuntimeError):

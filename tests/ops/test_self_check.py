@@ -75,12 +75,12 @@ def test_one_failing_op_falls_back_alone(cpu_ext, monkeypatch):
     before = ops.backend_counts()
     with pytest.warns(RuntimeWarning, match="threshold_masked_weight disagrees"):
         thr = ops.threshold_masked_weight(w, torch.full((4,), 0.3))
-    masked = ops.masked_weight(w, torch.ones_like(w))
+    _, dcoefs = ops.modulation(w, torch.rand(2, 3) + 0.5)
     assert type(thr.grad_fn).__name__ != "ThresholdMaskedWeightBackward"   # reference
-    assert type(masked.grad_fn).__name__ == "MaskedWeightBackward"          # still native
+    assert type(dcoefs.grad_fn).__name__ == "ModconvWeightsBackward"        # still native
     assert ops._verified == {("threshold_masked_weight", "cpu"): ops._verified[("threshold_masked_weight", "cpu")],
-                             ("masked_weight", "cpu"): ""}
-    assert ops.native_shares(before) == {"threshold_masked_weight": 0.0, "masked_weight": 1.0}
+                             ("modulated_conv2d", "cpu"): ""}
+    assert ops.native_shares(before) == {"threshold_masked_weight": 0.0, "modulated_conv2d": 1.0}
 
 
 def test_backend_counts_count_every_call(cpu_ext, monkeypatch):
