@@ -198,6 +198,14 @@ def _charge_forward(module: nn.Module, args, output):
     return None
 
 
+def strip(net: nn.Module) -> None:
+    """Remove the charging hooks and state from `net` (an exported copy carries neither)."""
+    for m in net.modules():
+        if m.__dict__.pop(SITE_ATTR, None) is not None:
+            for key in [k for k, fn in m._forward_hooks.items() if fn is _charge_forward]:
+                m._forward_hooks.pop(key)
+
+
 @dataclasses.dataclass
 class IterationCost:
     """Samples one network processes per training iteration: forward only, and forward + backward."""

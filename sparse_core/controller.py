@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import ops, regan, rggan
+from . import accounting, ops, regan, rggan
 from .accounting import FlopAccount, IterationCost
 from .config import ConfigError, ReGANConfig, RGGANConfig, TicketConfig, config_from_dict, config_to_dict
 from .lr import LRScaler
@@ -516,6 +516,7 @@ class SparseController:
                 m = s.module(out)
                 rggan.uninstall(m)
                 m._buffers.pop(s.mask_attr, None)
+        accounting.strip(out)   # FLOP-charging hooks (inert on a copy) go too
         out.train(source.training)
         return out
 

@@ -127,3 +127,30 @@ def test_stylegan2_count_follows_the_loop(sg2_tree, tmp_path, cfg, lazy, pl, mix
     assert row["flops/train_dense_equiv"] == pytest.approx(sg2_expected(F, iters, 4, lazy, pl, mixing), rel=0.01)
     # and the native kernels served the run's threshold masks and modulated-conv weight passes (issue 8 item 6)
     assert row["sparse/native/threshold_masked_weight"] == 1.0 and row["sparse/native/modulated_conv2d"] == 1.0
+
+
+def test_copies_are_not_charged_and_exports_carry_no_hooks():
+    """G_ema (a deepcopy) and exported copies must not charge the run; eval-mode forwards are not training."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    import sparse_core as sc
+    from sparse_core.accounting import SITE_ATTR
+
+    G = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    D = nn.Sequential(nn.Linear(2, 1))
+    ctrl = sc.prepare(sc.ReGANConfig(interval=10, warmup=10), G=G, D=D)
+    ctrl.measure_flops("G", lambda: G(torch.zeros(3, 4)), batch=3)
+    per_sample = 2 * (4 * 8 + 8 * 2)
+    G_ema = copy.deepcopy(G)
+    G_ema(torch.zeros(5, 4))
+    G.eval()
+    G(torch.zeros(5, 4))
+    G.train()
+    assert ctrl.flops.dense_equiv == 0
+    G(torch.zeros(5, 4)).sum().backward()
+    assert ctrl.flops.dense_equiv == pytest.approx(3 * 5 * per_sample)
+    out = ctrl.export("G")
+    assert not any(SITE_ATTR in m.__dict__ or m._forward_hooks for m in out.modules())
