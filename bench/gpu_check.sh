@@ -48,7 +48,7 @@ step() {  # step NAME LIMIT_SECONDS COMMAND...: run with a limit, record pass/fa
 }
 
 step build 240 "$PY" -m sparse_core.ops.build
-step cuda-tests 180 "$PY" -m pytest -q -x tests/ops
+step cuda-tests 240 env SPARSE_CORE_TEST_CUDA_BUILD=1 "$PY" -m pytest -q -x tests/ops
 if command -v compute-sanitizer >/dev/null 2>&1 || [ -x "$CUDA_HOME/bin/compute-sanitizer" ]; then
     SAN="$(command -v compute-sanitizer || echo "$CUDA_HOME/bin/compute-sanitizer")"
     step sanitizer 120 "$SAN" --tool memcheck --error-exitcode 1 "$PY" -c '
