@@ -34,9 +34,16 @@ started=$(date +%s)
 failed=0
 rows=()
 
+BUDGET=${GPU_CHECK_BUDGET_S:-480}   # the whole check must finish within 8 minutes
+
 step() {  # step NAME LIMIT_SECONDS COMMAND...: run with a limit, record pass/fail and the wall time
     local name="$1" limit="$2"; shift 2
     local t0=$(date +%s) rc
+    local left=$(( BUDGET - (t0 - started) ))
+    if [ "$left" -le 5 ]; then
+        rows+=("| $name | FAIL (not run: the ${BUDGET}s budget is spent) |  |"); failed=1; return
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
     echo "== $name (limit ${limit}s)"
     timeout "$limit" "$@" > "$WORK/$name.log" 2>&1
     rc=$?
