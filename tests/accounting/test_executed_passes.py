@@ -20,18 +20,18 @@ from sparse_core.patching import apply_to_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Per-sample forward FLOPs of the networks a run built, counted by torch's own FlopCounterMode (eval, no grad).
-SNGAN_FLOPS = """
-import json, sys, torch
-from torch.utils.flop_counter import FlopCounterMode
-from models import ResDiscriminator32, ResGenerator32
-G, D = ResGenerator32(128, ch=8, img_channels=3).eval(), ResDiscriminator32(ch=4, img_channels=3).eval()
-def per_sample(f):
+
+def per_sample_flops(forward) -> float:
+    """Forward FLOPs per sample of `forward()` (a batch of 2), counted by torch's own FlopCounterMode."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        f()
+        forward()
     return fc.get_total_flops() / 2
-print(json.dumps({"G": per_sample(lambda: G(torch.randn(2, 128))), "D": per_sample(lambda: D(torch.zeros(2, 3, 32, 32)))}))
-"""
+
+
+# The same for the StyleGAN2 networks a run built (rebuilt from its snapshot's kwargs, in the vendor tree).
 
 SG2_FLOPS = """
 import glob, json, sys, torch
@@ -71,7 +71,11 @@ def test_sngan_count_is_exact(tmp_path):
          "--G_batch_size", str(GB), "--n_dis", str(n_dis), "--tick_steps", "1", "--sample_step", "2",
          "--eval_step", "0", "--device", "cpu", "--total_steps", str(steps), "--sparse", "regan", "--interval", "1",
          "--warmup", "1", "--logdir", str(tmp_path / "run")], cwd=tree)
-    F = json.loads(run(["-c", SNGAN_FLOPS], cwd=tree))
+    import torch
+    sys.path.insert(0, str(ROOT / "vendor" / "sngan"))
+    from models import ResDiscriminator32, ResGenerator32
+    G, D = ResGenerator32(128, ch=8, img_channels=3).eval(), ResDiscriminator32(ch=4, img_channels=3).eval()
+    F = {"G": per_sample_flops(lambda: G(torch.randn(2, 128))), "D": per_sample_flops(lambda: D(torch.zeros(2, 3, 32, 32)))}
     # per step: n_dis x (G forward on B without grad, D fwd+bwd on real+fake 2B); G fwd+bwd on GB, D fwd+bwd on GB
     per_step = F["G"] * (n_dis * B + 3 * GB) + F["D"] * 3 * (n_dis * 2 * B + GB)
     row = last_row(tmp_path / "run" / "stats.jsonl")
