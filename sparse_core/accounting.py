@@ -225,7 +225,9 @@ class FlopAccount:
         self.cost: dict[str, IterationCost] = {}   # declared per-iteration costs (networks not counted at run time)
         self.counted: set[str] = set()             # networks whose passes are counted at run time
         self.density = density or (lambda net_name, owner: 1.0)
-        self.total = 0.0          # mask-aware cumulative training FLOPs
+        self._total = 0.0         # mask-aware cumulative training FLOPs (python float64 part)
+        self._tensor_total = 0.0  # the part charged at tensor densities (RG-GAN), a float64 device tensor
+        self._pending: dict[tuple[str, str], list] = {}   # owner -> [density object, dense FLOPs charged at it]
         self.dense_equiv = 0.0    # what the same iterations cost dense
         self._hooks: dict[str, list] = {}
 
@@ -261,7 +263,31 @@ class FlopAccount:
     def charge(self, net_name: str, owner: str, flops: float) -> None:
         """Add one executed pass of `flops` dense FLOPs done by `owner` of `net_name`."""
         self.dense_equiv += flops
-        self.total = self.total + flops * (1.0 if owner == UNOWNED else self.density(net_name, owner))
+        d = 1.0 if owner == UNOWNED else self.density(net_name, owner)
+        if not isinstance(d, torch.Tensor):
+            self._total += flops * float(d)
+            return
+        # A 0-d device tensor (RG-GAN, refreshed once per optimizer step): sum the dense FLOPs charged at the same
+        # density object as a python float and multiply once when it changes, in float64 (no per-call kernels,
+        # no host sync, no float32 accumulation).
+        key = (net_name, owner)
+        entry = self._pending.get(key)
+        if entry is not None and entry[0] is d:
+            entry[1] += flops
+            return
+        if entry is not None:
+            self._tensor_total = self._tensor_total + entry[0].double() * entry[1]
+        self._pending[key] = [d, flops]
+
+    @property
+    def total(self):
+        """Mask-aware cumulative training FLOPs (a float, or a 0-d float64 tensor while RG-GAN charges are open)."""
+        pending = sum((d.double() * f for d, f in self._pending.values()), 0.0)
+        return self._total + self._tensor_total + pending
+
+    @total.setter
+    def total(self, value) -> None:
+        self._total, self._tensor_total, self._pending = float(value), 0.0, {}
 
     @property
     def measured(self) -> bool:
@@ -285,7 +311,8 @@ class FlopAccount:
 
     def add_iteration(self, density: Callable[[str, str], float]) -> None:
         if self.cost:
-            self.total += self.sparse_per_iteration(density)
+            x = self.sparse_per_iteration(density)
+            self._tensor_total = self._tensor_total + (x.double() if isinstance(x, torch.Tensor) else x)
             self.dense_equiv += self.dense_per_iteration()
 
     def state_dict(self) -> dict:

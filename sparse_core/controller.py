@@ -437,6 +437,9 @@ class SparseController:
             "lr_scale": {n: self.lr[n].scale for n in self.nets},
             "metric_history": list(self.metric_history),
             "flops": self.flops.state_dict(),
+            # RG-GAN: the densities the next forwards are charged at (FLOPs continue exactly after a resume)
+            "owner_density": {f"{n}/{o}": float(d) for (n, o), d in self._owner_density.items()}
+            if self.method == "rggan" else {},
             "tensors": {k: (m._parameters.get(a) if a in m._parameters else m._buffers[a]).detach().clone()
                         for k, m, a in self._tensor_items()},
         }
@@ -480,6 +483,9 @@ class SparseController:
             self._owner_density = {}
             self._set_mode(state["phase"])
             self._refresh_static_density()
+            for key, d in state.get("owner_density", {}).items():
+                n, owner = key.split("/", 1)
+                self._owner_density[(n, owner)] = float(d)
         else:
             self.phase = state["phase"]
             if self.G_ema is not None and "G" in self.targets:
