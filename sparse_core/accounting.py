@@ -171,7 +171,7 @@ _Detached = object()
 SITE_ATTR = "_sparse_core_flop_site"
 
 
-def _charge_forward(module: nn.Module, args, output):
+def _charge_forward(module: nn.Module, args, kwargs, output):
     site: _Site | None = module.__dict__.get(SITE_ATTR)
     if site is None or site.account is None or site.module_id != id(module) or not module.training:
         return None
@@ -179,6 +179,8 @@ def _charge_forward(module: nn.Module, args, output):
     if account is None:
         return None
     batch = _leading_batch(args)
+    if batch is None:
+        batch = _leading_batch(kwargs.values())
     if batch is None:
         return None
     flops = site.per_sample * batch
@@ -204,6 +206,7 @@ def strip(net: nn.Module) -> None:
         if m.__dict__.pop(SITE_ATTR, None) is not None:
             for key in [k for k, fn in m._forward_hooks.items() if fn is _charge_forward]:
                 m._forward_hooks.pop(key)
+                m._forward_hooks_with_kwargs.pop(key, None)
 
 
 @dataclasses.dataclass
@@ -257,7 +260,7 @@ class FlopAccount:
             # per sample of this module's own calls (its batch may differ from the net's: none do in our vendors)
             per_sample = f / b if b else f / batch
             m.__dict__[SITE_ATTR] = _Site(self, net_name, _owner_of(name, owners), per_sample, m)
-            hooks.append(m.register_forward_hook(_charge_forward))
+            hooks.append(m.register_forward_hook(_charge_forward, with_kwargs=True))
         self._hooks[net_name] = hooks
 
     def charge(self, net_name: str, owner: str, flops: float) -> None:
