@@ -1,14 +1,29 @@
-"""Installs sparse_core (the library) and vendor.common (data, DiffAugment and metrics shared by
-the vendor training trees). The vendor trees themselves are run as scripts, as upstream runs them."""
+"""Installs sparse_core (the library, with the native extension's C++/CUDA sources in sparse_core/ops/csrc/,
+compiled on first use from the installed copy).
+
+vendor.common (data, DiffAugment and metrics shared by the vendor training trees) is a development-checkout
+package: the documented editable install (`pip install -e .`) maps it, so vendor trees and patched copies
+anywhere on disk import `vendor.common`; a regular `pip install .` / wheel ships only sparse_core and puts no
+generic top-level name such as `vendor` into site-packages. The vendor trees themselves are run as scripts,
+as upstream runs them.
+"""
+import sys
+
 from setuptools import find_packages, setup
+
+# setuptools runs this file with the command as argv: `editable_wheel` (PEP 660, what `pip install -e .` uses)
+# or the legacy `develop`.
+EDITABLE = any(cmd in sys.argv[1:] for cmd in ("editable_wheel", "develop"))
+PACKAGES = ["sparse_core", "sparse_core.*"] + (["vendor", "vendor.common", "vendor.common.*"] if EDITABLE else [])
 
 setup(
     name="sparse-gan",
     version="0.1.0",
     description="Re-GAN and RG-GAN (prune / regrow / regenerate during GAN training) as a small library",
     python_requires=">=3.10",
-    packages=find_packages(include=["sparse_core", "sparse_core.*", "vendor", "vendor.common", "vendor.common.*"]),
-    package_data={"": ["*.cpp", "*.cu", "*.h", "*.cuh"]},
+    packages=find_packages(include=PACKAGES),
+    package_data={"sparse_core.ops": ["csrc/*.cpp", "csrc/*.cu", "csrc/*.h", "csrc/README.md"]},
+    include_package_data=False,
     install_requires=[
         "torch>=2.11,<2.15",
         "click",

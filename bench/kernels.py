@@ -4,7 +4,6 @@ Compares, side by side in one run (repetitions interleaved across methods, media
   dense        F.conv2d(x, w)
   masked_ref   F.conv2d(x, w * m)                       (reference masked path)
   prune_hook   nn.Conv2d + torch.nn.utils.prune.custom_from_mask (forward pre-hook)
-  masked_ext   sparse_core.ops.masked_conv2d            (native weight pass when built)
   thresh_ref / thresh_ext   RG-GAN threshold-masked conv, reference vs native
   mod_ref / mod_ext         StyleGAN2 modulated conv (training path, non-fused) with a mask
   modf_ref / modf_ext       the same, fused (grouped conv) path
@@ -96,7 +95,6 @@ def make_methods(layer: Layer, batch: int, device: torch.device, dtype: torch.dt
         "dense_again": (lambda: F.conv2d(x, w, padding=1), (x, w)),
         "masked_ref": (lambda: ref.masked_conv2d(x, w, mask, padding=1), (x, w)),
         "prune_hook": (lambda: hooked(x), (x, hooked.weight_orig)),
-        "masked_ext": (lambda: ops.masked_conv2d(x, w, mask, padding=1), (x, w)),
         "thresh_ref": (lambda: ref.threshold_masked_conv2d(x, w, t, padding=1), (x, w, t)),
         "thresh_ext": (lambda: ops.threshold_masked_conv2d(x, w, t, padding=1), (x, w, t)),
     }
@@ -112,7 +110,7 @@ def make_methods(layer: Layer, batch: int, device: torch.device, dtype: torch.dt
 def check_agreement(methods) -> float:
     """Largest relative difference between each native method and its reference (sanity check before timing)."""
     worst = 0.0
-    for a, b in (("masked_ext", "masked_ref"), ("prune_hook", "masked_ref"), ("thresh_ext", "thresh_ref"),
+    for a, b in (("prune_hook", "masked_ref"), ("thresh_ext", "thresh_ref"),
                  ("mod_ext", "mod_ref"), ("modf_ext", "modf_ref")):
         with torch.no_grad():
             ya, yb = methods[a][0]().double(), methods[b][0]().double()
@@ -163,16 +161,16 @@ def render(results, device: torch.device, args, started: str) -> str:
         "",
         "## Masked and threshold-masked conv (3x3, stride 1)",
         "",
-        "| layer | N | dense | masked_ref | prune_hook | masked_ext | noise: dense again/dense | masked_ref/dense | "
-        "masked_ext/dense | hook/masked_ref | hook/masked_ext | thresh_ref | thresh_ext | thresh ref/ext | max rel diff |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| layer | N | dense | masked_ref | prune_hook | noise: dense again/dense | masked_ref/dense | "
+        "hook/masked_ref | thresh_ref | thresh_ext | thresh ref/ext | max rel diff |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for layer, batch, t, agree in results:
         lines.append(
             f"| {layer.name} ({layer.channels_in}->{layer.channels_out}) | {batch} | {t['dense']:.2f} | "
-            f"{t['masked_ref']:.2f} | {t['prune_hook']:.2f} | {t['masked_ext']:.2f} | "
-            f"{t['dense_again'] / t['dense']:.3f} | {t['masked_ref'] / t['dense']:.3f} | {t['masked_ext'] / t['dense']:.3f} | "
-            f"{t['prune_hook'] / t['masked_ref']:.3f} | {t['prune_hook'] / t['masked_ext']:.3f} | "
+            f"{t['masked_ref']:.2f} | {t['prune_hook']:.2f} | "
+            f"{t['dense_again'] / t['dense']:.3f} | {t['masked_ref'] / t['dense']:.3f} | "
+            f"{t['prune_hook'] / t['masked_ref']:.3f} | "
             f"{t['thresh_ref']:.2f} | {t['thresh_ext']:.2f} | {t['thresh_ref'] / t['thresh_ext']:.3f} | {agree:.1e} |")
     lines += [
         "",
@@ -228,8 +226,8 @@ def main(argv=None) -> int:
         t0 = time.time()
         timings, agreement = time_layer(layer, batch, device, dtype, args.reps, args.warmup)
         results.append((layer, batch, timings, agreement))
-        print(f"[bench] {layer.name} N={batch}: dense {timings['dense']:.2f} ms, masked_ext/dense "
-              f"{timings['masked_ext'] / timings['dense']:.3f}, mod ref/native {timings['mod_ref'] / timings['mod_ext']:.3f} "
+        print(f"[bench] {layer.name} N={batch}: dense {timings['dense']:.2f} ms, masked_ref/dense "
+              f"{timings['masked_ref'] / timings['dense']:.3f}, mod ref/native {timings['mod_ref'] / timings['mod_ext']:.3f} "
               f"({time.time() - t0:.0f} s)", flush=True)
     table = render(results, device, args, started)
     print(table)

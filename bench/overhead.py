@@ -1,26 +1,35 @@
 """sparse_core's overhead per training step, measured side by side in one run (SPEC §7).
 
-Three copies of the same small DCGAN-style GAN (32×32) train with: no sparse_core (baseline), Re-GAN inside a
+`--model sngan` (the default) times the real SNGAN step: the vendor's own networks and losses (vendor/sngan,
+CLI defaults: ch 256, n_dis 5, G batch 2× the D batch, Adam (0, 0.9), LambdaLR) run as its train.py runs them,
+unmodified (baseline) next to its patched twin, which makes exactly the calls patches/sngan.patch adds
+(controller_from_flags with the CLI defaults, bind, measure_flops with run-time FLOP counting, regularizer,
+optimizer_step, advance). `--model toy` keeps the small DCGAN-style GAN used before.
+
+Three copies of the same GAN train with: no sparse_core (baseline), Re-GAN inside a
 sparse phase (gradient + weight masking around every optimizer step), and RG-GAN (threshold-masked forward,
 frozen pruned weights, reset rule, regulariser). Repetitions are interleaved (baseline, Re-GAN, RG-GAN,
 baseline, ...) so drift in machine load hits all three alike; medians are reported with their ratios to the
 baseline. Goal: ≤ 1.05× on the CPU, ≤ 1.02× on a GPU.
 
-    python bench/overhead.py [--device cpu] [--reps 15] [--steps 5] [--out bench/results/overhead-cpu.md]
+    python bench/overhead.py [--model sngan|toy] [--device cpu] [--reps 15] [--steps 5] [--batch 4] [--out FILE]
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import sys
 import time
+from types import SimpleNamespace
 
 import torch
 from torch import nn
 
 import sparse_core as sc
+import sparse_core.ops as ops
 
 
 def make_gan(ch: int, z_dim: int, seed: int):
@@ -82,6 +91,66 @@ class Runner:
             self.ctrl.advance(self.batch)
 
 
+class SNGANRunner:
+    """The vendor SNGAN (CIFAR-10 ResNet G/D at the CLI defaults) and its train.py step, with or without the
+    patch's controller calls."""
+
+    def __init__(self, mode: str, args, device):
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+        sys.path.insert(0, os.path.join(root, "vendor", "sngan"))
+        from losses import hinge_loss_D, hinge_loss_G
+        from models import ResDiscriminator32, ResGenerator32
+        import sparse_core.integration as sparse
+
+        self.hinge_D, self.hinge_G = hinge_loss_D, hinge_loss_G
+        self.mode, self.device, self.batch = mode, device, args.batch
+        self.amp = {"none": None, "bf16": torch.bfloat16}[args.amp]   # mixed precision of the forwards (GPU runs)
+        self.G_batch, self.n_dis, self.z_dim = 2 * args.batch, 5, 128
+        torch.manual_seed(0)
+        self.G = ResGenerator32(self.z_dim, ch=256, img_channels=3).to(device)
+        self.D = ResDiscriminator32(ch=128, img_channels=3).to(device)
+        flags = SimpleNamespace(sparse=mode if mode != "baseline" else "none", sparsity=0.3, interval=10 ** 9,
+                                warmup=0, prune_target="G", regrow="zero", dense_lr_scale=0.1,
+                                sparse_scope="weights", sparse_exclude="", rg_lambda=5e-12, rg_official=False,
+                                rg_no_augmented=False)
+        self.ctrl = sparse.controller_from_flags(flags, self.G, self.D) if mode != "baseline" else None
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.0, 0.9))
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.0, 0.9))
+        self.sched_G = torch.optim.lr_scheduler.LambdaLR(self.opt_G, lambda step: 1 - step / 10 ** 6)
+        self.sched_D = torch.optim.lr_scheduler.LambdaLR(self.opt_D, lambda step: 1 - step / 10 ** 6)
+        if self.ctrl is not None:
+            self.ctrl.bind(opt_G=self.opt_G, opt_D=self.opt_D, sched_G=[self.sched_G], sched_D=[self.sched_D])
+            z = torch.randn(2, self.z_dim, device=device)
+            self.ctrl.measure_flops("G", lambda: self.G(z), batch=2)
+            self.ctrl.measure_flops("D", lambda: self.D(torch.zeros(2, 3, 32, 32, device=device)), batch=2)
+        self.real = torch.rand(args.batch, 3, 32, 32, device=device) * 2 - 1
+
+    def step(self):
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            self._step()
+
+    def _step(self):
+        ctrl = self.ctrl
+        for _ in range(self.n_dis):
+            with torch.no_grad():
+                fake = self.G(torch.randn(self.batch, self.z_dim, device=self.device))
+            logits = self.D(torch.cat([self.real, fake]))
+            logits_real, logits_fake = torch.split(logits, [len(self.real), len(fake)])
+            loss_D = self.hinge_D(logits_real, logits_fake) + (ctrl.regularizer("D") if ctrl else 0)
+            self.opt_D.zero_grad(set_to_none=True)
+            loss_D.backward()
+            ctrl.optimizer_step("D", self.opt_D) if ctrl else self.opt_D.step()
+        fake = self.G(torch.randn(self.G_batch, self.z_dim, device=self.device))
+        loss_G = self.hinge_G(self.D(fake)) + (ctrl.regularizer("G") if ctrl else 0)
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        ctrl.optimizer_step("G", self.opt_G) if ctrl else self.opt_G.step()
+        self.sched_G.step()
+        self.sched_D.step()
+        if ctrl:
+            ctrl.advance(self.n_dis * self.batch)
+
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -89,35 +158,67 @@ def sync(device):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=("sngan", "toy"), default="sngan")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--steps", type=int, default=5, help="training steps per timed repetition")
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=32, help="D batch (sngan: G batch is twice this)")
     ap.add_argument("--ch", type=int, default=64)
     ap.add_argument("--z-dim", dest="z_dim", type=int, default=128)
+    ap.add_argument("--amp", choices=("none", "bf16"), default="none",
+                    help="sngan: run the forwards under torch.autocast in bfloat16 (weights and optimizers stay fp32)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps per mode before timing")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: leave torch's default)")
     ap.add_argument("--out", default=None, help="markdown file to write the result to")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     modes = ["baseline", "regan", "rggan"]
-    runners = {m: Runner(m, args, device) for m in modes}
+    make = SNGANRunner if args.model == "sngan" else Runner
+    runners = {m: make(m, args, device) for m in modes}
     for r in runners.values():            # warm-up: allocator, kernels, first-call costs
-        for _ in range(3):
+        for _ in range(args.warmup):
             r.step()
     times = {m: [] for m in modes}
+    # CPU time of this process per step: on a shared machine it moves far less with other jobs' load than
+    # wall time does (with one intra-op thread it is the step's own work); on a GPU only wall time means anything.
+    cpu_times = {m: [] for m in modes}
+    calls: dict[str, dict[str, list[int]]] = {m: {} for m in modes}
     for rep in range(args.reps):
         for m in modes:
+            calls_before = ops.backend_counts()
             sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(args.steps):
                 runners[m].step()
             sync(device)
             times[m].append((time.perf_counter() - t0) / args.steps)
-        print(f"rep {rep + 1}/{args.reps}: " + "  ".join(f"{m} {times[m][-1] * 1e3:.1f} ms" for m in modes), flush=True)
+            cpu_times[m].append((time.process_time() - c0) / args.steps)
+            for family, (n, r) in ops.backend_counts().items():   # this mode's own op calls
+                n0, r0 = calls_before[family]
+                calls[m][family] = [a + b for a, b in zip(calls[m].get(family, [0, 0]), (n - n0, r - r0))]
+        print(f"rep {rep + 1}/{args.reps}: " + "  ".join(f"{m} {times[m][-1] * 1e3:.1f} ms (cpu {cpu_times[m][-1] * 1e3:.1f})"
+                                                       for m in modes), flush=True)
     med = {m: statistics.median(v) for m, v in times.items()}
-    rows = [f"| {m} | {med[m] * 1e3:.2f} | {min(times[m]) * 1e3:.2f} | {med[m] / med['baseline']:.3f}× |" for m in modes]
+    # spread of the baseline against itself: how far apart two halves of its repetitions are
+    base = times["baseline"]
+    half = len(base) // 2
+    noise = (statistics.median(base[half:]) / statistics.median(base[:half])) if half else float("nan")
+    cmed = {m: statistics.median(v) for m, v in cpu_times.items()}
+    cbase = cpu_times["baseline"]
+    cnoise = (statistics.median(cbase[half:]) / statistics.median(cbase[:half])) if half else float("nan")
+    rows = [f"| {m} | {med[m] * 1e3:.2f} | {min(times[m]) * 1e3:.2f} | {max(times[m]) * 1e3:.2f} | "
+            f"{med[m] / med['baseline']:.3f}× | {cmed[m] * 1e3:.2f} | {min(cpu_times[m]) * 1e3:.2f} | "
+            f"{max(cpu_times[m]) * 1e3:.2f} | {cmed[m] / cmed['baseline']:.3f}× |" for m in modes]
+    backends = {m: {f: f"{n}/{n + r} native" for f, (n, r) in c.items() if n + r} or "no sparse_core op calls"
+                for m, c in calls.items()}
+    model = (f"vendor SNGAN (ResGenerator32 ch 256, ResDiscriminator32 ch 128, n_dis 5), D batch {args.batch}, "
+             f"G batch {2 * args.batch}, autocast {args.amp}" if args.model == "sngan" else
+             f"DCGAN-style G/D 32×32, ch {args.ch}, batch {args.batch}")
+    methods = ("Re-GAN at the CLI defaults inside a sparse phase (ρ 0.3, G), RG-GAN at the CLI defaults (G and D)"
+               if args.model == "sngan" else "Re-GAN in a sparse phase (ρ 0.3, G and D), RG-GAN (G and D)")
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     report = "\n".join([
         f"# sparse_core overhead per training step ({device.type})",
@@ -125,11 +226,16 @@ def main(argv=None):
         f"- command: `python bench/overhead.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
         f"- device: {dev_name}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
         f"date {datetime.date.today().isoformat()}",
-        f"- model: DCGAN-style G/D 32×32, ch {args.ch}, batch {args.batch}; {args.reps} interleaved repetitions "
-        f"of {args.steps} steps; Re-GAN in a sparse phase (ρ 0.3, G and D), RG-GAN (G and D)",
+        f"- date/time: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
+        f"load average before/after: {load_before} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        f"- model: {model}; {args.reps} interleaved repetitions of {args.steps} steps after {args.warmup} warm-up "
+        f"steps; {methods}",
+        f"- sparse_core op calls in the timed steps, and how many the native kernels served: {backends}",
+        f"- noise: baseline's second-half median / first-half median = {noise:.3f} (wall), {cnoise:.3f} (CPU time)",
         "",
-        "| mode | median ms/step | min ms/step | ratio to baseline (median) |",
-        "|---|---|---|---|",
+        "| mode | wall median ms/step | wall min | wall max | wall ratio (median) | CPU-time median ms/step | "
+        "CPU min | CPU max | CPU-time ratio (median) |",
+        "|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
     ])

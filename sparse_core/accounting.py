@@ -10,11 +10,24 @@ matrix product 2·M·N·K; a training pass (forward + backward) costs 3× the fo
 FLOPs scale with its density. The training loop says how many samples each network processes per
 iteration forward-only and forward+backward (`IterationCost`); averages are fine for periodic passes
 (e.g. lazy regularisation every 16 iterations adds 1/16 of a pass).
+
+Two ways to know how many passes a loop runs:
+- counted at run time (the default: `measure(..., cost=None)`): after the measuring forward, a forward hook
+  on every module that does FLOPs charges each *training-mode* forward at its real batch (the leading size of
+  its first tensor argument), and a hook on that call's output charges its backward when a gradient reaches it:
+  2× the forward, plus 4× more when that backward builds a graph (create_graph=True: R1, path length), whose
+  differentiation is a second backward of twice its cost. Each forward call's backward is charged once. So
+  whatever the loop runs (phases, intervals, regularisers on or off, shrunk batches) is what is counted;
+  eval-mode forwards (metrics, sample grids) and copies of the network (G_ema) are not training and are not
+  charged. Per-sample costs assume the shapes of the measuring forward (fixed resolution).
+- declared (`cost=IterationCost(...)`): samples per iteration forward-only and forward+backward, added at
+  every `add_iteration()`; kept for loops that cannot be hooked.
 """
 from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+import weakref
 from typing import Callable
 
 import torch
@@ -65,22 +78,43 @@ class _CountingMode(TorchDispatchMode):
         return out
 
 
-def forward_flops(net: nn.Module, run: Callable[[], object], owners: set[str]) -> dict[str, int]:
-    """Run `run()` (a forward of `net`) once and return FLOPs per owner module name ('' = not owned).
+def _leading_batch(args) -> int | None:
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return int(a.shape[0]) if a.dim() > 0 else None
+    return None
 
-    owners: names (inside `net`) of modules that own masked tensors.
+
+def _owner_of(name: str, owners: set[str]) -> str:
+    """The innermost module in `owners` that is `name` or encloses it ('' = none)."""
+    best = None
+    for o in owners:
+        if o == name or o == "" or name.startswith(o + "."):
+            if best is None or len(o) > len(best):
+                best = o
+    return UNOWNED if best is None else best
+
+
+def module_flops(net: nn.Module, run: Callable[[], object]) -> dict[str, tuple[int, int]]:
+    """Run `run()` (a forward of `net`) once; {module name: (FLOPs done directly by it, its summed batch)}.
+
+    Each product is attributed to the innermost module on the call stack; the batch is the leading size of the
+    first tensor argument of each call of that module (summed over calls, so flops / batch is per sample).
     """
     names = {id(m): n for n, m in net.named_modules()}
     stack: list[str] = []
+    batch: dict[str, int] = defaultdict(int)
 
     def push(module, args):
         n = names.get(id(module))
-        if n is not None and n in owners:
+        if n is not None:
             stack.append(n)
+            b = _leading_batch(args)
+            batch[n] += b if b is not None else 0
 
     def pop(module, args, output):
         n = names.get(id(module))
-        if n is not None and n in owners and stack and stack[-1] == n:
+        if n is not None and stack and stack[-1] == n:
             stack.pop()
 
     h1 = nn.modules.module.register_module_forward_pre_hook(push)
@@ -100,7 +134,79 @@ def forward_flops(net: nn.Module, run: Callable[[], object], owners: set[str]) -
         h2.remove()
         for m, t in was_training:
             m.training = t
-    return dict(mode.flops)
+    return {n: (f, batch.get(n, 0)) for n, f in mode.flops.items()}
+
+
+def forward_flops(net: nn.Module, run: Callable[[], object], owners: set[str]) -> dict[str, int]:
+    """Run `run()` (a forward of `net`) once and return FLOPs per owner module name ('' = not owned).
+
+    owners: names (inside `net`) of modules that own masked tensors.
+    """
+    out: dict[str, int] = defaultdict(int)
+    for name, (f, _) in module_flops(net, run).items():
+        out[_owner_of(name, owners)] += f
+    return dict(out)
+
+
+class _Site:
+    """Per-module charging state, kept in the module's __dict__ (the hook itself is a plain function). A copy of
+    the module (deepcopy: G_ema; pickling) gets a detached site that charges nothing."""
+
+    def __init__(self, account, net_name: str, owner: str, per_sample: float, module: nn.Module):
+        self.account = weakref.ref(account) if account is not None else None
+        self.net_name, self.owner, self.per_sample = net_name, owner, per_sample
+        self.module_id = id(module)
+
+    def __deepcopy__(self, memo):
+        return _Site(None, self.net_name, self.owner, self.per_sample, _Detached)
+
+    def __getstate__(self):
+        return {"net_name": self.net_name, "owner": self.owner, "per_sample": self.per_sample}
+
+    def __setstate__(self, state):
+        self.__init__(None, state["net_name"], state["owner"], state["per_sample"], _Detached)
+
+
+_Detached = object()
+SITE_ATTR = "_sparse_core_flop_site"
+
+
+def _charge_forward(module: nn.Module, args, kwargs, output):
+    site: _Site | None = module.__dict__.get(SITE_ATTR)
+    if site is None or site.account is None or site.module_id != id(module) or not module.training:
+        return None
+    account = site.account()
+    if account is None:
+        return None
+    batch = _leading_batch(args)
+    if batch is None:
+        batch = _leading_batch(kwargs.values())
+    if batch is None:
+        return None
+    flops = site.per_sample * batch
+    account.charge(site.net_name, site.owner, flops)
+    out = output if isinstance(output, torch.Tensor) else next(
+        (o for o in (output if isinstance(output, (tuple, list)) else ()) if isinstance(o, torch.Tensor)), None)
+    if out is not None and out.requires_grad:
+        charged = []
+
+        def charge_backward(grad):
+            if not charged:   # a later backward through the same call (R1's second pass) is already paid for
+                charged.append(True)
+                # a graph-building backward will itself be differentiated: charge that second backward now
+                account.charge(site.net_name, site.owner, flops * (6.0 if torch.is_grad_enabled() else 2.0))
+            return None
+        out.register_hook(charge_backward)
+    return None
+
+
+def strip(net: nn.Module) -> None:
+    """Remove the charging hooks and state from `net` (an exported copy carries neither)."""
+    for m in net.modules():
+        if m.__dict__.pop(SITE_ATTR, None) is not None:
+            for key in [k for k, fn in m._forward_hooks.items() if fn is _charge_forward]:
+                m._forward_hooks.pop(key)
+                m._forward_hooks_with_kwargs.pop(key, None)
 
 
 @dataclasses.dataclass
@@ -117,31 +223,89 @@ class IterationCost:
 class FlopAccount:
     """Per-network forward FLOPs per sample by owner, and cumulative training FLOPs."""
 
-    def __init__(self) -> None:
+    def __init__(self, density: Callable[[str, str], float] | None = None) -> None:
         self.per_sample: dict[str, dict[str, float]] = {}
-        self.cost: dict[str, IterationCost] = {}
-        self.total = 0.0          # mask-aware cumulative training FLOPs
+        self.cost: dict[str, IterationCost] = {}   # declared per-iteration costs (networks not counted at run time)
+        self.counted: set[str] = set()             # networks whose passes are counted at run time
+        self.density = density or (lambda net_name, owner: 1.0)
+        self._total = 0.0         # mask-aware cumulative training FLOPs (python float64 part)
+        self._tensor_total = 0.0  # the part charged at tensor densities (RG-GAN), a float64 device tensor
+        self._pending: dict[tuple[str, str], list] = {}   # owner -> [density object, dense FLOPs charged at it]
         self.dense_equiv = 0.0    # what the same iterations cost dense
+        self._hooks: dict[str, list] = {}
 
     def measure(self, net_name: str, net: nn.Module, run: Callable[[], object], batch: int,
-                owners: set[str], cost: IterationCost) -> None:
+                owners: set[str], cost: IterationCost | None = None) -> None:
+        """Measure `net`'s forward FLOPs per sample; then count its executed passes at run time (cost None)
+        or charge the declared `cost` per iteration."""
         if batch <= 0:
             raise ValueError(f"batch must be positive, got {batch}")
-        counts = forward_flops(net, run, owners)
-        self.per_sample[net_name] = {k: v / batch for k, v in counts.items()}
-        self.cost[net_name] = cost
+        per_module = module_flops(net, run)
+        by_owner: dict[str, float] = defaultdict(float)
+        for name, (f, _) in per_module.items():
+            by_owner[_owner_of(name, owners)] += f / batch
+        self.per_sample[net_name] = dict(by_owner)
+        for h in self._hooks.pop(net_name, []):
+            h.remove()
+        self.cost.pop(net_name, None)
+        self.counted.discard(net_name)
+        if cost is not None:
+            self.cost[net_name] = cost
+            return
+        self.counted.add(net_name)
+        modules = dict(net.named_modules())
+        hooks = []
+        for name, (f, b) in per_module.items():
+            m = modules[name]
+            # per sample of this module's own calls (its batch may differ from the net's: none do in our vendors)
+            per_sample = f / b if b else f / batch
+            m.__dict__[SITE_ATTR] = _Site(self, net_name, _owner_of(name, owners), per_sample, m)
+            hooks.append(m.register_forward_hook(_charge_forward, with_kwargs=True))
+        self._hooks[net_name] = hooks
+
+    def charge(self, net_name: str, owner: str, flops: float) -> None:
+        """Add one executed pass of `flops` dense FLOPs done by `owner` of `net_name`."""
+        self.dense_equiv += flops
+        d = 1.0 if owner == UNOWNED else self.density(net_name, owner)
+        if not isinstance(d, torch.Tensor):
+            self._total += flops * float(d)
+            return
+        # A 0-d device tensor (RG-GAN, refreshed once per optimizer step): sum the dense FLOPs charged at the same
+        # density object as a python float and multiply once when it changes, in float64 (no per-call kernels,
+        # no host sync, no float32 accumulation).
+        key = (net_name, owner)
+        entry = self._pending.get(key)
+        if entry is not None and entry[0] is d:
+            entry[1] += flops
+            return
+        if entry is not None:
+            self._tensor_total = self._tensor_total + entry[0].double() * entry[1]
+        self._pending[key] = [d, flops]
+
+    @property
+    def total(self):
+        """Mask-aware cumulative training FLOPs (a float, or a 0-d float64 tensor while RG-GAN charges are open)."""
+        pending = sum((d.double() * f for d, f in self._pending.values()), 0.0)
+        return self._total + self._tensor_total + pending
+
+    @total.setter
+    def total(self, value) -> None:
+        self._total, self._tensor_total, self._pending = float(value), 0.0, {}
 
     @property
     def measured(self) -> bool:
         return bool(self.per_sample)
 
     def dense_per_iteration(self) -> float:
-        return sum(sum(d.values()) * self.cost[n].passes() for n, d in self.per_sample.items())
+        """Declared networks only (counted ones are charged as they run)."""
+        return sum(sum(d.values()) * self.cost[n].passes() for n, d in self.per_sample.items() if n in self.cost)
 
     def sparse_per_iteration(self, density: Callable[[str, str], float]) -> float:
         """density(net_name, owner_name) -> kept fraction of the owner's weight (1.0 where unmasked)."""
         total = 0.0
         for n, d in self.per_sample.items():
+            if n not in self.cost:
+                continue
             passes = self.cost[n].passes()
             for owner, f in d.items():
                 # density may be a 0-d device tensor (RG-GAN): summing it avoids a host sync per step.
@@ -149,17 +313,23 @@ class FlopAccount:
         return total
 
     def add_iteration(self, density: Callable[[str, str], float]) -> None:
-        if self.measured:
-            self.total += self.sparse_per_iteration(density)
+        if self.cost:
+            x = self.sparse_per_iteration(density)
+            self._tensor_total = self._tensor_total + (x.double() if isinstance(x, torch.Tensor) else x)
             self.dense_equiv += self.dense_per_iteration()
 
     def state_dict(self) -> dict:
         return {"total": float(self.total), "dense_equiv": float(self.dense_equiv),
                 "per_sample": {n: dict(d) for n, d in self.per_sample.items()},
-                "cost": {n: [c.forward_samples, c.train_samples] for n, c in self.cost.items()}}
+                "cost": {n: [c.forward_samples, c.train_samples] for n, c in self.cost.items()},
+                "counted": sorted(self.counted)}
 
     def load_state_dict(self, state: dict) -> None:
         self.total = float(state["total"])
         self.dense_equiv = float(state["dense_equiv"])
-        self.per_sample = {n: {k: float(v) for k, v in d.items()} for n, d in state["per_sample"].items()}
-        self.cost = {n: IterationCost(float(a), float(b)) for n, (a, b) in state["cost"].items()}
+        # Costs measured in this process (measure() before load) win: they describe the networks as built now.
+        for n, d in state["per_sample"].items():
+            self.per_sample.setdefault(n, {k: float(v) for k, v in d.items()})
+        for n, (a, b) in state["cost"].items():
+            if n not in self.counted:
+                self.cost.setdefault(n, IterationCost(float(a), float(b)))

@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from . import methods
+from . import accounting, methods, ops
 from .accounting import FlopAccount, IterationCost
 from .config import ConfigError, config_from_dict, config_to_dict
 from .lr import LRScaler
@@ -70,7 +70,9 @@ class SparseController:
         self.iteration = 0
         self.nimg = 0
         self.metric_history: list[float] = []
-        self.flops = FlopAccount()
+        # run-time counted passes are charged at the density the method reports for each layer
+        self.flops = FlopAccount(density=lambda net_name, owner: self.strategy.owner_density(net_name, owner))
+        self._ops_since = ops.backend_counts()   # stats() reports which backend served the ops from here on
         self.strategy = methods.get(method_name)(self, config, **method_kwargs)
         self.strategy.attach()
         for n in self.nets:
@@ -214,14 +216,16 @@ class SparseController:
         return entered
 
     def measure_flops(self, net_name: str, run: Callable[[], object], batch: int,
-                      forward_samples: float = 0.0, train_samples: float = 0.0) -> None:
-        """Count `net_name`'s forward FLOPs per sample once (run() = one forward of `batch` samples) and say how
-        many samples it processes per iteration forward-only and forward+backward."""
+                      forward_samples: float | None = None, train_samples: float | None = None) -> None:
+        """Count `net_name`'s forward FLOPs per sample once (run() = one forward of `batch` samples); from then on
+        every training forward and backward it executes is charged (sparse_core.accounting). Giving
+        forward_samples / train_samples (samples per iteration) declares a fixed cost per iteration instead."""
         if net_name not in self.nets:
             raise ConfigError(f"unknown network {net_name!r}; expected one of {tuple(self.nets)}")
         owners = {s.layer for s in self.sites.get(net_name, [])}
-        self.flops.measure(net_name, self.nets[net_name], run, batch, owners,
-                           IterationCost(float(forward_samples), float(train_samples)))
+        declared = None if forward_samples is None and train_samples is None else \
+            IterationCost(float(forward_samples or 0.0), float(train_samples or 0.0))
+        self.flops.measure(net_name, self.nets[net_name], run, batch, owners, declared)
 
     # ------------------------------------------------------------------ reporting
     def layer_density(self, net_name: str) -> dict[str, float]:
@@ -260,6 +264,8 @@ class SparseController:
                 if per_layer and n in self.targets:
                     for name, d in self.layer_density(n).items():
                         out[f"sparse/{n}/kept/{name}"] = d
+        for family, share in ops.native_shares(self._ops_since).items():
+            out[f"sparse/native/{family}"] = share   # share of this run's calls served by the native kernels
         out.update(self.strategy.stats())
         return out
 
@@ -346,6 +352,7 @@ class SparseController:
                         p.copy_(self._ema_list[self._ema_index[k]])
             for s in self.sites.get(net_name, []) if net_name in self.targets else []:
                 self.strategy.export_site(s.module(out), s, sparse)
+        accounting.strip(out)   # FLOP-charging hooks (inert on a copy) go too
         out.train(source.training)
         return out
 

@@ -179,11 +179,16 @@ class RGGAN(Method):
                        self._threshold(c.nets[n], s))
 
     def state_dict(self) -> dict:
-        return {}
+        # the densities the next forwards are charged at, so FLOPs continue exactly after a resume
+        return {"owner_density": {f"{n}/{layer}": float(d) for (n, layer), d in self._density.items()}}
 
     def load_state_dict(self, state: dict, phase: str) -> None:
         c = self.ctrl
         self._density = {(n, s.layer): 1.0 for n in c.targets for s in c.sites[n]}
+        for key, d in state.get("owner_density", {}).items():
+            n, layer = key.split("/", 1)
+            if (n, layer) in self._density:
+                self._density[(n, layer)] = float(d)
         self._set_mode(phase)
 
 

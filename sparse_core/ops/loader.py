@@ -1,4 +1,4 @@
-"""Builds and loads the native extension (cuda/) on first use, cached by a hash of its sources.
+"""Builds and loads the native extension (sparse_core/ops/csrc/) on first use, cached by a hash of its sources.
 
 Two extensions exist: the CPU one (C++ only, always attempted) and the CUDA one (C++ binding +
 .cu kernels, attempted only when a GPU is present, or on request with `--cuda` for CI). Each is
@@ -9,7 +9,8 @@ Environment:
   SPARSE_CORE_OPS      ref | ext | auto (default auto): force the reference, force the extension
                        (a failed build is then an error), or use the extension where it built.
   SPARSE_CORE_EXT_DIR  cache root for build outputs (default ~/.cache/sparse-core).
-  SPARSE_CORE_EXT_SRC  directory with the extension sources (default: the repository's cuda/).
+  SPARSE_CORE_EXT_SRC  directory with the extension sources (default: csrc/ next to this file, which
+                       ships inside the package, so a non-editable install builds from its own copy).
 
 Command line: `python -m sparse_core.ops.build [--cuda]` (main() here) builds ahead of time and
 prints which ops are native on which device.
@@ -46,7 +47,7 @@ HEADERS = {
 DEFAULT_CUDA_ARCHS = "8.0;9.0"  # A100 and H100/H200, the GPUs the benchmarks target
 CXX_FLAGS = ["-O3", "-fopenmp"]
 CUDA_FLAGS = ["-O3", "--use_fast_math"]
-OPS = ("masked_weight", "threshold_forward", "threshold_backward", "modconv_weights")
+OPS = ("threshold_forward", "threshold_backward", "modconv_weights")
 
 
 class ExtensionBuildError(RuntimeError):
@@ -79,7 +80,7 @@ def source_dir() -> Path:
     override = os.environ.get(SOURCE_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "cuda"
+    return Path(__file__).resolve().parent / "csrc"
 
 
 def cache_root() -> Path:

@@ -1,4 +1,4 @@
-"""Autograd Functions around the native kernels (cuda/), with second-order support.
+"""Autograd Functions around the native kernels (csrc/), with second-order support.
 
 Each backward is written with operations that are themselves differentiable (the same native
 Functions, or plain torch ops), so `create_graph=True` gives correct double backward: R1 through
@@ -24,23 +24,6 @@ def _broadcast(t: torch.Tensor, ndim: int, channel_dim: int) -> torch.Tensor:
     shape = [1] * ndim
     shape[channel_dim] = -1
     return t.reshape(shape)
-
-
-class MaskedWeight(Function):
-    """w * mask; d/dw = g * mask and d/dmask = g * w, both again through this Function."""
-
-    @staticmethod
-    def forward(ctx, ext, w, mask):
-        ctx.ext = ext
-        ctx.save_for_backward(w, mask)
-        return ext.ops.masked_weight(w, mask)
-
-    @staticmethod
-    def backward(ctx, grad):
-        w, mask = ctx.saved_tensors
-        grad_w = MaskedWeight.apply(ctx.ext, grad, mask) if ctx.needs_input_grad[1] else None
-        grad_mask = MaskedWeight.apply(ctx.ext, grad, w) if ctx.needs_input_grad[2] else None
-        return None, grad_w, grad_mask
 
 
 class ThresholdMaskedWeight(Function):

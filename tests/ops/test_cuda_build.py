@@ -49,7 +49,7 @@ def test_broken_cuda_source_fails_loudly(tmp_path):
     if not NVCC.exists():
         pytest.fail(f"nvcc missing at {NVCC}")
     src = tmp_path / "src"
-    shutil.copytree(REPO / "cuda", src)
+    shutil.copytree(loader.source_dir(), src)
     # keep the host-side binding trivial so the test only pays for nvcc rejecting the kernel file
     (src / "sparse_ops_cuda.cpp").write_text("int sparse_core_placeholder = 0;\n")
     (src / "sparse_ops_cuda_kernels.cu").write_text("__global__ void k() { this_is_not_cuda; }\n")

@@ -10,17 +10,20 @@ from sparse_core import ops
 from sparse_core.ops import loader
 from sparse_core.ops import reference as ref
 
-REAL_SOURCES = Path(loader.__file__).resolve().parents[2] / "cuda"
+REAL_SOURCES = Path(loader.__file__).resolve().parent / "csrc"
 
 
 def op_path(out: torch.Tensor) -> str:
-    return "native" if type(out.grad_fn).__name__.startswith(("MaskedWeight", "ThresholdMaskedWeight")) else "reference"
+    return "native" if type(out.grad_fn).__name__.startswith("ThresholdMaskedWeight") else "reference"
+
+
+def thr(w, t=None):
+    return ops.threshold_masked_weight(w, torch.zeros(w.shape[0], dtype=w.dtype) if t is None else t)
 
 
 def test_ref_mode_forces_the_reference(monkeypatch, cpu_ext):
     monkeypatch.setenv(loader.MODE_ENV, "ref")
     w = torch.randn(3, 4, requires_grad=True)
-    assert op_path(ops.masked_weight(w, torch.ones(3, 4))) == "reference"
     assert op_path(ops.threshold_masked_weight(w, torch.zeros(3))) == "reference"
     assert ops.backend_for(w) == "reference"
 
@@ -28,17 +31,17 @@ def test_ref_mode_forces_the_reference(monkeypatch, cpu_ext):
 def test_ext_mode_forces_the_extension(monkeypatch, cpu_ext):
     monkeypatch.setenv(loader.MODE_ENV, "ext")
     w = torch.randn(3, 4, requires_grad=True)
-    assert op_path(ops.masked_weight(w, torch.ones(3, 4))) == "native"
+    assert op_path(thr(w)) == "native"
     # ext mode cannot silently fall back: fp16 has no CPU kernels, so it is an error naming the reason
     with pytest.raises(RuntimeError, match="no native kernels for torch.float16 on cpu"):
-        ops.masked_weight(w.detach().half(), torch.ones(3, 4, dtype=torch.float16))
+        thr(w.detach().half())
 
 
 def test_auto_mode_falls_back_per_call_for_unsupported_dtypes(cpu_ext):
     w = torch.randn(3, 4, dtype=torch.bfloat16)
-    mask = torch.ones(3, 4, dtype=torch.bfloat16)
-    assert torch.equal(ops.masked_weight(w, mask), ref.masked_weight(w, mask))
-    # broadcast masks are a reference-only feature
+    t = torch.full((3,), 0.2, dtype=torch.bfloat16)
+    assert torch.equal(ops.threshold_masked_weight(w, t), ref.threshold_masked_weight(w, t))
+    # masks may broadcast (plain masking is always the reference multiply)
     row_mask = torch.tensor([1.0, 0.0, 1.0, 1.0])
     assert torch.equal(ops.masked_weight(w.float(), row_mask), w.float() * row_mask)
 
@@ -46,7 +49,7 @@ def test_auto_mode_falls_back_per_call_for_unsupported_dtypes(cpu_ext):
 def test_invalid_mode_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(loader.MODE_ENV, "fast")
     with pytest.raises(ValueError, match="SPARSE_CORE_OPS='fast' is invalid"):
-        ops.masked_weight(torch.ones(2), torch.ones(2))
+        thr(torch.ones(2))
 
 
 def test_build_hash_follows_the_sources(tmp_path):
@@ -85,14 +88,14 @@ def test_failed_build_warns_once_and_still_computes_correctly(broken_sources, tm
     t = torch.rand(6, generator=rng) * 0.5
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        a = ops.masked_weight(w, mask)
-        b = ops.threshold_masked_weight(w, t)
-        c = ops.masked_weight(w, mask)
+        a = ops.threshold_masked_weight(w, t)
+        b = ops.modulated_conv2d(torch.randn(1, 5, 4, 4), w.reshape(6, 5, 1, 1), torch.ones(1, 5))
+        c = ops.threshold_masked_weight(w, t)
     ours = [c for c in caught if "native cpu extension unavailable" in str(c.message)]
     assert len(ours) == 1, [str(c.message) for c in caught]
     assert "sparse_ops_cpu.cpp" in str(ours[0].message) or "broken_src" in str(ours[0].message)
-    assert torch.equal(a, ref.masked_weight(w, mask)) and torch.equal(c, a)
-    assert torch.equal(b, ref.threshold_masked_weight(w, t))
+    assert torch.equal(a, ref.threshold_masked_weight(w, t)) and torch.equal(c, a)
+    assert b.shape == (1, 6, 4, 4)
     assert op_path(a) == "reference"
     # nothing half-built is left in the cache
     assert not any((tmp_path / "cache").glob("ext-*/*.so"))
@@ -101,14 +104,14 @@ def test_failed_build_warns_once_and_still_computes_correctly(broken_sources, tm
 def test_failed_build_with_ext_forced_is_an_error(broken_sources, monkeypatch):
     monkeypatch.setenv(loader.MODE_ENV, "ext")
     with pytest.raises(loader.ExtensionBuildError, match="building the cpu extension from .*broken_src.* failed"):
-        ops.masked_weight(torch.ones(2, 2), torch.ones(2, 2))
+        thr(torch.ones(2, 2))
 
 
 def test_missing_sources_are_named(tmp_path, monkeypatch):
     monkeypatch.setenv(loader.SOURCE_ENV, str(tmp_path / "nowhere"))
     monkeypatch.setenv(loader.MODE_ENV, "ext")
     with pytest.raises(loader.ExtensionBuildError, match="sources not found: .*nowhere.*sparse_ops_cpu.cpp"):
-        ops.masked_weight(torch.ones(2, 2), torch.ones(2, 2))
+        thr(torch.ones(2, 2))
 
 
 def test_unusable_cache_directory_falls_back_with_a_named_error(tmp_path, monkeypatch):
@@ -116,8 +119,8 @@ def test_unusable_cache_directory_falls_back_with_a_named_error(tmp_path, monkey
     not_a_dir.write_text("")
     monkeypatch.setenv(loader.CACHE_ENV, str(not_a_dir))
     with pytest.warns(RuntimeWarning, match="cannot prepare the build directory"):
-        out = ops.masked_weight(torch.ones(2, 2), torch.zeros(2, 2))
+        out = ops.threshold_masked_weight(torch.ones(2, 2), torch.full((2,), 2.0))
     assert torch.equal(out, torch.zeros(2, 2))
     monkeypatch.setenv(loader.MODE_ENV, "ext")
     with pytest.raises(loader.ExtensionBuildError, match=f"set {loader.CACHE_ENV}"):
-        ops.masked_weight(torch.ones(2, 2), torch.zeros(2, 2))
+        thr(torch.ones(2, 2))

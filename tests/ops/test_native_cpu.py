@@ -12,34 +12,16 @@ from sparse_core.ops import reference as ref
 def test_auto_mode_really_uses_the_extension(cpu_ext):
     w = torch.randn(4, 3, requires_grad=True)
     assert ops.backend_for(w) == "native"
-    out = ops.masked_weight(w, torch.ones_like(w))
-    assert type(out.grad_fn).__name__.startswith("MaskedWeight")
     out = ops.threshold_masked_weight(w, torch.zeros(4, requires_grad=True))
     assert type(out.grad_fn).__name__.startswith("ThresholdMaskedWeight")
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_masked_weight_matches_reference(cpu_ext, rng, dtype):
-    w = torch.randn(64, 32, 3, 3, generator=rng, dtype=dtype, requires_grad=True)
-    mask = (torch.rand(w.shape, generator=rng) > 0.3).to(dtype)
-    out = native.MaskedWeight.apply(cpu_ext, w, mask)
-    expected = ref.masked_weight(w, mask)
-    assert torch.equal(out, expected)  # one multiply per element: bit-identical
-    g = torch.randn(w.shape, generator=rng, dtype=dtype)
-    assert torch.equal(torch.autograd.grad(out, w, g)[0], torch.autograd.grad(expected, w, g)[0])
-    bool_mask = mask.bool()
-    assert torch.equal(ops.masked_weight(w, bool_mask), expected)  # bool masks are accepted by the frontend
-
-
-def test_masked_weight_gradcheck_through_extension(cpu_ext, rng):
-    w = torch.randn(3, 4, 3, generator=rng, dtype=torch.float64, requires_grad=True)
-    mask = torch.rand(w.shape, generator=rng, dtype=torch.float64).requires_grad_()
-
-    def op(w, m):
-        return native.MaskedWeight.apply(cpu_ext, w, m)
-
-    assert gradcheck(op, (w, mask))
-    assert gradgradcheck(op, (w, mask))
+def test_masked_weight_is_the_reference_multiply(rng):
+    """No training path uses a masked forward (Re-GAN masks in place): masked_weight has no native kernel."""
+    w = torch.randn(8, 4, 3, 3, generator=rng, requires_grad=True)
+    mask = (torch.rand(w.shape, generator=rng) > 0.3).float()
+    assert torch.equal(ops.masked_weight(w, mask.bool()), w * mask)
+    assert not hasattr(native, "MaskedWeight")
     x = torch.randn(2, 4, 5, 5, generator=rng, dtype=torch.float64, requires_grad=True)
     wc = torch.randn(3, 4, 3, 3, generator=rng, dtype=torch.float64, requires_grad=True)
     mc = (torch.rand(wc.shape, generator=rng) > 0.5).double()
@@ -174,7 +156,7 @@ def test_path_length_style_double_backward_matches_reference(cpu_ext, rng, rel_e
 
 def test_native_kernels_reject_bad_arguments(cpu_ext):
     with pytest.raises(RuntimeError, match="same shape"):
-        cpu_ext.ops.masked_weight(torch.zeros(3, 4), torch.zeros(4, 3))
+        cpu_ext.ops.threshold_backward(torch.zeros(3, 4), torch.zeros(4, 3), torch.zeros(4), 0, True)
     with pytest.raises(RuntimeError, match="t must have shape"):
         cpu_ext.ops.threshold_forward(torch.zeros(3, 4), torch.zeros(4), 0)
     with pytest.raises(RuntimeError, match="styles must be"):

@@ -31,24 +31,6 @@ void check_cpu(const Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor for the CPU kernels, got ", t.device());
 }
 
-Tensor masked_weight_cpu(const Tensor& w, const Tensor& mask) {
-  check_cpu(w, "w");
-  check_same_shape_and_type(w, "w", mask, "mask");
-  const Tensor wc = w.contiguous();
-  const Tensor mc = mask.contiguous();
-  Tensor out = at::empty(wc.sizes(), wc.options());
-  const int64_t n = wc.numel();
-  AT_DISPATCH_FLOATING_TYPES(wc.scalar_type(), "masked_weight_cpu", [&] {
-    const scalar_t* pw = wc.const_data_ptr<scalar_t>();
-    const scalar_t* pm = mc.const_data_ptr<scalar_t>();
-    scalar_t* po = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, n, kGrainElements, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) po[i] = pw[i] * pm[i];
-    });
-  });
-  return out;
-}
-
 // out = w * step(|w| - t[c]) with c the index along channel_dim.
 Tensor threshold_forward_cpu(const Tensor& w, const Tensor& t, int64_t channel_dim) {
   check_cpu(w, "w");
@@ -191,7 +173,6 @@ std::tuple<Tensor, Tensor> modconv_weights_cpu(const Tensor& w, const c10::optio
 SC_DEFINE_SCHEMAS(SPARSE_CORE_NS)
 
 SC_LIBRARY_IMPL(SPARSE_CORE_NS, CPU, m) {
-  m.impl("masked_weight", &sparse_core::masked_weight_cpu);
   m.impl("threshold_forward", &sparse_core::threshold_forward_cpu);
   m.impl("threshold_backward", &sparse_core::threshold_backward_cpu);
   m.impl("modconv_weights", &sparse_core::modconv_weights_cpu);

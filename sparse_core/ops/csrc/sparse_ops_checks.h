@@ -73,7 +73,6 @@ inline ModconvShape check_modconv(const at::Tensor& w, const c10::optional<at::T
 #define SC_LIBRARY_IMPL(ns, key, m) TORCH_LIBRARY_IMPL(ns, key, m)
 #define SC_DEFINE_SCHEMAS(ns)                                                                              \
   SC_LIBRARY(ns, m) {                                                                                      \
-    m.def("masked_weight(Tensor w, Tensor mask) -> Tensor");                                               \
     m.def("threshold_forward(Tensor w, Tensor t, int channel_dim) -> Tensor");                             \
     m.def("threshold_backward(Tensor grad, Tensor w, Tensor t, int channel_dim, bool compute_t_grad) "     \
           "-> (Tensor, Tensor)");                                                                          \

@@ -37,18 +37,6 @@ void check_launch(cudaError_t err, const char* what) {
   TORCH_CHECK(err == cudaSuccess, "sparse_core CUDA kernel ", what, " failed: ", cudaGetErrorString(err));
 }
 
-Tensor masked_weight_cuda(const Tensor& w, const Tensor& mask) {
-  check_cuda(w, "w");
-  check_same_shape_and_type(w, "w", mask, "mask");
-  const c10::cuda::CUDAGuard guard(w.device());
-  const Tensor wc = w.contiguous(), mc = mask.contiguous();
-  Tensor out = at::empty(wc.sizes(), wc.options());
-  check_launch(cuda::masked_weight(kernel_dtype(wc), wc.const_data_ptr(), mc.const_data_ptr(), out.mutable_data_ptr(),
-                                   wc.numel(), c10::cuda::getCurrentCUDAStream()),
-               "masked_weight");
-  return out;
-}
-
 Tensor threshold_forward_cuda(const Tensor& w, const Tensor& t, int64_t channel_dim) {
   check_cuda(w, "w");
   const ChannelLayout L = channel_layout(w, channel_dim);
@@ -112,7 +100,6 @@ std::tuple<Tensor, Tensor> modconv_weights_cuda(const Tensor& w, const c10::opti
 SC_DEFINE_SCHEMAS(SPARSE_CORE_NS)
 
 SC_LIBRARY_IMPL(SPARSE_CORE_NS, CUDA, m) {
-  m.impl("masked_weight", &sparse_core::masked_weight_cuda);
   m.impl("threshold_forward", &sparse_core::threshold_forward_cuda);
   m.impl("threshold_backward", &sparse_core::threshold_backward_cuda);
   m.impl("modconv_weights", &sparse_core::modconv_weights_cuda);

@@ -44,14 +44,6 @@ int blocks_for(int64_t n) {
 }
 
 template <typename T>
-__global__ void masked_weight_kernel(const T* __restrict__ w, const T* __restrict__ mask, T* __restrict__ out,
-                                     int64_t n) {
-  using N = Num<T>;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = N::store(N::load(w[i]) * N::load(mask[i]));
-}
-
-template <typename T>
 __global__ void threshold_forward_kernel(const T* __restrict__ w, const typename Num<T>::acc* __restrict__ t,
                                          T* __restrict__ out, int64_t n, int64_t channels, int64_t inner) {
   using N = Num<T>;
@@ -163,14 +155,6 @@ __global__ void modconv_weights_kernel(const T* __restrict__ w, const T* __restr
 }
 
 template <typename T>
-cudaError_t launch_masked_weight(const void* w, const void* mask, void* out, int64_t n, cudaStream_t stream) {
-  if (n == 0) return cudaSuccess;
-  masked_weight_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const T*>(w),
-                                                                  static_cast<const T*>(mask), static_cast<T*>(out), n);
-  return cudaGetLastError();
-}
-
-template <typename T>
 cudaError_t launch_threshold_forward(const void* w, const void* t, void* out, int64_t outer, int64_t channels,
                                      int64_t inner, cudaStream_t stream) {
   const int64_t n = outer * channels * inner;
@@ -214,11 +198,6 @@ cudaError_t launch_modconv_weights(const void* w, const void* mask, const void* 
     case DType::kBFloat16: { using T = __nv_bfloat16; return CALL; } \
   }                                                           \
   return cudaErrorInvalidValue;
-
-cudaError_t masked_weight(DType dtype, const void* w, const void* mask, void* out, int64_t numel,
-                          cudaStream_t stream) {
-  SC_DISPATCH(dtype, launch_masked_weight<T>(w, mask, out, numel, stream))
-}
 
 cudaError_t threshold_forward(DType dtype, const void* w, const void* t, void* out, int64_t outer,
                               int64_t channels, int64_t inner, cudaStream_t stream) {

@@ -11,10 +11,6 @@ namespace cuda {
 
 enum class DType { kFloat32, kFloat64, kFloat16, kBFloat16 };
 
-// out[i] = w[i] * mask[i]
-cudaError_t masked_weight(DType dtype, const void* w, const void* mask, void* out, int64_t numel,
-                          cudaStream_t stream);
-
 // out = w * step(|w| - t[c]); w seen as [outer, channels, inner]; t holds accumulation-type values
 // (double for kFloat64, float otherwise).
 cudaError_t threshold_forward(DType dtype, const void* w, const void* t, void* out, int64_t outer,
