@@ -67,6 +67,7 @@ class SparseController:
         self.iteration = 0
         self.nimg = 0
         self.metric_history: list[float] = []
+        self.paused = False
         self.flops = FlopAccount()
         self._stash: dict[str, list] = {}
         self._owner_density: dict[tuple[str, str], object] = {}
@@ -217,7 +218,19 @@ class SparseController:
             self.after_ema()
 
     # ------------------------------------------------------------------ masking around optimizer steps
+    def pause(self, paused: bool = True) -> None:
+        """Hold the method while `paused`: the network trains exactly as without sparse_core (no masking around
+        steps, no regulariser, RG-GAN thresholds out of the forward, no iterations counted towards the Re-GAN
+        schedule; FLOPs and images are still counted, as dense). For loops that run the method in part of the
+        training only (ProGAN: the final resolution). Not in state_dict(): the loop re-derives it on resume."""
+        self.paused = bool(paused)
+        if self.method == "rggan":
+            self._set_mode(self.mode)
+        self._refresh_static_density()
+
     def _masking_active(self) -> bool:
+        if self.paused:
+            return False
         if self.method == "rggan":
             return self.mode == "sparse"
         return self.phase in (regan.SPARSE, "ticket")
@@ -343,7 +356,7 @@ class SparseController:
             for m in net.modules():
                 st = rggan.state_of(m)
                 if st is not None:
-                    st.active = mode == "sparse"
+                    st.active = mode == "sparse" and not self.paused
 
     def regularizer(self, net_name: str) -> torch.Tensor:
         """RG-GAN's λ·Σexp(−t) for `net_name`'s thresholds, to add to that network's loss (0 otherwise).
@@ -352,7 +365,7 @@ class SparseController:
         prune by stale thresholds on the return to sparse training.
         """
         net = self.nets[net_name]
-        if self.method != "rggan" or net_name not in self.targets or self.mode != "sparse":
+        if self.method != "rggan" or net_name not in self.targets or self.mode != "sparse" or self.paused:
             return torch.zeros((), device=next(net.parameters()).device)
         ts = [s.module(net)._parameters[s.threshold_attr] for s in self.sites[net_name]]
         return rggan.regularizer(ts, self.config.lam)
@@ -382,8 +395,10 @@ class SparseController:
         if real_images < 0:
             raise ValueError(f"real_images must be >= 0, got {real_images}")
         self.flops.add_iteration(self._density)
-        self.iteration += 1
         self.nimg += int(real_images)
+        if self.paused:
+            return None
+        self.iteration += 1
         if self.method == "regan":
             nxt = regan.phase_at(self.iteration, self.config.warmup, self.config.interval)
             if nxt != self.phase:
@@ -418,7 +433,7 @@ class SparseController:
                 self._owner_density[(n, s.module_name)] = float(mask.mean()) if self._masking_active() else 1.0
 
     def _density(self, net_name: str, owner: str):
-        if self.method == "rggan" and self.mode != "sparse":
+        if self.paused or (self.method == "rggan" and self.mode != "sparse"):
             return 1.0
         return self._owner_density.get((net_name, owner), 1.0)
 
@@ -430,7 +445,9 @@ class SparseController:
         net = self.nets[net_name]
         for s in self.sites.get(net_name, []):
             m = s.module(net)
-            if self.method == "rggan":
+            if self.paused:
+                out[s.name] = 1.0
+            elif self.method == "rggan":
                 if self.mode == "sparse":
                     w, t = m._parameters[s.attr], m._parameters[s.threshold_attr]
                     out[s.name] = float(rggan.hard_mask(w, t, s.channel_dim).float().mean())
@@ -457,7 +474,7 @@ class SparseController:
         """Flat dict for stats.jsonl (keys of SPEC §3)."""
         out = {
             "sparse/method": self.method,
-            "sparse/phase": self.current_phase(),
+            "sparse/phase": "paused" if self.paused else self.current_phase(),
             "sparse/iteration": self.iteration,
             "sparse/lr_scale": self.lr["G"].scale if "G" in self.targets else self.lr[self.targets[0]].scale,
             "progress/real_images": self.nimg,

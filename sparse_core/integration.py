@@ -112,6 +112,9 @@ class DenseController:
     def bind(self, **kwargs):
         pass
 
+    def pause(self, paused=True):
+        pass
+
     def measure_flops(self, *args, **kwargs):
         pass
 
