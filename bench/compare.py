@@ -32,6 +32,7 @@ VENDORS = {
     # train script relative to the vendor tree, flag that names the run folder, folder created inside it?
     "sngan": {"script": "train.py", "outflag": "--logdir", "nested": False},
     "stylegan2_ada": {"script": "train.py", "outflag": "--outdir", "nested": True},
+    "progan": {"script": "train.py", "outflag": "--logdir", "nested": False},
 }
 
 
