@@ -33,6 +33,7 @@ VENDORS = {
     "sngan": {"script": "train.py", "outflag": "--logdir", "nested": False},
     "stylegan2_ada": {"script": "train.py", "outflag": "--outdir", "nested": True},
     "autogan": {"script": "train.py", "outflag": "--logdir", "nested": False},
+    "progan": {"script": "train.py", "outflag": "--logdir", "nested": False},
 }
 
 

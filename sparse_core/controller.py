@@ -67,11 +67,12 @@ class SparseController:
         self.lr = {n: LRScaler() for n in self.nets}
         self._adapted: set[int] = set()
         self.from_dense = False   # set by integration.controller_from_flags (--sparse-from-dense)
+        self.paused = False       # pause(): the method is held, training is plain dense
         self.iteration = 0
         self.nimg = 0
         self.metric_history: list[float] = []
         # run-time counted passes are charged at the density the method reports for each layer
-        self.flops = FlopAccount(density=lambda net_name, owner: self.strategy.owner_density(net_name, owner))
+        self.flops = FlopAccount(density=self._owner_density)
         self._ops_since = ops.backend_counts()   # stats() reports which backend served the ops from here on
         self.strategy = methods.get(method_name)(self, config, **method_kwargs)
         self.strategy.attach()
@@ -162,13 +163,26 @@ class SparseController:
         self.strategy.attach_ema(G_ema)
 
     # ------------------------------------------------------------------ training-loop hooks
+    def pause(self, paused: bool = True) -> None:
+        """Hold the method while `paused`: the networks train exactly as without sparse_core (no masking around
+        steps, no regulariser, RG-GAN thresholds out of the forward, no iterations counted towards the method's
+        schedule; FLOPs and images are still counted, as dense). For loops that run the method in part of the
+        training only (ProGAN: the final resolution). Not in state_dict(): the loop re-derives it on resume."""
+        self.paused = bool(paused)
+        self.strategy.set_paused(self.paused)
+
+    def _owner_density(self, net_name: str, owner: str):
+        return 1.0 if self.paused else self.strategy.owner_density(net_name, owner)
+
     def before_step(self, net_name: str) -> None:
         """Call right before `opt.step()` of network `net_name` (after backward)."""
-        self.strategy.before_step(net_name)
+        if not self.paused:
+            self.strategy.before_step(net_name)
 
     def after_step(self, net_name: str) -> None:
         """Call right after `opt.step()` of network `net_name`."""
-        self.strategy.after_step(net_name)
+        if not self.paused:
+            self.strategy.after_step(net_name)
 
     def optimizer_step(self, net_name: str, optimizer: torch.optim.Optimizer) -> None:
         self.before_step(net_name)
@@ -177,12 +191,12 @@ class SparseController:
 
     def after_ema(self) -> None:
         """Call after every G_ema update: pruned entries of G_ema are zeroed too (mask methods)."""
-        if self.ema_bound:
+        if self.ema_bound and not self.paused:
             self.strategy.after_ema()
 
     def regularizer(self, net_name: str) -> torch.Tensor:
         """The method's loss term for `net_name` (RG-GAN: λ·Σexp(−t) while sparse), else a zero tensor."""
-        term = self.strategy.regularizer(net_name) if net_name in self.nets else None
+        term = self.strategy.regularizer(net_name) if net_name in self.nets and not self.paused else None
         if term is None:
             net = self.nets.get(net_name, self.nets["G"])
             return torch.zeros((), device=next(net.parameters()).device)
@@ -206,9 +220,11 @@ class SparseController:
         """
         if real_images < 0:
             raise ValueError(f"real_images must be >= 0, got {real_images}")
-        self.flops.add_iteration(self.strategy.owner_density)
-        self.iteration += 1
+        self.flops.add_iteration(self._owner_density)
         self.nimg += int(real_images)
+        if self.paused:
+            return None
+        self.iteration += 1
         entered = self.strategy.on_iteration(self.iteration)
         if entered is not None:
             for n in self.nets:
@@ -230,7 +246,11 @@ class SparseController:
     # ------------------------------------------------------------------ reporting
     def layer_density(self, net_name: str) -> dict[str, float]:
         """Kept fraction of every masked tensor of `net_name` as the forward sees it now."""
-        return self.strategy.layer_density(net_name) if net_name in self.targets else {}
+        if net_name not in self.targets:
+            return {}
+        if self.paused:   # the forward reads every weight while the method is held
+            return {s.name: 1.0 for s in self.sites[net_name]}
+        return self.strategy.layer_density(net_name)
 
     def sparsity(self, net_name: str) -> float:
         """Fraction of masked-tensor entries that are currently pruned in `net_name` (0 if not targeted)."""
@@ -250,7 +270,7 @@ class SparseController:
         first = self.targets[0] if self.targets else "G"
         out = {
             "sparse/method": self.method,
-            "sparse/phase": self.current_phase(),
+            "sparse/phase": "paused" if self.paused else self.current_phase(),
             "sparse/iteration": self.iteration,
             "sparse/lr_scale": self.lr["G"].scale if "G" in self.targets else self.lr[first].scale,
             "progress/real_images": self.nimg,

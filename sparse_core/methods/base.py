@@ -121,6 +121,9 @@ class Method:
     def state_dict(self) -> dict:
         return {}
 
+    def set_paused(self, paused: bool) -> None:
+        """The controller holds (or releases) the method: the forward must then read the plain weights."""
+
     def check_state(self, state: dict) -> None:
         """Raise ConfigError if `state` (this method's part of a saved state) cannot be loaded."""
 

@@ -89,7 +89,10 @@ class RGGAN(Method):
             for m in net.modules():
                 st = R.state_of(m)
                 if st is not None:
-                    st.active = mode == "sparse"
+                    st.active = mode == "sparse" and not c.paused
+
+    def set_paused(self, paused: bool) -> None:
+        self._set_mode(self._mode)   # thresholds leave (or rejoin) the forward
 
     def phase(self) -> str:
         return self._mode
