@@ -30,7 +30,7 @@ from . import regan, rggan
 from .accounting import FlopAccount, IterationCost
 from .config import ConfigError, ReGANConfig, RGGANConfig, TicketConfig, config_from_dict, config_to_dict
 from .lr import LRScaler
-from .selection import Site, find_sites
+from .selection import OWN_SUFFIXES, Site, find_sites
 
 STATE_VERSION = 1
 NETS = ("G", "D")
@@ -61,6 +61,8 @@ class SparseController:
         self.sites: dict[str, list[Site]] = {
             n: find_sites(self.nets[n], config.scope, config.include, config.exclude, net_name=n) for n in self.targets}
         self.G_ema: nn.Module | None = None
+        self._ema_list: list[torch.Tensor] | None = None
+        self._ema_index: dict[str, int] = {}
         self.lr = {n: LRScaler() for n in self.nets}
         self.iteration = 0
         self.nimg = 0
@@ -88,10 +90,14 @@ class SparseController:
             else:  # fixed ticket mask
                 self.phase = "ticket"
                 self._load_ticket_masks(masks or {})
+        for n in self.nets:
+            self.lr[n].scale = self._lr_scale_for(n)   # applied to optimizers when they are bound
         self._refresh_static_density()
 
     # ------------------------------------------------------------------ set-up
-    def _install_thresholds(self, net: nn.Module, net_name: str) -> None:
+    def _install_thresholds(self, net: nn.Module, net_name: str) -> set[str]:
+        """Thresholds on every owner of `net` that lacks them; returns the owners that got new ones."""
+        fresh: set[str] = set()
         by_owner: dict[str, list[Site]] = {}
         for s in self.sites[net_name]:
             by_owner.setdefault(s.module_name, []).append(s)
@@ -99,6 +105,8 @@ class SparseController:
             module = net.get_submodule(owner) if owner else net
             if rggan.state_of(module) is None:
                 rggan.install(module, [(s.attr, s.channel_dim) for s in sites], self.config.official)
+                fresh.add(owner)
+        return fresh
 
     def _load_ticket_masks(self, masks: dict[str, dict[str, torch.Tensor]]) -> None:
         for n in self.targets:
@@ -112,42 +120,93 @@ class SparseController:
                     buf.copy_(given[s.name])
             self._apply_masks(self.nets[n], n)
 
-    def bind(self, G_ema: nn.Module | None = None, opt_G: torch.optim.Optimizer | None = None,
-             opt_D: torch.optim.Optimizer | None = None, sched_G: Sequence = (), sched_D: Sequence = ()) -> None:
-        """Tell the controller about objects created after prepare(): the EMA generator, optimizers, schedulers."""
+    def bind(self, G_ema: nn.Module | Sequence[torch.Tensor] | None = None,
+             opt_G: torch.optim.Optimizer | None = None, opt_D: torch.optim.Optimizer | None = None,
+             sched_G: Sequence | None = None, sched_D: Sequence | None = None) -> None:
+        """Tell the controller about objects created after prepare(): the EMA generator, optimizers, schedulers.
+
+        Idempotent, and safe to call again whenever the loop rebuilds one of them: a new optimizer (or
+        scheduler list) for a network replaces the previous one and gets the current LR scale exactly once.
+        `G_ema` is a module (a copy of G) or a list of tensors aligned with `G.parameters()` (an EMA kept as
+        plain tensors); binding it never overwrites thresholds it already holds. Order with load_state_dict
+        does not matter.
+        """
         if G_ema is not None:
             self._bind_ema(G_ema)
         for n, opt, sch in (("G", opt_G, sched_G), ("D", opt_D, sched_D)):
-            if opt is not None:
-                if n not in self.nets:
-                    raise ConfigError(f"opt_{n} given but no network {n} was given to prepare()")
-                self.lr[n].bind(opt, list(sch))
-                self.lr[n].scale = 1.0
-                self.lr[n].set_scale(self._lr_scale_for(n))
+            if opt is None and sch is None:
+                continue
+            if n not in self.nets:
+                raise ConfigError(f"opt_{n} / sched_{n} given but no network {n} was given to prepare()")
+            self.lr[n].bind(opt, None if sch is None else list(sch))
 
-    def _bind_ema(self, G_ema: nn.Module) -> None:
+    def _bind_ema(self, G_ema) -> None:
+        if isinstance(G_ema, nn.Module):
+            self._bind_ema_module(G_ema)
+        elif isinstance(G_ema, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in G_ema):
+            self._bind_ema_list(list(G_ema))
+        else:
+            raise ConfigError(f"G_ema must be an nn.Module or a list of tensors aligned with G.parameters(), "
+                              f"got {type(G_ema).__name__}")
+
+    def _bind_ema_list(self, tensors: list) -> None:
+        G = self.nets["G"]
+        named = list(G.named_parameters())
+        plain = [(k, p) for k, p in named if not k.endswith(OWN_SUFFIXES)]
+        if len(tensors) == len(named):
+            aligned = named
+        elif len(tensors) == len(plain):
+            aligned = plain    # an EMA list taken before prepare() added the thresholds
+        else:
+            raise ConfigError(f"G_ema list has {len(tensors)} tensors; G.parameters() has {len(named)} "
+                              f"({len(plain)} without sparse_core's thresholds): it must be aligned with G.parameters()")
+        for (k, p), t in zip(aligned, tensors):
+            if tuple(t.shape) != tuple(p.shape):
+                raise ConfigError(f"G_ema list entry for {k!r} has shape {tuple(t.shape)}, G has {tuple(p.shape)}")
+        self.G_ema = None
+        self._ema_list = tensors
+        self._ema_index = {k: i for i, (k, _) in enumerate(aligned)}
+        self.after_ema()
+
+    def _ema_tensor(self, s: Site) -> torch.Tensor:
+        """G_ema's copy of site `s` (module or list EMA)."""
+        if self._ema_list is not None:
+            return self._ema_list[self._ema_index[s.name]]
+        return s.module(self.G_ema)._parameters[s.attr]
+
+    def _bind_ema_module(self, G_ema: nn.Module) -> None:
+        if G_ema is self.nets["G"]:
+            raise ConfigError("G_ema is G itself; bind a copy (copy.deepcopy(G)) or leave G_ema out")
+        if "G" in self.targets:
+            G = self.nets["G"]
+            for s in self.sites["G"]:
+                try:
+                    p_ema = s.module(G_ema)._parameters[s.attr]
+                except (AttributeError, KeyError):
+                    raise ConfigError(f"G_ema has no parameter {s.name!r}: it must be a copy of G") from None
+                if p_ema is None or tuple(p_ema.shape) != tuple(s.param(G).shape):
+                    raise ConfigError(f"G_ema parameter {s.name!r} has shape "
+                                      f"{None if p_ema is None else tuple(p_ema.shape)}, G has {tuple(s.param(G).shape)}")
         self.G_ema = G_ema
+        self._ema_list = None
+        self._ema_index = {}
         if "G" not in self.targets:
             return
         G = self.nets["G"]
-        for s in self.sites["G"]:
-            try:
-                m_ema = s.module(G_ema)
-                p_ema = m_ema._parameters[s.attr]
-            except (AttributeError, KeyError):
-                raise ConfigError(f"G_ema has no parameter {s.name!r}: it must be a copy of G") from None
-            if tuple(p_ema.shape) != tuple(s.param(G).shape):
-                raise ConfigError(f"G_ema parameter {s.name!r} has shape {tuple(p_ema.shape)}, G has "
-                                  f"{tuple(s.param(G).shape)}")
         if self.method == "rggan":
-            self._install_thresholds(G_ema, "G")   # no-op for a deepcopy made after prepare()
+            # A copy made after prepare() (or restored from a snapshot) already holds its thresholds: keep them.
+            # Only a copy made before prepare() gets thresholds here, initialised from G's.
+            fresh = self._install_thresholds(G_ema, "G")
             with torch.no_grad():
                 for s in self.sites["G"]:
                     m, m_ema = s.module(G), s.module(G_ema)
-                    if m_ema._parameters[s.threshold_attr] is not m._parameters[s.threshold_attr]:
+                    if s.threshold_attr not in m_ema._parameters:
+                        raise ConfigError(f"G_ema module {s.module_name!r} has RG-GAN hooks but no {s.threshold_attr}")
+                    if s.module_name in fresh:
                         m_ema._parameters[s.threshold_attr].copy_(m._parameters[s.threshold_attr])
             self._set_mode(self.mode)
         else:
+            # Masks are schedule state, not EMA state: G_ema's always equals G's.
             for s in self.sites["G"]:
                 m_ema = s.module(G_ema)
                 mask = getattr(s.module(G), s.mask_attr)
@@ -217,10 +276,14 @@ class SparseController:
 
     def after_ema(self) -> None:
         """Call after every G_ema update: pruned entries of G_ema are zeroed too (Re-GAN / tickets)."""
-        if self.G_ema is None or "G" not in self.targets or self.method == "rggan":
+        if "G" not in self.targets or self.method == "rggan" or not self._masking_active():
             return
-        if self._masking_active():
+        if self.G_ema is not None:
             self._apply_masks(self.G_ema, "G")
+        elif self._ema_list is not None:
+            with torch.no_grad():
+                for s in self.sites["G"]:
+                    self._ema_tensor(s).mul_(s.module(self.nets["G"])._buffers[s.mask_attr])
 
     # ------------------------------------------------------------------ Re-GAN phase changes
     def _networks_with_sites(self, net_name: str):
@@ -239,6 +302,8 @@ class SparseController:
                     m = s.module(net)
                     m._buffers[s.mask_attr].copy_(mask)
                     m._parameters[s.attr].mul_(mask)
+                if n == "G" and self._ema_list is not None:
+                    self._ema_tensor(s).mul_(mask)
 
     @torch.no_grad()
     def _grow(self) -> None:
@@ -467,10 +532,11 @@ class SparseController:
         self.nimg = int(state["nimg"])
         self.metric_history = [float(v) for v in state["metric_history"]]
         self.flops.load_state_dict(state["flops"])
-        # Optimizer / scheduler state (restored by the loop) already carries the scaled LR: record, don't reapply.
+        # Restored optimizers / schedulers carry the scale they were saved with (lr.MARK), so this only changes
+        # those not restored yet or never scaled; bind() before or after gives the same LRs.
         for n, sc in state["lr_scale"].items():
             if n in self.lr:
-                self.lr[n].scale = float(sc)
+                self.lr[n].set_scale(float(sc))
         if self.method == "rggan":
             self._owner_density = {}
             self._set_mode(state["phase"])
@@ -490,11 +556,18 @@ class SparseController:
         prune at ρ, i.e. the model a sparse phase would start from; RG-GAN: step(|W| − t)), the papers'
         "Sparse_*" model; sparse=False keeps every weight, the "Dense_*" model.
         """
-        source = {"G": self.nets.get("G"), "D": self.nets.get("D"), "G_ema": self.G_ema}.get(which)
+        ema_list = which == "G_ema" and self._ema_list is not None
+        source = {"G": self.nets.get("G"), "D": self.nets.get("D"),
+                  "G_ema": self.nets["G"] if ema_list else self.G_ema}.get(which)
         if source is None:
             raise ConfigError(f"cannot export {which!r}: expected 'G', 'G_ema' or 'D' among the bound networks")
         net_name = "D" if which == "D" else "G"
         out = copy.deepcopy(source)
+        if ema_list:   # G's structure with the EMA's values
+            with torch.no_grad():
+                for k, p in out.named_parameters():
+                    if k in self._ema_index:
+                        p.copy_(self._ema_list[self._ema_index[k]])
         sites = self.sites.get(net_name, [])
         with torch.no_grad():
             for s in sites:

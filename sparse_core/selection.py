@@ -18,7 +18,7 @@ from .config import ConfigError
 # Attribute names that hold the trainable weight of a conv / linear / modulated layer.
 _WEIGHT_ATTRS = ("weight", "weight_orig")
 # Suffixes sparse_core itself adds; never treated as maskable.
-_OWN_SUFFIXES = ("_mask", "_threshold")
+OWN_SUFFIXES = ("_mask", "_threshold")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +61,7 @@ def find_sites(net: nn.Module, scope: str, include: Sequence[str] = (), exclude:
     sites = []
     for module_name, module in net.named_modules():
         for attr, p in module._parameters.items():
-            if p is None or attr.endswith(_OWN_SUFFIXES):
+            if p is None or attr.endswith(OWN_SUFFIXES):
                 continue
             full = f"{module_name}.{attr}" if module_name else attr
             if scope == "weights" and not (attr in _WEIGHT_ATTRS and p.ndim >= 2):
