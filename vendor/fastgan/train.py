@@ -95,7 +95,9 @@ def build_argparser() -> argparse.ArgumentParser:
 
 def check_args(args, parser) -> None:
     """Reject bad flag values before anything is written."""
-    for name in ("iter", "batch_size", "save_interval", "nz", "ngf", "ndf", "tick", "eval_interval",
+    if args.iter < 0:
+        parser.error(f"--iter must be >= 0, got {args.iter}")
+    for name in ("batch_size", "save_interval", "nz", "ngf", "ndf", "tick", "eval_interval",
                  "lpips_width_div"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
