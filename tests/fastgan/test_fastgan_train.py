@@ -29,7 +29,7 @@ def rows(rdir):
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("fastgan")
     data = make_folder(root / "data")
-    full = run(root, "full", data, "--iter", "3")
+    full = run(root, "full", data, "--iter", "3", "--snapshot_interval", "2")
     return root, data, full
 
 
@@ -42,7 +42,8 @@ def test_baseline_outputs(work):
         assert all(k in x for k in STATS_KEYS) and not any(k.startswith("sparse/") for k in x)
         assert "UNTRAINED" in x["lpips"]                                 # every output says so
     for name in ("images/0-untrained-lpips.png", "images/rec_3-untrained-lpips.png", "models/0.pth",
-                 "models/all_0.pth", "models/3.pth", "models/all_3.pth", "snapshot-0.pt", "snapshot-3.pt", "last.pt"):
+                 "models/all_0.pth", "models/2.pth", "models/3.pth", "models/all_3.pth", "snapshot-0.pt",
+                 "snapshot-2.pt", "snapshot-3.pt", "last.pt"):
         assert (full / name).is_file(), name
     last = torch.load(full / "last.pt", weights_only=True)
     small = torch.load(full / "models" / "3.pth", weights_only=True)
@@ -59,9 +60,10 @@ def test_baseline_outputs(work):
 
 def test_resume_is_exact(work):
     root, data, full = work
-    half = run(root, "half", data, "--iter", "3", "--resume", str(full / "snapshot-0.pt"))
-    assert [x["Loss/G"] for x in rows(half)] == [x["Loss/G"] for x in rows(full)[1:]]
-    assert [x["Loss/D"] for x in rows(half)] == [x["Loss/D"] for x in rows(full)[1:]]
+    half = run(root, "half", data, "--iter", "3", "--snapshot_interval", "2", "--resume",
+               str(full / "snapshot-2.pt"))
+    assert [x["Loss/G"] for x in rows(half)] == [x["Loss/G"] for x in rows(full)[3:]]
+    assert [x["Loss/D"] for x in rows(half)] == [x["Loss/D"] for x in rows(full)[3:]]
     a, b = (torch.load(d / "last.pt", weights_only=True) for d in (full, half))
     for key in ("netG", "netD"):
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])

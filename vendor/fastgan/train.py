@@ -9,6 +9,7 @@ Upstream flags: --path, --output_path ./, --name test1, --iter 50000, --start_it
 (images every 10x, checkpoints every 50x and at the end, as upstream), --cuda (unused, as upstream). Fixed in
 upstream's code and flags here with the same defaults: --nz 256, --ngf 64, --ndf 64, --lr 2e-4, --beta1 0.5,
 --policy color,translation. Additions: --device, --data-ratio, --resume (our snapshot), --metrics,
+--snapshot_interval,
 --eval_interval, --tanh_all, the LPIPS weight flags, --seed, --tensorboard.
 
 Upstream quirks kept: tanh only at 1024 (--tanh_all applies it at every size); the generator samples in train
@@ -74,6 +75,8 @@ def build_argparser() -> argparse.ArgumentParser:
                    help="train on this deterministic fraction (0, 1] of the dataset")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", default=None, help="our snapshot (.pt) to continue from exactly")
+    p.add_argument("--snapshot_interval", type=int, default=None,
+                   help="iterations between checkpoints (ours and upstream's); default 50 x --save_interval")
     p.add_argument("--tick", type=int, default=100, help="iterations per stats tick / progress line")
     p.add_argument("--metrics", default="", type=lambda v: [m for m in v.split(",") if m],
                    help="comma-separated metrics of the EMA G vs the training set, e.g. fid,kid (fid_digits on "
@@ -95,9 +98,11 @@ def build_argparser() -> argparse.ArgumentParser:
 
 def check_args(args, parser) -> None:
     """Reject bad flag values before anything is written."""
+    if args.snapshot_interval is None:
+        args.snapshot_interval = 50 * args.save_interval
     if args.iter < 0:
         parser.error(f"--iter must be >= 0, got {args.iter}")
-    for name in ("batch_size", "save_interval", "nz", "ngf", "ndf", "tick", "eval_interval",
+    for name in ("batch_size", "save_interval", "snapshot_interval", "nz", "ngf", "ndf", "tick", "eval_interval",
                  "lpips_width_div"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -384,7 +389,7 @@ def main(argv=None):
         if iteration % (args.save_interval * 10) == 0 or iteration == args.iter:
             save_grids(netG, avg_param_G, fixed_noise, real_image, recs, images_dir, iteration, suffix)
 
-        is_checkpoint = iteration % (args.save_interval * 50) == 0
+        is_checkpoint = iteration % args.snapshot_interval == 0
         if is_checkpoint or iteration == args.iter:
             # (h) the snapshot dict is built here, in one place
             snapshot = build_snapshot(netG, netD, avg_param_G, optimizerG, optimizerD, batches, iteration, nimg,
