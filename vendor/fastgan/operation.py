@@ -181,3 +181,25 @@ def export_upstream(snapshot_path: str, models_dir: str) -> list[str]:
     save_snapshot({"g": add_prefix(g), "d": add_prefix(state["netD"]), "g_ema": state["g_ema"],
                    "opt_g": state["opt_g"], "opt_d": state["opt_d"]}, os.path.join(models_dir, f"all_{it}.pth"))
     return [os.path.join(models_dir, f"{it}.pth"), os.path.join(models_dir, f"all_{it}.pth")]
+
+
+def main(argv=None) -> int:
+    """`python vendor/fastgan/operation.py export SNAPSHOT MODELS_DIR`: one of our snapshots in upstream's layout."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="FastGAN checkpoint tools")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    export = sub.add_parser("export", help="write a snapshot as upstream's models/{it}.pth and models/all_{it}.pth")
+    export.add_argument("snapshot")
+    export.add_argument("models_dir")
+    args = parser.parse_args(argv)
+    try:
+        for path in export_upstream(args.snapshot, args.models_dir):
+            print(path)
+    except SnapshotError as error:
+        parser.error(str(error))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
