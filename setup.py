@@ -36,6 +36,7 @@ setup(
         "scikit-learn",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    # lpips: the reference the FastGAN perceptual loss is tested against (needs torchvision; 0.29.1 pairs with torch 2.14)
+    extras_require={"test": ["pytest", "lpips==0.1.4", "torchvision==0.29.1"]},
     entry_points={"console_scripts": ["sparse-core=sparse_core.cli:main"]},
 )

@@ -34,6 +34,7 @@ VENDORS = {
     "stylegan2_ada": {"script": "train.py", "outflag": "--outdir", "nested": True},
     "autogan": {"script": "train.py", "outflag": "--logdir", "nested": False},
     "progan": {"script": "train.py", "outflag": "--logdir", "nested": False},
+    "fastgan": {"script": "train.py", "outflag": "--output_path", "nested": True},  # <out>/train_results/<name>/
 }
 
 
@@ -45,10 +46,10 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def find_run_dir(d: Path) -> Path:
-    """The folder holding stats.jsonl (StyleGAN2-ADA nests runs as <outdir>/00000-<desc>/)."""
+    """The folder holding stats.jsonl (StyleGAN2-ADA nests runs as <outdir>/00000-<desc>/, FastGAN two deep)."""
     if (d / "stats.jsonl").is_file():
         return d
-    found = sorted(d.glob("*/stats.jsonl"))
+    found = sorted(d.glob("*/stats.jsonl")) or sorted(d.glob("*/*/stats.jsonl"))  # FastGAN: train_results/<name>
     if not found:
         raise FileNotFoundError(f"no stats.jsonl in {d} or its sub-folders")
     return found[-1].parent

@@ -1,0 +1,165 @@
+"""Generate images (and optionally a metric) from FastGAN checkpoints, as upstream's eval.py.
+
+    python vendor/fastgan/eval.py --ckpt train_results/test1/models/50000.pth --n_sample 5000 --dist out
+    python vendor/fastgan/eval.py --artifacts train_results/test1 --start_iter 4 --end_iter 5   # 40000, 50000
+    python vendor/fastgan/eval.py --ckpt run/G_sparse.pt --metric fid --path DATA --detector INCEPTION
+
+Reads upstream's models/{it}.pth ({g, d}, EMA weights) and models/all_{it}.pth (its `g`), with or without
+DataParallel's `module.` prefix, our snapshots (their EMA weights) and G_sparse.pt / G_dense.pt of patched runs,
+all through torch.load(weights_only=True). The generator's size, width and nz are read from the weights unless
+given. Images go to <dist>/eval_<it>/img/<n>.png resized to --size; like upstream, G runs in train mode
+(batch statistics) unless --eval_mode.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+if __package__:
+    from . import operation as op
+    from .models import Generator
+else:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import operation as op
+    from models import Generator
+from vendor.common.runlog import SnapshotError, atomic_write, images_to_uint8
+
+
+def build_argparser():
+    p = argparse.ArgumentParser(description="FastGAN image generation / evaluation",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--ckpt", default=None, help="one checkpoint file (else --artifacts with --start/end_iter)")
+    p.add_argument("--artifacts", default=".", help="run folder holding models/{it}.pth")
+    p.add_argument("--cuda", type=int, default=0, help="unused (as upstream); see --device")
+    p.add_argument("--start_iter", type=int, default=6)
+    p.add_argument("--end_iter", type=int, default=10)
+    p.add_argument("--multiplier", type=int, default=10000, help="iteration = multiplier * i")
+    p.add_argument("--dist", default=".", help="output folder")
+    p.add_argument("--size", type=int, default=256, help="saved image size")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--n_sample", type=int, default=2000)
+    p.add_argument("--im_size", type=int, default=None, help="default: from the weights")
+    p.add_argument("--ngf", type=int, default=None, help="default: from the weights")
+    p.add_argument("--nz", type=int, default=None, help="default: from the weights")
+    p.add_argument("--tanh_all", action="store_true")
+    p.add_argument("--eval_mode", action="store_true", help="BatchNorm running statistics (upstream: batch stats)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--metric", default=None, help="also compute this metric (vendor.common.metrics) vs --path")
+    p.add_argument("--path", default=None, help="reference images for --metric")
+    p.add_argument("--detector", default=None)
+    p.add_argument("--metric_cache", default=None)
+    p.add_argument("--no_images", action="store_true", help="compute --metric only")
+    return p
+
+
+def generator_weights(path: str) -> tuple[dict, dict]:
+    """(G state_dict with the EMA weights, extras) from any checkpoint kind this tree knows."""
+    state = op.load_checkpoint(path)
+    if state["kind"] == "ours":
+        g = dict(state["netG"])
+        for name, value in zip(state["param_names"], state["g_ema"]):
+            g[name] = value
+        return g, {"lpips_untrained": state.get("lpips_untrained", False)}
+    if state["kind"] == "upstream_all":  # its `g` is the raw G; the EMA list follows parameters() order
+        return state["g"], {"ema": state["g_ema"]}
+    return state["g"], {"lpips_untrained": state.get("lpips_untrained", False)}
+
+
+def infer_config(g: dict) -> dict:
+    try:
+        nz = g["init.init.0.weight_orig"].shape[0]
+        ngf = g["to_128.weight_orig"].shape[1]
+    except KeyError as error:
+        raise SnapshotError(f"not a FastGAN generator state_dict (missing {error})") from None
+    im_size = 1024 if "feat_1024.1.weight_orig" in g else 512 if "feat_512.1.weight_orig" in g else 256
+    return {"nz": int(nz), "ngf": int(ngf), "im_size": im_size}
+
+
+def build_generator(path: str, args, device) -> tuple[Generator, dict]:
+    g, extra = generator_weights(path)
+    config = infer_config(g)
+    for key in ("nz", "ngf", "im_size"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    net = Generator(ngf=config["ngf"], nz=config["nz"], im_size=config["im_size"], tanh_all=args.tanh_all)
+    try:
+        net.load_state_dict(g)
+    except RuntimeError as error:
+        raise SnapshotError(f"{path}: weights do not fit Generator({config}): {error}") from None
+    if "ema" in extra:
+        op.load_params(net, extra["ema"])
+    net.to(device)
+    net.train(not args.eval_mode)
+    return net, {**config, **extra}
+
+
+def save_png(image_uint8: np.ndarray, path: str) -> None:
+    from PIL import Image
+
+    Image.fromarray(image_uint8.transpose(1, 2, 0)).save(path, format="PNG")
+
+
+def main(argv=None):
+    parser = build_argparser()
+    args = parser.parse_args(argv)
+    for name in ("size", "batch", "n_sample", "multiplier"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1")
+    if args.metric and not args.path:
+        parser.error("--metric needs --path (the reference images)")
+    device = torch.device(args.device)
+    if args.ckpt is not None:
+        paths = [args.ckpt]
+    else:
+        paths = [os.path.join(args.artifacts, "models", f"{args.multiplier * i}.pth")
+                 for i in range(args.start_iter, args.end_iter + 1)]
+    for path in paths:
+        if not os.path.isfile(path):
+            parser.error(f"checkpoint not found: {path}")
+    results = []
+    for path in paths:
+        try:
+            net, config = build_generator(path, args, device)
+        except SnapshotError as error:
+            parser.error(str(error))
+        label = os.path.splitext(os.path.basename(path))[0]
+        torch.manual_seed(args.seed)
+
+        @torch.no_grad()
+        def G_sample(n):
+            return net(torch.randn(n, config["nz"], device=device))[0].clamp(-1, 1)
+
+        if not args.no_images:
+            folder = os.path.join(args.dist, f"eval_{label}", "img")
+            os.makedirs(folder, exist_ok=True)
+            done = 0
+            while done < args.n_sample:
+                count = min(args.batch, args.n_sample - done)
+                images = F.interpolate(G_sample(count), size=args.size)
+                for j, image in enumerate(images_to_uint8(images)):
+                    atomic_write(os.path.join(folder, f"{done + j}.png"),
+                                 lambda tmp, im=image: save_png(im, tmp), suffix=".png")
+                done += count
+            print(f"{path}: {done} images -> {folder}", flush=True)
+        if args.metric:
+            from vendor.common.datasets import load_dataset
+            from vendor.common.metrics import compute_metric
+
+            dataset = load_dataset(args.path, resolution=config["im_size"], channels=3)
+            value = compute_metric(args.metric, G_sample, dataset, num_gen=args.n_sample, batch=args.batch,
+                                   device=str(device), detector=args.detector, cache_dir=args.metric_cache)
+            first = float(next(iter(value.values())))
+            note = "  [UNTRAINED LPIPS run]" if config.get("lpips_untrained") else ""
+            print(f"{path}: {args.metric} {first:.4f}{note}", flush=True)
+            results.append((path, first))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
