@@ -90,11 +90,13 @@ def run_variants(vendor: str, out: Path, variants: list[str], common: list[str],
 
 def summarize(name: str, run_dir: Path, metric: str | None) -> dict:
     d = find_run_dir(run_dir)
-    stats = read_jsonl(d / "stats.jsonl")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from run_readers import read_metrics, read_stats  # one reader for every vendor's layout
+    stats = read_stats(d)
     if not stats:
         raise ValueError(f"{d}/stats.jsonl is empty")
     last = stats[-1]
-    metrics = {p.stem[len("metric-"):]: read_jsonl(p) for p in sorted(d.glob("metric-*.jsonl"))}
+    metrics = read_metrics(d)
     mname = metric or next(iter(metrics), None)
     series = metrics.get(mname, [])
     kid_name = mname.replace("fid", "kid") if mname else None

@@ -32,6 +32,21 @@ def is_valid_metric(metric):
     return metric in _METRICS
 
 
+def check_detectors(metrics, detectors=None, cache_dir=None):
+    """Find (or fetch into the cache) every detector file `metrics` need, without loading them:
+    a missing detector is a ValueError naming the metric and the flag, before any run starts."""
+    from vendor.common.metrics.detectors import resolve_detector_file
+    flags = {'inception': '--inception', 'vgg16': '--vgg'}
+    for metric in metrics:
+        spec = registry.get_metric_spec(metric)
+        if spec.is_standard:
+            source = (detectors or {}).get(spec.space) or _DEFAULT_DETECTORS[spec.space]
+            try:
+                resolve_detector_file(source, cache_dir)
+            except common_metrics.MetricError as err:
+                raise ValueError(f'{metric}: {err} (give the file with {flags[spec.space]} PATH)') from err
+
+
 def _reference_dataset(dataset_kwargs):
     """The whole dataset as trained on, without x-flip or --subset (upstream's "full")."""
     kwargs = dict(dataset_kwargs, xflip=False, max_size=None)
@@ -102,10 +117,13 @@ def calc_metric(metric, G, dataset_kwargs, num_gpus=1, rank=0, device='cpu', num
     )
 
 
-def report_metric(result_dict, run_dir=None, snapshot_pkl=None):
-    """Print one line and append it as JSON to <run_dir>/metric-<name>.jsonl."""
+def report_metric(result_dict, run_dir=None, snapshot_pkl=None, kimg=None):
+    """Print one line and append it as JSON to <run_dir>/metric-<name>.jsonl (upstream's keys; the
+    training loop adds `kimg`, the training progress, so readers need not parse the file name)."""
     metric = result_dict['metric']
     line = dict(result_dict, snapshot_pkl=snapshot_pkl, timestamp=time.time())
+    if kimg is not None:
+        line['kimg'] = kimg
     line = {k: (dict(v) if isinstance(v, dict) else v) for k, v in line.items()}
     if snapshot_pkl is not None:
         line['snapshot_pkl'] = os.path.basename(snapshot_pkl)
