@@ -114,3 +114,28 @@ def test_two_process_ddp_keeps_masks_identical(patched, tmp_path, method):
     if method == "regan":   # 6 iterations, warm-up 1, interval 2: ends inside a sparse phase
         zeros = sum(int((v == 0).sum()) for v in a["G"].values())
         assert zeros / sum(v.numel() for v in a["G"].values()) == pytest.approx(0.3, abs=0.01)
+
+
+@pytest.mark.parametrize("flags", [["--sparse", "regan", "--interval", "3", "--warmup", "1", "--regrow", "random"],
+                                   ["--sparse", "rggan", "--rg-lambda", "1e-2"]], ids=["regan", "rggan"])
+def test_resume_is_bit_exact(patched, tmp_path, flags):
+    """10 iterations straight == 5 + --resume + 5 (Re-GAN: the resume falls inside a dense phase, the next
+    prune with random regrowth comes after it), every snapshot tensor incl. sparse state, every stats row."""
+    worker = ROOT / "tests" / "stylegan2_ada" / "sg2_resume_worker.py"
+    r = subprocess.run([sys.executable, str(worker), str(patched), str(tmp_path), "10", *flags], capture_output=True,
+                       text=True, env=env(), timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["snapshot"] is None and result["stats"] is None and result["num_rows"] == [10, 10], result
+    rows = read_stats(run_dir(tmp_path / "straight"))
+    assert {r["sparse/phase"] for r in rows} == ({"dense", "sparse"} if flags[1] == "regan" else {"sparse"})
+    assert rows[-1]["sparse/G/sparsity"] > 0
+    if flags[1] == "regan":  # the saved sparse state must fit the flags of the resuming run: refused up front
+        half = sorted(run_dir(tmp_path / "half").glob("network-snapshot-*.pt"))[-1]
+        out = tmp_path / "other"
+        r = train(patched, out, "--kimg", "0.04", "--cmax", "16", "--resume", str(half), *flags, "--sparsity", "0.5",
+                  check=False)
+        text = r.stdout + r.stderr  # dnnlib.Logger tees stderr into stdout
+        assert r.returncode == 2 and "--resume" in text and "sparsity=0.3 vs 0.5" in text, text[-2000:]
+        assert "Traceback" not in text
+        assert not out.exists()
