@@ -129,7 +129,7 @@ def test_resume_is_bit_exact(patched, tmp_path, flags):
     assert result["snapshot"] is None and result["stats"] is None and result["num_rows"] == [10, 10], result
     rows = read_stats(run_dir(tmp_path / "straight"))
     assert {r["sparse/phase"] for r in rows} == ({"dense", "sparse"} if flags[1] == "regan" else {"sparse"})
-    assert rows[-1]["sparse/G/sparsity"] > 0
+    assert max(r["sparse/G/sparsity"] for r in rows) > 0
     if flags[1] == "regan":  # the saved sparse state must fit the flags of the resuming run: refused up front
         half = sorted(run_dir(tmp_path / "half").glob("network-snapshot-*.pt"))[-1]
         out = tmp_path / "other"
