@@ -3,6 +3,9 @@
     sparse-core apply patches/sngan.patch --src vendor/sngan --out runs/work/sngan   # patched copy
     sparse-core apply patches/sngan.patch --in-place path/to/my/sngan               # into an existing tree
     sparse-core check patches/sngan.patch --src vendor/sngan                        # dry run
+
+Exit status: 0 applied (or, for check, applies); 1 the patch is already applied (nothing to do, nothing
+written); 2 refused (a hunk does not fit, a path outside the tree, an unreadable file): nothing was written.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .patching import PatchError, apply_patch, apply_to_copy, plan
+from .patching import AlreadyApplied, PatchError, apply_patch, apply_to_copy, plan
 
 
 def main(argv=None) -> int:
@@ -43,6 +46,9 @@ def main(argv=None) -> int:
         else:
             touched = apply_patch(args.patch, args.in_place, args.strip)
             print(f"applied {args.patch} to {args.in_place} ({len(touched)} files)")
+    except AlreadyApplied as e:
+        print(f"sparse-core: {e}; nothing was written", file=sys.stderr)
+        return 1
     except (PatchError, OSError) as e:
         print(f"sparse-core: error: {e}; nothing was written", file=sys.stderr)
         return 2

@@ -105,14 +105,15 @@ def save_snapshot(obj, path: str) -> None:
 
 
 def load_snapshot(path: str, map_location="cpu"):
-    """Load a snapshot with weights_only=True; a bad file raises SnapshotError naming it."""
+    """Load a snapshot with weights_only=True (through vendor.common.safeload, the one safe-load path);
+    a bad file raises SnapshotError naming it."""
+    from vendor.common.safeload import CheckpointError, load_checkpoint
     if not os.path.isfile(path):
         raise SnapshotError(f"{path}: snapshot file not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises several types for truncated / foreign / unsafe files
-        raise SnapshotError(f"{path}: corrupt or unsafe snapshot, cannot be loaded with "
-                            f"weights_only=True ({type(error).__name__}: {error})") from error
+        return load_checkpoint(path, map_location=map_location)
+    except CheckpointError as error:  # names the file and the problem, never advises weights_only=False
+        raise SnapshotError(str(error)) from None
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
-"""Evaluate metrics on the G_ema of a train.py snapshot (flags as in the reference tool).
+"""Evaluate metrics on the G_ema of a network file (flags as in the reference tool).
 
   python vendor/stylegan2_ada/calc_metrics.py --metrics=fid50k_full --network=.../network-snapshot-000100.pt
   python vendor/stylegan2_ada/calc_metrics.py --metrics=fid_digits --data=digits --network=...
 
-`--data` defaults to the dataset the snapshot was trained on. Results are printed and, when the
-snapshot lies in a run directory, appended to <run_dir>/metric-<name>.jsonl.
+`--network` takes our .pt snapshots and exports, NVlabs .pkl files and their URLs (read by
+legacy.load_network: nothing in the file is executed). `--data` defaults to the dataset the file
+records (its class must be one of ours). Results are printed and, for a local file, appended to
+<folder of the file>/metric-<name>.jsonl.
 """
 import os
 
@@ -12,8 +14,7 @@ import click
 import torch
 
 from metrics import metric_main
-from training.training_loop import construct_from_snapshot
-from vendor.common.runlog import SnapshotError, load_snapshot
+import legacy
 
 
 class CommaSeparatedList(click.ParamType):
@@ -25,7 +26,7 @@ class CommaSeparatedList(click.ParamType):
 
 @click.command()
 @click.pass_context
-@click.option('--network', 'network_pkl', help='The .pt snapshot whose G_ema is evaluated', metavar='PATH', required=True)
+@click.option('--network', 'network_pkl', help='Network: our .pt snapshot/export, an NVlabs .pkl or its URL', metavar='PATH', required=True)
 @click.option('--metrics', help='Metric names, comma-separated, or "none"', type=CommaSeparatedList(), default='fid50k_full', show_default=True)
 @click.option('--data', help='Reference dataset [default: the one recorded in the snapshot]', metavar='PATH')
 @click.option('--mirror', help='Include mirrored reals, as a --mirror training run did', type=bool, metavar='BOOL')
@@ -46,12 +47,13 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, device,
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
 
     try:
-        snapshot = load_snapshot(network_pkl, map_location=device)
-        G = construct_from_snapshot(snapshot, 'G_ema', device)
-    except (SnapshotError, ValueError) as err:
+        network = legacy.load_network(network_pkl, device=device)
+        G = legacy.generator(network)
+    except legacy.NetworkFileError as err:
         ctx.fail(f'--network: {err}')
 
-    dataset_kwargs = dict(snapshot.get('training_set_kwargs') or {})
+    # load_network has checked the recorded dataset spec against our dataset classes.
+    dataset_kwargs = dict(network['training_set_kwargs'] or {})
     if data is not None:
         dataset_kwargs = dict(class_name='training.dataset.ImageFolderDataset', path=data)
     elif not dataset_kwargs:
@@ -62,7 +64,7 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, device,
     if verbose:
         print('Dataset options:', dataset_kwargs)
 
-    run_dir = os.path.dirname(os.path.abspath(network_pkl))
+    run_dir = os.path.dirname(os.path.abspath(network_pkl)) if os.path.isfile(network_pkl) else None
     options = dict(num_gen=num_gen, cache_dir=metrics_cache)
     detectors = {k: v for k, v in (('inception', inception), ('vgg16', vgg)) if v}
     if detectors:

@@ -1,7 +1,10 @@
-"""Render one PNG per seed from the G_ema of a train.py snapshot (flags as in the reference tool).
+"""Render one PNG per seed from the G_ema of a network file (flags as in the reference tool).
 
   python vendor/stylegan2_ada/generate.py --network=runs/00000-.../network-snapshot-000100.pt \
       --seeds=0-7 --trunc=1 --outdir=out
+  python vendor/stylegan2_ada/generate.py --network=ffhq.pkl --seeds=0 --outdir=out   # an NVlabs pickle or URL
+
+The file is read by legacy.load_network: nothing in it is executed (see legacy.py).
 """
 import os
 import re
@@ -11,8 +14,8 @@ import numpy as np
 import PIL.Image
 import torch
 
-from training.training_loop import construct_from_snapshot
-from vendor.common.runlog import SnapshotError, images_to_uint8
+import legacy
+from vendor.common.runlog import images_to_uint8
 
 
 def num_range(text):
@@ -45,7 +48,7 @@ def generate_images(G, seeds, truncation_psi=1.0, noise_mode='const', class_idx=
 
 
 @click.command()
-@click.option('--network', 'network_path', help='A .pt snapshot produced by train.py', required=True)
+@click.option('--network', 'network_path', help='Network: our .pt snapshot/export, an NVlabs .pkl or its URL', required=True)
 @click.option('--seeds', type=num_range, help='Seeds to render, e.g. 0,3,10-19', required=True)
 @click.option('--trunc', 'truncation_psi', type=float, help='Truncation strength psi (1 = none)', default=1, show_default=True)
 @click.option('--class', 'class_idx', type=int, help='Class index for conditional networks')
@@ -55,10 +58,10 @@ def generate_images(G, seeds, truncation_psi=1.0, noise_mode='const', class_idx=
 def generate_cli(network_path, seeds, truncation_psi, class_idx, noise_mode, outdir, device):
     """Render images with a trained generator."""
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    print(f'Reading G_ema from {network_path}')
+    print(f'Loading networks from "{network_path}"...')
     try:
-        G = construct_from_snapshot(network_path, 'G_ema', device)
-    except (SnapshotError, ValueError) as err:
+        G = legacy.generator(legacy.load_network(network_path, device=device))
+    except legacy.NetworkFileError as err:
         raise click.BadParameter(str(err), param_hint='--network')
     os.makedirs(outdir, exist_ok=True)
     for seed, img in generate_images(G, seeds, truncation_psi, noise_mode, class_idx, device):

@@ -20,6 +20,7 @@ from torch import nn
 
 from .cache import atomic_output, file_sha256, resolve_cache_dir
 from .errors import MetricError
+from ..safeload import load_checkpoint
 
 # Bump when anything below changes the trained weights, so stale cache files are not reused.
 RECIPE_VERSION = "v1"
@@ -182,7 +183,7 @@ class DigitsDetector:
 
 def _load_classifier(path: Path) -> DigitsClassifier:
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_checkpoint(path)  # the shared weights-only path (vendor/common/safeload.py)
         model = DigitsClassifier()
         model.load_state_dict(payload["state_dict"])
     except Exception as error:  # bad pickle, wrong keys or shapes all mean the same: unusable file

@@ -109,10 +109,7 @@ def load_resume(source, cache_dir=None):
     """Read what `resume_pkl` names. Our own snapshot -> its dict with kind 'snapshot' (continued
     exactly); an NVlabs pickle / URL / exported generator -> {'kind', 'G', 'D', 'G_ema'} state_dicts
     (weights only). legacy.load_network never runs code from the file."""
-    try:
-        import legacy
-    except ImportError:  # TEMPORARY until legacy.py (the NVlabs importer) lands: our snapshots only
-        return dict(runlog.load_snapshot(source), kind='snapshot')
+    import legacy  # here, not at the top: legacy imports training.networks
     net = legacy.load_network(source, cache_dir=cache_dir, device='cpu')
     if net['kind'] == 'snapshot':
         return dict(net['state'], kind='snapshot')
@@ -577,15 +574,13 @@ def _generate_grid(G_ema, grid_z, grid_c):
 
 
 def construct_from_snapshot(snapshot, name='G_ema', device='cpu'):
-    """Rebuild network `name` ('G', 'G_ema' or 'D') from a snapshot dict or path written by this loop
-    (its constructor arguments are stored alongside the weights, so nothing is unpickled)."""
-    data = runlog.load_snapshot(snapshot, map_location=device) if isinstance(snapshot, str) else snapshot
-    where = snapshot if isinstance(snapshot, str) else 'snapshot'
-    for key in (name, 'common_kwargs', 'G_kwargs' if name.startswith('G') else 'D_kwargs'):
-        if key not in data:
-            raise ValueError(f'{where}: not a StyleGAN2-ADA training snapshot (no {key!r} entry)')
-    kwargs = data['G_kwargs'] if name.startswith('G') else data['D_kwargs']
-    net = dnnlib.util.construct_class_by_name(**kwargs, **data['common_kwargs'])
-    net = net.eval().requires_grad_(False).to(device)
-    load_tensors_by_name(net, data[name], name)
-    return net
+    """Rebuild network `name` ('G', 'G_ema' or 'D') from a snapshot dict or path written by this loop.
+    Goes through legacy (the one safe path): only our network classes are ever built from a file."""
+    import legacy  # here, not at the top: legacy imports training.networks
+    if isinstance(snapshot, str):
+        result = legacy.load_network(snapshot, device=device)
+    else:
+        result = legacy.from_checkpoint_dict(snapshot, 'snapshot', device)
+    if result.get(name) is None:
+        raise legacy.NetworkFileError(f'{snapshot if isinstance(snapshot, str) else "snapshot"}: holds no {name}')
+    return result[name]
