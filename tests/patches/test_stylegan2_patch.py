@@ -139,3 +139,18 @@ def test_resume_is_bit_exact(patched, tmp_path, flags):
         assert r.returncode == 2 and "--resume" in text and "sparsity=0.3 vs 0.5" in text, text[-2000:]
         assert "Traceback" not in text
         assert not out.exists()
+
+
+def test_rggan_starts_from_an_nvlabs_pickle(patched, tmp_path):
+    """Fine-tuning / transfer: --resume of an NVlabs pkl gives weights only; counters, sparse state from zero."""
+    sys.path.insert(0, str(ROOT / "tests" / "stylegan2_ada"))
+    import sg2_helpers
+    pkl, _, _, _ = sg2_helpers.nvlabs_pickle(tmp_path)
+    train(patched, tmp_path / "run", "--kimg", "0.008", "--snap", "100", "--metrics", "none", "--resume", str(pkl),
+          "--sparse", "rggan", "--rg-lambda", "1e-2")
+    rows = stats(tmp_path / "run")
+    assert [r["progress/kimg"] for r in rows] == pytest.approx([0.004, 0.008]) and rows[-1]["sparse/D/sparsity"] > 0
+    snap = torch.load(next(run_dir(tmp_path / "run").glob("network-snapshot-*.pt")), weights_only=True)
+    assert snap["sparse"]["iteration"] == 2 and snap["cur_nimg"] == 8
+    assert json.loads((run_dir(tmp_path / "run") / "training_options.json").read_text())["ada_kimg"] == 100
+    assert not (tmp_path / "MARKER").exists()

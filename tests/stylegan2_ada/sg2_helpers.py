@@ -67,3 +67,21 @@ def first_difference(a, b, where, skip=()):
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return None
     return None if a == b else f'{where}: {a!r} vs {b!r}'
+
+
+def nvlabs_pickle(tmp_path, seed=5):
+    """An NVlabs-format network pickle (embedded source that would write MARKER if run) of the TINY config."""
+    sys.path.insert(0, os.path.join(REPO_ROOT, 'tests', 'safeload'))
+    import nvlabs_format as nf
+    import dnnlib
+    train = load_script('train')
+    _, args = train.setup_training_loop_kwargs(**TINY_KWARGS)
+    common = dict(c_dim=0, img_resolution=32, img_channels=3)
+    torch.manual_seed(seed)
+    G = dnnlib.util.construct_class_by_name(**args.G_kwargs, **common)
+    D = dnnlib.util.construct_class_by_name(**args.D_kwargs, **common)
+    G_ema = dnnlib.util.construct_class_by_name(**args.G_kwargs, **common)
+    kw = lambda spec: dict({k: v for k, v in spec.items() if k != 'class_name'}, **common)  # noqa: E731
+    path = nf.write_nvlabs_pickle(tmp_path / 'network-snapshot-000100.pkl', tmp_path / 'MARKER', G=G, D=D, G_ema=G_ema,
+                                  G_kwargs=kw(args.G_kwargs), D_kwargs=kw(args.D_kwargs))
+    return path, G, D, G_ema

@@ -81,3 +81,42 @@ def test_first_difference_sees_a_difference_when_there_is_one():
     assert 'max |diff|' in sg2_helpers.first_difference(a, dict(same, G={'w': torch.tensor([0, 0, 1e-7])}), 's', skip=('total_sec',))
     assert 'keys differ' in sg2_helpers.first_difference(a, dict(same, G={}), 's', skip=('total_sec',))
     assert 'rows[0].x' in sg2_helpers.first_difference(a, dict(same, rows=[{'x': 1.0}]), 's', skip=('total_sec',))
+
+
+def test_resume_from_an_nvlabs_pickle_is_weights_only_with_upstream_defaults(tmp_path):
+    path, G, D, G_ema = sg2_helpers.nvlabs_pickle(tmp_path)
+    train = sg2_helpers.load_script('train')
+    _, args = train.setup_training_loop_kwargs(**sg2_helpers.TINY_KWARGS, resume=str(path))
+    assert args.ema_rampup == 0.05 and 'ada_kimg' not in args      # cfg auto, before the file is read
+    _, _, data = train.check_resume(args)
+    assert data['kind'] == 'nvlabs-pkl'
+    assert args.ada_kimg == 100 and args.ema_rampup is None         # upstream train.py's resume defaults
+    assert not (tmp_path / 'MARKER').exists()
+    # a short run: counters start from zero, the networks start from the pickle's weights
+    from training import training_loop
+    args.run_dir = str(tmp_path / 'run')
+    args.total_kimg, args.kimg_per_tick, args.image_snapshot_ticks = 0.004, 0.004, None
+    result = training_loop.training_loop(rank=0, **args)
+    assert result['cur_nimg'] == 4 and result['cur_tick'] == 1
+    snap = torch.load(tmp_path / 'run' / 'network-snapshot-000000.pt', weights_only=True)
+    assert snap['cur_nimg'] == 4 and snap['batch_idx'] == 1
+    assert {float(s['step']) for s in snap['G_opt']['state'].values()} == {2.0}  # fresh optimizers: Gmain + Greg
+    # buffers no step changes equal the pickle's; trained tensors moved one small step away from it
+    name = 'synthesis.b8.conv0.resample_filter'
+    assert torch.equal(snap['G'][name], G.state_dict()[name])
+    moved = (snap['G']['synthesis.b4.const'] - G.state_dict()['synthesis.b4.const']).abs().max()
+    assert 0 < moved < 0.05
+    assert not (tmp_path / 'MARKER').exists()
+
+
+def test_stale_snapshot_temporaries_are_removed_on_resume(tmp_path):
+    from training import training_loop
+    old = tmp_path / '.network-snapshot-000012.pt.k3j4h5.tmp'
+    fresh = tmp_path / '.network-snapshot-000016.pt.a1b2c3.tmp'
+    other = tmp_path / 'notes.tmp'
+    for p in (old, fresh, other):
+        p.write_bytes(b'partial')
+    os.utime(old, (1e9, 1e9))
+    os.utime(other, (1e9, 1e9))
+    assert training_loop.remove_stale_tmp(str(tmp_path)) == [old.name]
+    assert not old.exists() and fresh.exists() and other.exists()   # a write in progress and foreign files stay
