@@ -18,7 +18,6 @@ fraction over time for every sparse run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import subprocess
@@ -27,19 +26,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_readers import read_metrics, read_stats  # noqa: E402
 
 VENDORS = {
     # train script relative to the vendor tree, flag that names the run folder, folder created inside it?
     "sngan": {"script": "train.py", "outflag": "--logdir", "nested": False},
     "stylegan2_ada": {"script": "train.py", "outflag": "--outdir", "nested": True},
 }
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def find_run_dir(d: Path) -> Path:
@@ -62,6 +56,7 @@ def patched_tree(vendor: str, out: Path) -> Path:
 def run_variants(vendor: str, out: Path, variants: list[str], common: list[str], python: str = sys.executable,
                  env: dict | None = None) -> dict[str, Path]:
     spec = VENDORS[vendor]
+    out = Path(out).resolve()  # the subprocess's cwd is the vendor tree: a relative run folder would land there
     tree = None
     dirs = {}
     for v in variants:
@@ -90,11 +85,11 @@ def run_variants(vendor: str, out: Path, variants: list[str], common: list[str],
 
 def summarize(name: str, run_dir: Path, metric: str | None) -> dict:
     d = find_run_dir(run_dir)
-    stats = read_jsonl(d / "stats.jsonl")
+    stats = read_stats(d)
     if not stats:
         raise ValueError(f"{d}/stats.jsonl is empty")
     last = stats[-1]
-    metrics = {p.stem[len("metric-"):]: read_jsonl(p) for p in sorted(d.glob("metric-*.jsonl"))}
+    metrics = read_metrics(d)
     mname = metric or next(iter(metrics), None)
     series = metrics.get(mname, [])
     kid_name = mname.replace("fid", "kid") if mname else None
@@ -209,7 +204,8 @@ def main(argv=None):
     p.add_argument("--metric", default=None)
     p.add_argument("runs", nargs="+", help="name=run_dir")
     args = ap.parse_args(argv)
-    out = Path(args.out)
+    # absolute: the training subprocesses run in the vendor tree's folder, not in the caller's
+    out = Path(args.out).resolve()
     if args.cmd == "run":
         dirs = run_variants(args.vendor, out, args.variants.split(","), common)
     else:
@@ -218,7 +214,7 @@ def main(argv=None):
             name, sep, d = item.partition("=")
             if not sep:
                 ap.error(f"runs must be name=dir, got {item!r}")
-            dirs[name] = Path(d)
+            dirs[name] = Path(d).resolve()
     print(report(dirs, out, args.metric))
 
 
