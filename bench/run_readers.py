@@ -1,13 +1,17 @@
-"""Read a run folder's stats.jsonl and metric-*.jsonl into one plain shape, whichever vendor wrote them.
+"""Read a run folder's stats and metrics into one shape, whatever vendor wrote them.
 
-    read_stats(run_dir)   -> [ {key: number or string}, ... ]   one flat row per tick
-    read_metrics(run_dir) -> {metric name: [ {"kimg", "value", ...}, ... ]}
+    read_stats(run_dir)   -> [flat dict per tick]                 (stats.jsonl)
+    read_metrics(run_dir) -> {name: [{"kimg", "value", ...}]}      (metric-<name>.jsonl)
 
-Vendors write two stats layouts: flat values (SNGAN and the other trees) and StyleGAN2-ADA's upstream
-`{num, mean, std}` per key (a flat row keeps the mean). Metric lines are `{"metric", "value", "kimg", ...}`
-(SNGAN and the other trees) or upstream StyleGAN2-ADA's `{"metric", "results": {key: value}, "snapshot_pkl",
-...}` (the first result is the value; `kimg` when the line carries it, else the snapshot's kimg).
-`run_dir` is the folder holding stats.jsonl (StyleGAN2-ADA nests it one level down; see compare.find_run_dir).
+Formats understood:
+- SNGAN (and the other vendors that use vendor.common.runlog): flat stats rows with lower-case
+  `progress/kimg`, `timing/total_sec`; metric lines `{"metric", "value", "step", "kimg"}`.
+- StyleGAN2-ADA: stats values may be upstream's `{"num", "mean", "std"}` records (flattened to the
+  mean, with `<key>/num` and `<key>/std` kept next to it) and upstream's capitalised `Progress/...`,
+  `Timing/...`, `Resources/...` names (also given under the lower-case names the reports use);
+  metric lines `{"results": {key: value, ...}, "metric", "snapshot_pkl", ...}` without kimg, which
+  comes from the snapshot name (`network-snapshot-<kimg>.*`) or, failing that, from the stats row
+  that logged `Metrics/<key>`.
 """
 from __future__ import annotations
 
@@ -15,38 +19,88 @@ import json
 import re
 from pathlib import Path
 
+_SNAPSHOT_KIMG = re.compile(r"(\d+)(?=\.[A-Za-z]+$)")
 
-def _read_jsonl(path: Path) -> list[dict]:
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every JSON object line of `path` ([] when it does not exist); a torn last line is skipped."""
+    path = Path(path)
     if not path.is_file():
         return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        lines = [line for line in f if line.strip()]
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:  # a write cut short by a kill: the rows before it still count
+                break
+            raise ValueError(f"{path}: line {i + 1} is not JSON")
+    return rows
 
 
-def _flat(value):
-    # upstream StyleGAN2-ADA: {"num": n, "mean": m, "std": s} per key
-    if isinstance(value, dict) and "mean" in value and set(value) <= {"num", "mean", "std"}:
-        return value["mean"]
-    return value
+def _flatten_row(row: dict) -> dict:
+    flat = {}
+    for key, value in row.items():
+        if isinstance(value, dict) and "mean" in value:
+            flat[key] = value["mean"]
+            for part in ("num", "std"):
+                if part in value:
+                    flat[f"{key}/{part}"] = value[part]
+        else:
+            flat[key] = value
+    # upstream StyleGAN2-ADA capitalises the section names; the reports read the lower-case ones
+    for key in list(flat):
+        head, sep, rest = key.partition("/")
+        if sep and head in ("Progress", "Timing", "Resources"):
+            flat.setdefault(f"{head.lower()}/{rest}", flat[key])
+    return flat
 
 
 def read_stats(run_dir) -> list[dict]:
-    return [{k: _flat(v) for k, v in row.items()} for row in _read_jsonl(Path(run_dir) / "stats.jsonl")]
+    """One flat dict per stats.jsonl row of `run_dir`."""
+    return [_flatten_row(row) for row in read_jsonl(Path(run_dir) / "stats.jsonl")]
 
 
-def _metric_row(line: dict) -> dict:
-    if "value" in line:
-        return dict(line)
-    results = line.get("results") or {}
-    row = dict(line, value=next(iter(results.values()), None))
-    if "kimg" not in row:
-        match = re.search(r"(\d+)", str(line.get("snapshot_pkl") or ""))
-        row["kimg"] = float(match.group(1)) if match else None
-    return row
+def _kimg_from_snapshot(name) -> float | None:
+    if not name:
+        return None
+    match = _SNAPSHOT_KIMG.search(str(name))
+    return float(int(match.group(1))) if match else None
+
+
+def _metric_rows(name: str, lines: list[dict], stats: list[dict]) -> list[dict]:
+    rows = []
+    for line in lines:
+        if "value" in line:  # runlog format: already one value with its kimg
+            rows.append(dict(line))
+            continue
+        results = line.get("results") or {}
+        if not results:
+            continue
+        key = name if name in results else next(iter(results))
+        kimg = line.get("kimg")
+        if kimg is None:
+            kimg = _kimg_from_snapshot(line.get("snapshot_pkl"))
+        if kimg is None:  # no snapshot name: the stats row that logged this value says when
+            kimg = next((s.get("progress/kimg") for s in stats
+                         if s.get(f"Metrics/{key}") == results[key]), None)
+        row = {k: v for k, v in line.items() if k != "results"}
+        row.update({"metric": name, "value": results[key], "kimg": kimg, "results": dict(results)})
+        rows.append(row)
+    return rows
 
 
 def read_metrics(run_dir) -> dict[str, list[dict]]:
+    """{metric name: [{"kimg", "value", ...} in file order]} for every metric-<name>.jsonl."""
+    run_dir = Path(run_dir)
+    stats = None
     out = {}
-    for path in sorted(Path(run_dir).glob("metric-*.jsonl")):
-        out[path.stem[len("metric-"):]] = [_metric_row(line) for line in _read_jsonl(path)]
+    for path in sorted(run_dir.glob("metric-*.jsonl")):
+        name = path.stem[len("metric-"):]
+        lines = read_jsonl(path)
+        if stats is None and any("value" not in line for line in lines):
+            stats = read_stats(run_dir)
+        out[name] = _metric_rows(name, lines, stats or [])
     return out
