@@ -48,6 +48,10 @@ STYLEGAN2_METRICS: dict[str, MetricSpec] = {
     "kid50k_full": dataclasses.replace(METRICS["kid"], result_keys=("kid50k_full",)),
     "is50k": dataclasses.replace(METRICS["is"], result_keys=("is50k_mean", "is50k_std")),
     "pr50k3_full": dataclasses.replace(METRICS["pr"], result_keys=("pr50k3_full_precision", "pr50k3_full_recall")),
+    # upstream's non-"full" variants: at most 50k reals
+    "fid50k": dataclasses.replace(METRICS["fid"], result_keys=("fid50k",), max_real=50000),
+    "kid50k": dataclasses.replace(METRICS["kid"], result_keys=("kid50k",), max_real=50000),
+    "pr50k3": dataclasses.replace(METRICS["pr"], result_keys=("pr50k3_precision", "pr50k3_recall"), max_real=50000),
 }
 
 

@@ -16,8 +16,11 @@ import dnnlib
 from vendor.common import metrics as common_metrics
 from vendor.common.metrics import registry
 
-# Upstream names first, then our non-standard digits metrics.
-_METRICS = ['fid50k_full', 'kid50k_full', 'is50k', 'pr50k3_full', 'fid_digits', 'kid_digits']
+from metrics import perceptual_path_length as ppl  # noqa: E402
+
+# Upstream names first (metric_main.py's registry), then our non-standard digits metrics.
+_METRICS = ['fid50k_full', 'kid50k_full', 'pr50k3_full', 'ppl2_wend', 'is50k', 'fid50k', 'kid50k', 'pr50k3',
+            'ppl_zfull', 'ppl_wfull', 'ppl_zend', 'ppl_wend', 'fid_digits', 'kid_digits']
 
 _DEFAULT_DETECTORS = {'inception': common_metrics.INCEPTION_URL, 'vgg16': common_metrics.VGG16_URL}
 
@@ -38,8 +41,9 @@ def check_detectors(metrics, detectors=None, cache_dir=None):
     from vendor.common.metrics.detectors import resolve_detector_file
     flags = {'inception': '--inception', 'vgg16': '--vgg'}
     for metric in metrics:
-        spec = registry.get_metric_spec(metric)
-        if spec.is_standard:
+        space = 'vgg16' if metric in ppl.PPL_SPECS else registry.get_metric_spec(metric).space
+        if space != 'digits':
+            spec = dnnlib.EasyDict(space=space)
             source = (detectors or {}).get(spec.space) or _DEFAULT_DETECTORS[spec.space]
             try:
                 resolve_detector_file(source, cache_dir)
@@ -82,7 +86,8 @@ def calc_metric(metric, G, dataset_kwargs, num_gpus=1, rank=0, device='cpu', num
     'num_gpus', 'num_gen'}."""
     if not is_valid_metric(metric):
         raise ValueError(f'--metrics: unknown metric {metric!r}; valid: {", ".join(_METRICS)}')
-    spec = registry.get_metric_spec(metric)
+    spec = registry.get_metric_spec(metric) if metric not in ppl.PPL_SPECS else \
+        dnnlib.EasyDict(space='vgg16', is_standard=True, result_keys=(metric,))
     start = time.time()
     values = None
     if rank == 0:
@@ -93,9 +98,15 @@ def calc_metric(metric, G, dataset_kwargs, num_gpus=1, rank=0, device='cpu', num
         was_training = G.training
         G.eval()
         try:
-            results = common_metrics.compute_metric(metric, make_sampler(G, dataset, device), dataset.base,
-                                                    num_gen=num_gen, batch=batch, device=device,
-                                                    detector=detector, cache_dir=cache_dir)
+            if metric in ppl.PPL_SPECS:  # LPIPS through the same VGG16 detector file as pr50k3
+                vgg16 = common_metrics.load_detector(detector, cache_dir=cache_dir, device=device)
+                rnd = np.random.RandomState(0)
+                labels = lambda n: np.stack([dataset.get_label(rnd.randint(len(dataset))) for _ in range(n)])  # noqa: E731
+                results = {metric: ppl.compute_ppl(metric, G, vgg16, labels, num_samples=num_gen, device=device)}
+            else:
+                results = common_metrics.compute_metric(metric, make_sampler(G, dataset, device), dataset.base,
+                                                        num_gen=num_gen, batch=batch, device=device,
+                                                        detector=detector, cache_dir=cache_dir)
         finally:
             G.train(was_training)
         values = [results[key] for key in spec.result_keys]
