@@ -5,12 +5,21 @@ rewrites `group['lr'] = base_lr * lambda(step)` from `scheduler.base_lrs` every 
 pre-multiplies the LR by `mb_ratio` for lazy regularisation. So the scale is applied multiplicatively to
 every place the LR is derived from (param group, `initial_lr`, scheduler base LRs), never written as an
 absolute value: the vendor's schedule keeps its shape and sparse_core only multiplies it.
+
+Each param group (and each scheduler) records the scale already applied to it under `MARK`. The record
+travels with `optimizer.state_dict()` / `scheduler.state_dict()` (both keep unknown keys), so applying the
+wanted scale is idempotent and independent of the order in which the loop binds, restores the optimizer and
+restores the controller: a fresh optimizer (no record) gets the whole scale, a restored one only the
+difference, and re-binding the same or a rebuilt optimizer never compounds it.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
+
+MARK = "sparse_core_lr_scale"          # param-group key
+_SCHED_MARK = "_sparse_core_lr_scale"  # scheduler attribute (in its state_dict via __dict__)
 
 
 class LRScaler:
@@ -19,28 +28,51 @@ class LRScaler:
         self._optimizers: list[torch.optim.Optimizer] = []
         self._schedulers: list = []
 
-    def bind(self, optimizer: torch.optim.Optimizer, schedulers: Sequence = ()) -> None:
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        self._optimizers.append(optimizer)
-        for s in schedulers:
-            if not hasattr(s, "base_lrs"):
-                raise TypeError(f"scheduler {type(s).__name__} has no base_lrs; cannot compose an LR scale with it")
-            self._schedulers.append(s)
+    def bind(self, optimizer: torch.optim.Optimizer | None = None, schedulers: Sequence | None = None) -> None:
+        """Replace the bound optimizer (one per network) and/or its schedulers, then apply the current scale.
+
+        Binding a new optimizer drops the old one's schedulers unless new ones are given: they drive the
+        old optimizer, which the loop has discarded.
+        """
+        if optimizer is not None:
+            if not isinstance(optimizer, torch.optim.Optimizer):
+                raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+            if not any(optimizer is o for o in self._optimizers):
+                self._optimizers = [optimizer]
+                if schedulers is None:
+                    self._schedulers = [s for s in self._schedulers if getattr(s, "optimizer", None) is optimizer]
+        if schedulers is not None:
+            scheds = list(schedulers)
+            for s in scheds:
+                if not hasattr(s, "base_lrs"):
+                    raise TypeError(f"scheduler {type(s).__name__} has no base_lrs; cannot compose an LR scale with it")
+            self._schedulers = scheds
+        self._apply()
 
     @property
     def bound(self) -> bool:
         return bool(self._optimizers)
 
+    @property
+    def optimizers(self) -> tuple:
+        return tuple(self._optimizers)
+
     def set_scale(self, scale: float) -> None:
         """Make the effective LR `scale` × the vendor's LR (relative to the unscaled schedule)."""
-        factor = float(scale) / self.scale
-        if factor != 1.0:
-            for opt in self._optimizers:
-                for group in opt.param_groups:
+        self.scale = float(scale)
+        self._apply()
+
+    def _apply(self) -> None:
+        for opt in self._optimizers:
+            for group in opt.param_groups:
+                factor = self.scale / float(group.get(MARK, 1.0))
+                if factor != 1.0:
                     group["lr"] = group["lr"] * factor
                     if "initial_lr" in group:
                         group["initial_lr"] = group["initial_lr"] * factor
-            for sched in self._schedulers:
+                group[MARK] = self.scale
+        for sched in self._schedulers:
+            factor = self.scale / float(getattr(sched, _SCHED_MARK, 1.0))
+            if factor != 1.0:
                 sched.base_lrs = [b * factor for b in sched.base_lrs]
-        self.scale = float(scale)
+            setattr(sched, _SCHED_MARK, self.scale)
