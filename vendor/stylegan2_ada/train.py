@@ -333,6 +333,15 @@ def setup_training_loop_kwargs(
     return desc, args
 
 
+def build_networks(args):
+    """G and D as the training loop will build them (on the CPU), for checks before the run starts."""
+    dataset = dnnlib.util.construct_class_by_name(**args.training_set_kwargs)
+    common = dict(c_dim=dataset.label_dim, img_resolution=dataset.resolution, img_channels=dataset.num_channels)
+    del dataset
+    return (dnnlib.util.construct_class_by_name(**args.G_kwargs, **common),
+            dnnlib.util.construct_class_by_name(**args.D_kwargs, **common))
+
+
 def check_resume(args):
     """Read --resume now, before anything is written: an unreadable file, a network of another shape
     or a snapshot of another batch is a UserError. For an NVlabs pkl / URL, apply upstream's resume
@@ -360,11 +369,7 @@ def check_resume(args):
                             f'generator is for generate.py / calc_metrics.py)')
         args.ada_kimg = 100        # upstream: make ADA react faster at the beginning
         args.ema_rampup = None     # upstream: no EMA ramp-up when starting from a trained network
-    dataset = dnnlib.util.construct_class_by_name(**args.training_set_kwargs)
-    common = dict(c_dim=dataset.label_dim, img_resolution=dataset.resolution, img_channels=dataset.num_channels)
-    del dataset
-    G = dnnlib.util.construct_class_by_name(**args.G_kwargs, **common)
-    D = dnnlib.util.construct_class_by_name(**args.D_kwargs, **common)
+    G, D = build_networks(args)
     for name, net in [('G', G), ('D', D)]:
         try:
             training_loop.load_tensors_by_name(net, data[name], name)
