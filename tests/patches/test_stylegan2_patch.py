@@ -142,7 +142,7 @@ def test_resume_is_bit_exact(patched, tmp_path, flags):
         r = train(patched, out, "--kimg", "0.04", "--cmax", "16", "--resume", str(half), *flags, "--sparsity", "0.5",
                   check=False)
         text = r.stdout + r.stderr  # dnnlib.Logger tees stderr into stdout
-        assert r.returncode == 2 and "--resume" in text and "sparsity=0.3 vs 0.5" in text, text[-2000:]
+        assert r.returncode == 2 and "--resume" in text and "sparsity: saved 0.3, given 0.5" in text, text[-2000:]
         assert "Traceback" not in text
         assert not out.exists()
 
