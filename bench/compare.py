@@ -10,15 +10,16 @@ Variants: `baseline` runs vendor/<vendor>/train.py as committed; any other name 
 (made with `sparse-core apply`, all or nothing) with `--sparse <name>`; `name:extra flags` adds flags to one
 variant only, e.g. `regan-ri:--sparse regan --regrow random`.
 
-The table: final and best metric, KID when logged, #real images, training FLOPs (a baseline run has no
-sparse_core, so its FLOPs are the dense-equivalent count of a patched run of the same settings, per kimg),
-saving vs dense, wall time, final sparsity of G and D. Plots: metric vs kimg for every run; per-layer kept
-fraction over time for every sparse run.
+The table: final and best metric, KID when logged, the share of recognisable samples when
+`confident_digits` is logged (final samples the digits classifier assigns a class with p >= 0.9), #real
+images, training FLOPs (a baseline run has no sparse_core, so its FLOPs are the dense-equivalent count of a
+patched run of the same settings, per kimg), saving vs dense, wall time, final sparsity of G and D. Plots:
+metric vs kimg for every run with each sparse run's sparse phases shaded; per-layer kept fraction over time
+for every sparse run; the runs' last sample grids side by side in one PNG (`samples_side_by_side.png`).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import subprocess
@@ -27,6 +28,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_readers import read_metrics, read_stats  # noqa: E402
 
 VENDORS = {
     # train script relative to the vendor tree, flag that names the run folder, folder created inside it?
@@ -36,13 +39,6 @@ VENDORS = {
     "progan": {"script": "train.py", "outflag": "--logdir", "nested": False},
     "fastgan": {"script": "train.py", "outflag": "--output_path", "nested": True},  # <out>/train_results/<name>/
 }
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def find_run_dir(d: Path) -> Path:
@@ -65,8 +61,13 @@ def patched_tree(vendor: str, out: Path) -> Path:
 def run_variants(vendor: str, out: Path, variants: list[str], common: list[str], python: str = sys.executable,
                  env: dict | None = None) -> dict[str, Path]:
     spec = VENDORS[vendor]
+    out = Path(out).resolve()  # the subprocess's cwd is the vendor tree: a relative run folder would land there
     tree = None
     dirs = {}
+    if not spec["nested"]:  # the train script refuses a fresh run in an old run folder: say so before any training
+        old = [str(out / v.partition(":")[0]) for v in variants if (out / v.partition(":")[0] / "stats.jsonl").exists()]
+        if old:
+            raise SystemExit(f"[compare] --out already holds runs ({', '.join(old)}); choose a new --out or delete them")
     for v in variants:
         name, _, extra = v.partition(":")
         run_dir = out / name
@@ -93,20 +94,22 @@ def run_variants(vendor: str, out: Path, variants: list[str], common: list[str],
 
 def summarize(name: str, run_dir: Path, metric: str | None) -> dict:
     d = find_run_dir(run_dir)
-    stats = read_jsonl(d / "stats.jsonl")
+    stats = read_stats(d)
     if not stats:
         raise ValueError(f"{d}/stats.jsonl is empty")
     last = stats[-1]
-    metrics = {p.stem[len("metric-"):]: read_jsonl(p) for p in sorted(d.glob("metric-*.jsonl"))}
+    metrics = read_metrics(d)
     mname = metric or next(iter(metrics), None)
     series = metrics.get(mname, [])
     kid_name = mname.replace("fid", "kid") if mname else None
     kid = metrics.get(kid_name, [])
+    confident = metrics.get("confident_digits", [])
     return {
         "name": name, "dir": d, "stats": stats, "metric_name": mname, "metric": series,
         "final": series[-1]["value"] if series else None,
         "best": min(r["value"] for r in series) if series else None,
         "kid": kid[-1]["value"] if kid else None,
+        "confident": confident[-1]["value"] if confident else None,
         "kimg": last.get("progress/kimg"),
         "seconds": last.get("timing/total_sec"),
         "flops": last.get("flops/train_total"),
@@ -129,16 +132,59 @@ def table(rows: list[dict]) -> str:
             r["flops"] = r["flops_dense"] = per_kimg * r["kimg"]
             r["flops_note"] = " (dense count)"
     mname = next((r["metric_name"] for r in rows if r["metric_name"]), "metric")
-    out = [f"| run | final {mname} | best {mname} | KID | #RI (kimg) | train FLOPs | saving vs dense | wall time (s) "
-           "| G sparsity | D sparsity | last phase |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [f"| run | final {mname} | best {mname} | KID | recognisable (p ≥ 0.9) | #RI (kimg) | train FLOPs "
+           "| saving vs dense | wall time (s) | G sparsity | D sparsity | last phase |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         saving = (1 - r["flops"] / r["flops_dense"]) if r["flops"] and r["flops_dense"] else None
         out.append(f"| {r['name']} | {_fmt(r['final'], '.3f')} | {_fmt(r['best'], '.3f')} | {_fmt(r['kid'], '.4f')} "
-                   f"| {_fmt(r['kimg'], '.1f')} | {_fmt(r['flops'], '.3e')}{r.get('flops_note', '')} "
+                   f"| {_fmt(r['confident'], '.1%')} | {_fmt(r['kimg'], '.1f')} | {_fmt(r['flops'], '.3e')}{r.get('flops_note', '')} "
                    f"| {_fmt(saving, '.1%')} | {_fmt(r['seconds'], '.0f')} | {_fmt(r['G_sparsity'], '.3f')} "
                    f"| {_fmt(r['D_sparsity'], '.3f')} | {r['phase']} |")
     return "\n".join(out)
+
+
+def sparse_spans(stats: list[dict]) -> list[tuple[float, float]]:
+    """kimg intervals in which a run was in its sparse phase: a tick counts from the previous tick's kimg
+    to its own (stats rows report the phase at the end of each tick)."""
+    spans, previous = [], 0.0
+    for row in stats:
+        kimg = row.get("progress/kimg")
+        if kimg is None:
+            continue
+        if row.get("sparse/phase") == "sparse":
+            if spans and spans[-1][1] == previous:
+                spans[-1] = (spans[-1][0], kimg)
+            else:
+                spans.append((previous, kimg))
+        previous = kimg
+    return spans
+
+
+def last_grid(run_dir: Path) -> Path | None:
+    pngs = sorted(run_dir.glob("samples-*.png"), key=lambda p: int(''.join(c for c in p.stem if c.isdigit()) or 0))
+    pngs = pngs or sorted(run_dir.glob("fakes*.png"))
+    return pngs[-1] if pngs else None
+
+
+def side_by_side(rows: list[dict], path: Path) -> Path | None:
+    """The runs' last sample grids next to each other, each under its run name, in one PNG."""
+    from PIL import Image, ImageDraw
+
+    grids = [(r["name"], Image.open(g).convert("RGB")) for r in rows if (g := last_grid(r["dir"])) is not None]
+    if not grids:
+        return None
+    label, gap = 16, 8
+    height = max(im.height for _, im in grids) + label
+    width = sum(im.width for _, im in grids) + gap * (len(grids) - 1)
+    canvas = Image.new("RGB", (width, height), "white")
+    draw, x = ImageDraw.Draw(canvas), 0
+    for name, im in grids:
+        canvas.paste(im, (x, label))
+        draw.text((x + 2, 2), name, fill="black")
+        x += im.width + gap
+    canvas.save(path)
+    return path
 
 
 def plots(rows: list[dict], out: Path) -> list[Path]:
@@ -148,8 +194,13 @@ def plots(rows: list[dict], out: Path) -> list[Path]:
     made = []
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in rows:
-        if r["metric"]:
-            ax.plot([m["kimg"] for m in r["metric"]], [m["value"] for m in r["metric"]], marker="o", label=r["name"])
+        points = [(m["kimg"], m["value"]) for m in r["metric"] if m.get("kimg") is not None]
+        if not points:
+            continue
+        (line,) = ax.plot(*zip(*points), marker="o", label=r["name"])
+        for i, (start, end) in enumerate(sparse_spans(r["stats"])):
+            ax.axvspan(start, end, color=line.get_color(), alpha=0.12, lw=0,
+                       label=f"{r['name']}: sparse phase" if i == 0 else None)
     ax.set_xlabel("kimg (real images shown to D)")
     ax.set_ylabel(next((r["metric_name"] for r in rows if r["metric_name"]), "metric"))
     ax.set_title("quality vs real images shown (lower is better)")
@@ -182,12 +233,14 @@ def report(dirs: dict[str, Path], out: Path, metric: str | None = None, title: s
     rows = [summarize(n, d, metric) for n, d in dirs.items()]
     out.mkdir(parents=True, exist_ok=True)
     made = plots(rows, out)
+    together = side_by_side(rows, out / "samples_side_by_side.png")
+    if together is not None:
+        made.append(together)
     grids = []
     for r in rows:
-        pngs = sorted(r["dir"].glob("samples-*.png"), key=lambda p: int(''.join(c for c in p.stem if c.isdigit()) or 0))
-        pngs = pngs or sorted(r["dir"].glob("fakes*.png"))
-        if pngs:
-            grids.append(f"- {r['name']}: `{os.path.relpath(pngs[-1], out)}`")
+        grid = last_grid(r["dir"])
+        if grid is not None:
+            grids.append(f"- {r['name']}: `{os.path.relpath(grid, out)}`")
     text = "\n".join([f"# {title}", "", preamble, "", table(rows), "", "Plots: " +
                       ", ".join(f"`{p.name}`" for p in made), "", "Last sample grids:", *grids, ""])
     (out / "comparison.md").write_text(text)
@@ -212,7 +265,8 @@ def main(argv=None):
     p.add_argument("--metric", default=None)
     p.add_argument("runs", nargs="+", help="name=run_dir")
     args = ap.parse_args(argv)
-    out = Path(args.out)
+    # absolute: the training subprocesses run in the vendor tree's folder, not in the caller's
+    out = Path(args.out).resolve()
     if args.cmd == "run":
         dirs = run_variants(args.vendor, out, args.variants.split(","), common)
     else:
@@ -221,7 +275,7 @@ def main(argv=None):
             name, sep, d = item.partition("=")
             if not sep:
                 ap.error(f"runs must be name=dir, got {item!r}")
-            dirs[name] = Path(d)
+            dirs[name] = Path(d).resolve()
     print(report(dirs, out, args.metric))
 
 

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from sparse_core import regan
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from run_readers import read_metrics, read_stats  # noqa: E402
 from patch_checks import assert_applies_with_standard_tools
 from sparse_core.patching import apply_to_copy
 
@@ -40,7 +42,7 @@ def run_dir(outdir):
 
 
 def stats(outdir):
-    return [json.loads(l) for l in (run_dir(outdir) / "stats.jsonl").read_text().splitlines()]
+    return read_stats(run_dir(outdir))  # upstream's {num, mean, std} rows, flattened to the means
 
 
 def test_patch_is_small_and_applies_with_gnu_patch(tmp_path):
@@ -92,10 +94,16 @@ def test_rggan_with_metric_fed_and_resume_continues(patched, tmp_path):
     assert resumed["sparse"]["flops"]["total"] > last["sparse"]["flops"]["total"]
 
 
-def test_bad_flags_fail_cleanly(patched, tmp_path):
-    r = train(patched, tmp_path / "x", "--kimg", "0.004", "--sparse", "regan", "--interval", "0", check=False)
-    assert r.returncode == 2 and "interval must be a positive integer" in r.stdout + r.stderr  # dnnlib.Logger tees stderr
-    assert not (tmp_path / "x").exists()
+@pytest.mark.parametrize("flags, flag", [(["--sparse", "regan", "--interval", "0"], "interval"),
+                                         (["--sparse", "regan", "--sparse-exclude", "("], "--sparse-exclude"),
+                                         (["--sparse", "rggan", "--rg-lambda", "nan"], "lambda"),
+                                         (["--sparse", "regan", "--mbstd-group", "3"], "--mbstd-group")])
+def test_bad_flags_fail_cleanly(patched, tmp_path, flags, flag):
+    r = train(patched, tmp_path / "x", "--kimg", "0.004", *flags, check=False)
+    text = r.stdout + r.stderr  # dnnlib.Logger tees stderr
+    errors = [line for line in text.splitlines() if line.startswith("Error:")]
+    assert r.returncode == 2 and len(errors) == 1 and flag in errors[0], text[-2000:]
+    assert "Traceback" not in text and not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("method", ["regan", "rggan"])
@@ -112,3 +120,43 @@ def test_two_process_ddp_keeps_masks_identical(patched, tmp_path, method):
     if method == "regan":   # 6 iterations, warm-up 1, interval 2: ends inside a sparse phase
         zeros = sum(int((v == 0).sum()) for v in a["G"].values())
         assert zeros / sum(v.numel() for v in a["G"].values()) == pytest.approx(0.3, abs=0.01)
+
+
+@pytest.mark.parametrize("flags", [["--sparse", "regan", "--interval", "3", "--warmup", "1", "--regrow", "random"],
+                                   ["--sparse", "rggan", "--rg-lambda", "1e-2"]], ids=["regan", "rggan"])
+def test_resume_is_bit_exact(patched, tmp_path, flags):
+    """10 iterations straight == 5 + --resume + 5 (Re-GAN: the resume falls inside a dense phase, the next
+    prune with random regrowth comes after it), every snapshot tensor incl. sparse state, every stats row."""
+    worker = ROOT / "tests" / "stylegan2_ada" / "sg2_resume_worker.py"
+    r = subprocess.run([sys.executable, str(worker), str(patched), str(tmp_path), "10", *flags], capture_output=True,
+                       text=True, env=env(), timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["snapshot"] is None and result["stats"] is None and result["num_rows"] == [10, 10], result
+    rows = read_stats(run_dir(tmp_path / "straight"))
+    assert {r["sparse/phase"] for r in rows} == ({"dense", "sparse"} if flags[1] == "regan" else {"sparse"})
+    assert max(r["sparse/G/sparsity"] for r in rows) > 0
+    if flags[1] == "regan":  # the saved sparse state must fit the flags of the resuming run: refused up front
+        half = sorted(run_dir(tmp_path / "half").glob("network-snapshot-*.pt"))[-1]
+        out = tmp_path / "other"
+        r = train(patched, out, "--kimg", "0.04", "--cmax", "16", "--resume", str(half), *flags, "--sparsity", "0.5",
+                  check=False)
+        text = r.stdout + r.stderr  # dnnlib.Logger tees stderr into stdout
+        assert r.returncode == 2 and "--resume" in text and "sparsity: saved 0.3, given 0.5" in text, text[-2000:]
+        assert "Traceback" not in text
+        assert not out.exists()
+
+
+def test_rggan_starts_from_an_nvlabs_pickle(patched, tmp_path):
+    """Fine-tuning / transfer: --resume of an NVlabs pkl gives weights only; counters, sparse state from zero."""
+    sys.path.insert(0, str(ROOT / "tests" / "stylegan2_ada"))
+    import sg2_helpers
+    pkl, _, _, _ = sg2_helpers.nvlabs_pickle(tmp_path)
+    train(patched, tmp_path / "run", "--kimg", "0.008", "--snap", "100", "--metrics", "none", "--resume", str(pkl),
+          "--sparse", "rggan", "--rg-lambda", "1e-2")
+    rows = stats(tmp_path / "run")
+    assert [r["progress/kimg"] for r in rows] == pytest.approx([0.004, 0.008]) and rows[-1]["sparse/D/sparsity"] > 0
+    snap = torch.load(next(run_dir(tmp_path / "run").glob("network-snapshot-*.pt")), weights_only=True)
+    assert snap["sparse"]["iteration"] == 2 and snap["cur_nimg"] == 8
+    assert json.loads((run_dir(tmp_path / "run") / "training_options.json").read_text())["ada_kimg"] == 100
+    assert not (tmp_path / "MARKER").exists()

@@ -141,22 +141,6 @@ def test_dboth_and_gboth_combine_main_and_regularisation():
     assert_grads_close(both, grads(D2))
 
 
-def test_extra_loss_hook_is_added_to_main_losses():
-    loss, mapping, synthesis, D, z, real, c = make()
-    loss.extra_loss_fn = lambda name: (synthesis.fc.weight.square().sum() if name == 'G' else D.fc2.weight.sum())
-    loss.accumulate_gradients('Gmain', real, c, z, c, sync=True, gain=2)
-    got = grads(synthesis)
-    expected = manual_grads(synthesis, 2 * (F.softplus(-D(synthesis(mapping(z, c)), c)).mean()
-                                            + synthesis.fc.weight.square().sum()))
-    assert_grads_close(got, expected)
-    D.zero_grad()
-    loss.accumulate_gradients('Dmain', real, c, z, c, sync=True, gain=1)
-    got = grads(D)
-    fake = synthesis(mapping(z, c)).detach()
-    expected = manual_grads(D, F.softplus(D(fake, c)).mean() + D.fc2.weight.sum() + F.softplus(-D(real, c)).mean())
-    assert_grads_close(got, expected)
-
-
 def test_style_mixing_uses_second_latent_after_cutoff():
     loss, mapping, synthesis, D, z, real, c = make(style_mixing_prob=1.0)
     torch.manual_seed(5)

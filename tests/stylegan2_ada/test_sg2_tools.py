@@ -236,3 +236,88 @@ def test_calc_metrics_fid_digits(tiny_snapshot):
     assert lines[0]['snapshot_pkl'] == 'network-snapshot-000000.pt'
     bad = CliRunner().invoke(calc.calc_metrics, ['--network', path, '--metrics', 'fid_nope'])
     assert bad.exit_code != 0 and 'fid50k_full' in bad.output
+
+
+# -- dataset_tool: upstream's --transform / --width / --height / --resize-filter and sources ------------
+
+def _read_zip_images(path):
+    with zipfile.ZipFile(path) as z:
+        names = sorted(n for n in z.namelist() if n.endswith('.png'))
+        return [np.asarray(PIL.Image.open(__import__('io').BytesIO(z.read(n)))) for n in names], json.loads(z.read('dataset.json'))
+
+
+def test_dataset_tool_center_crop_and_filters_match_pil_by_hand(tmp_path):
+    src = tmp_path / 'src'
+    os.makedirs(src)
+    rnd = np.random.RandomState(1)
+    wide = rnd.randint(0, 256, size=(20, 40, 3), dtype=np.uint8)    # H 20, W 40
+    PIL.Image.fromarray(wide).save(src / 'a.png')
+    for transform, flt, expected in [
+        ('center-crop', 'lanczos', np.asarray(PIL.Image.fromarray(wide[:, 10:30]).resize((8, 8), PIL.Image.LANCZOS))),
+        ('center-crop', 'box', np.asarray(PIL.Image.fromarray(wide[:, 10:30]).resize((8, 8), PIL.Image.BOX))),
+    ]:
+        dest = tmp_path / f'{transform}-{flt}.zip'
+        result = invoke(dataset_tool.main, ['--source', src, '--dest', dest, '--transform', transform, '--width', 8,
+                                            '--height', 8, '--resize-filter', flt])
+        assert result.exit_code == 0, result.output
+        images, meta = _read_zip_images(dest)
+        assert np.array_equal(images[0], expected) and meta['labels'] is None
+    # center-crop-wide: a 2:1 band resized to 16x8, centred on a black 16x16 canvas
+    dest = tmp_path / 'wide.zip'
+    result = invoke(dataset_tool.main, ['--source', src, '--dest', dest, '--transform', 'center-crop-wide',
+                                        '--width', 16, '--height', 8])
+    assert result.exit_code == 0, result.output
+    images, _ = _read_zip_images(dest)
+    # upstream: ch = round(width * H / W) = round(16 * 20 / 40) = 8 rows from the middle of the source
+    band = np.asarray(PIL.Image.fromarray(wide[6:14]).resize((16, 8), PIL.Image.LANCZOS))
+    expected = np.zeros((16, 16, 3), np.uint8)
+    expected[4:12] = band
+    assert np.array_equal(images[0], expected)
+    # non-square output without a transform, and --transform without a size: one clear error, nothing written
+    for args, flag in [(['--width', 8, '--height', 4], '--source'), (['--transform', 'center-crop'], '--transform'),
+                       (['--width', 12, '--height', 12], '--width')]:
+        result = CliRunner().invoke(dataset_tool.main, [str(a) for a in ['--source', src, '--dest', tmp_path / 'x.zip', *args]])
+        assert result.exit_code == 2 and flag in result.output, result.output
+        assert not (tmp_path / 'x.zip').exists()
+
+
+def test_dataset_tool_mnist_idx_files_padded_to_32(tmp_path):
+    import gzip
+    rnd = np.random.RandomState(0)
+    pixels = rnd.randint(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    with gzip.open(tmp_path / 'train-images-idx3-ubyte.gz', 'wb') as f:
+        f.write((2051).to_bytes(4, 'big') + (3).to_bytes(4, 'big') + (28).to_bytes(4, 'big') + (28).to_bytes(4, 'big')
+                + pixels.tobytes())
+    with gzip.open(tmp_path / 'train-labels-idx1-ubyte.gz', 'wb') as f:
+        f.write((2049).to_bytes(4, 'big') + (3).to_bytes(4, 'big') + bytes([7, 1, 4]))
+    dest = tmp_path / 'mnist.zip'
+    result = invoke(dataset_tool.main, ['--source', tmp_path / 'train-images-idx3-ubyte.gz', '--dest', dest,
+                                        '--max-images', 2])
+    assert result.exit_code == 0, result.output
+    images, meta = _read_zip_images(dest)
+    assert len(images) == 2 and images[0].shape == (32, 32)
+    assert np.array_equal(images[1][2:30, 2:30], pixels[1]) and images[1][:2].sum() == 0
+    assert [label for _, label in meta['labels']] == [7, 1]
+
+
+def test_dataset_tool_lsun_lmdb_needs_the_optional_package(tmp_path):
+    src = tmp_path / 'cat_lmdb'
+    os.makedirs(src)
+    try:
+        import lmdb  # noqa: F401
+    except ImportError:
+        result = CliRunner().invoke(dataset_tool.main, ['--source', str(src), '--dest', str(tmp_path / 'o.zip')])
+        assert result.exit_code == 2 and 'lmdb' in result.output and not (tmp_path / 'o.zip').exists()
+        return
+    env = lmdb.open(str(src), map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        for i in range(3):
+            buffer = __import__('io').BytesIO()
+            PIL.Image.fromarray(np.full((12, 16, 3), 40 * i, np.uint8)).save(buffer, format='PNG')
+            txn.put(f'{i:04d}'.encode(), buffer.getvalue())
+    env.close()
+    result = invoke(dataset_tool.main, ['--source', src, '--dest', tmp_path / 'o.zip', '--transform', 'center-crop',
+                                        '--width', 8, '--height', 8])
+    assert result.exit_code == 0, result.output
+    images, _ = _read_zip_images(tmp_path / 'o.zip')
+    assert [int(im.mean()) for im in images] == [0, 40, 80]

@@ -17,6 +17,9 @@ from sg2_helpers import PYTHON, SG2_ROOT, TINY_FLAGS, TINY_KWARGS  # noqa: E402
 
 from training import training_loop  # noqa: E402
 
+sys.path.insert(0, os.path.join(sg2_helpers.REPO_ROOT, 'bench'))
+from run_readers import read_stats  # noqa: E402  (flattens upstream's {num, mean, std} rows)
+
 torch.set_num_threads(2)
 REQUIRED_STATS = ['progress/kimg', 'progress/tick', 'timing/total_sec', 'Loss/G', 'Loss/D', 'Progress/augment']
 
@@ -63,7 +66,13 @@ def test_cli_baseline_outputs(baseline_run):
                  'log.txt', 'training_options.json']:
         assert name in files, name
     assert not any(f.endswith('.tmp') for f in files)
-    lines = read_jsonl(os.path.join(run_dir, 'stats.jsonl'))
+    raw = read_jsonl(os.path.join(run_dir, 'stats.jsonl'))
+    # upstream's layout: every key {num, mean, std} (the SPEC's names included), plus a plain timestamp
+    for row in raw:
+        assert isinstance(row.pop('timestamp'), float)
+        assert all(set(v) == {'num', 'mean', 'std'} for v in row.values())
+        assert row['Loss/G'] == row['Loss/G/loss'] and row['Loss/G']['num'] == 4  # one Gmain step of batch 4
+    lines = read_stats(run_dir)
     assert [line['progress/tick'] for line in lines] == [0, 1, 2]
     assert [line['progress/kimg'] for line in lines] == pytest.approx([0.004, 0.008, 0.012])
     check_stats(lines)
@@ -102,7 +111,7 @@ def test_resume_continues_counters_and_optimizer_state(baseline_run, tmp_path):
     snapshot = os.path.join(run_dir, 'network-snapshot-000000.pt')
     run_cli(tmp_path, '--kimg', '0.020', '--tick', '0.004', '--snap', '100', '--img-snap', '0', '--resume', snapshot)
     resumed = only_run_dir(tmp_path)
-    lines = read_jsonl(os.path.join(resumed, 'stats.jsonl'))
+    lines = read_stats(resumed)
     assert [line['progress/kimg'] for line in lines] == pytest.approx([0.016, 0.020])
     assert [line['progress/tick'] for line in lines] == [3, 4]
     check_stats(lines)
@@ -124,7 +133,7 @@ def _in_process_run(tmp_path, **overrides):
     args.run_dir = str(tmp_path)
     args.device = 'cpu'
     result = training_loop.training_loop(rank=0, **args)
-    return result, read_jsonl(os.path.join(tmp_path, 'stats.jsonl'))
+    return result, read_stats(tmp_path)
 
 
 def test_ada_p_follows_the_heuristic(tmp_path):
@@ -171,6 +180,6 @@ def test_two_process_gloo_run_keeps_ranks_identical(tmp_path):
         assert set(rank0[net]) == set(rank1[net])
         for name in rank0[net]:
             assert torch.equal(rank0[net][name], rank1[net][name]), f'{net}.{name} differs between ranks'
-    lines = read_jsonl(os.path.join(tmp_path, 'stats.jsonl'))  # rank 0 writes the log
+    lines = read_stats(tmp_path)  # rank 0 writes the log
     check_stats(lines)
     assert lines[-1]['progress/kimg'] == pytest.approx(0.008)  # global batch 4 = 2 per rank

@@ -9,6 +9,11 @@ Supported `spec` values for `load_dataset`:
   * a ``.zip`` in the StyleGAN2-ADA dataset layout (images + optional ``dataset.json`` with
     ``{"labels": [[relative_name, label], ...]}``); a folder may carry the same ``dataset.json``.
 
+With ``lazy=True`` an image folder or zip is not decoded up front: `load_dataset` lists the files,
+checks every image header (size, mode) and decodes one image per `__getitem__`, so memory stays
+bounded whatever the dataset size, and the object pickles into DataLoader worker processes (each
+opens its own zip handle). `images_uint8()` still returns the whole array (decoding everything).
+
 Every problem with the data raises `DatasetError` (a ValueError) naming the file and the problem.
 """
 from __future__ import annotations
@@ -63,14 +68,122 @@ class ImageDataset:
                 f"num_channels={self.num_channels}, label_dim={self.label_dim})")
 
 
+class LazyImageDataset:
+    """ImageDataset's interface over an image folder or zip that is decoded one item at a time."""
+
+    def __init__(self, spec: str, resolution: int | None, channels: int | None, ratio: float, seed: int,
+                 use_labels: bool):
+        self.path = os.path.abspath(os.path.expanduser(spec))
+        self.spec = spec
+        self.name = os.path.splitext(os.path.basename(self.path.rstrip(os.sep)))[0]
+        self._resolution, self._channels = resolution, channels
+        self._zip = None
+        self._zip_pid = None
+        try:
+            source = self._source()
+            names = source.image_names()
+            if not names:
+                raise DatasetError(f"{source.describe('')}: dataset is empty (no .png/.jpg images found)")
+            self._shape = _check_headers(source, names, resolution)
+            labels = _read_labels(source, names) if use_labels else None
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
+            raise DatasetError(f"{spec}: unreadable zip archive ({error})") from error
+        keep = subset_indices(len(names), ratio, seed)
+        self._names = [names[i] for i in keep]
+        if labels is None:
+            self._labels, self.label_dim = np.zeros(len(self._names), dtype=np.int64), 0
+        else:
+            if labels.min() < 0:
+                raise DatasetError(f"{spec}: labels must be non-negative integers")
+            self._labels, self.label_dim = labels[keep], int(labels.max()) + 1
+        self.num_channels = int(channels or self._shape[0])
+        self.resolution = int(resolution or self._shape[1])
+
+    def _source(self):
+        if os.path.isdir(self.path):
+            return _FolderSource(self.path)
+        if self._zip is None or self._zip_pid != os.getpid():  # one handle per (worker) process
+            self._zip, self._zip_pid = zipfile.ZipFile(self.path), os.getpid()
+        return _ZipSource(self.path, self._zip)
+
+    def __getstate__(self):
+        return dict(self.__dict__, _zip=None, _zip_pid=None)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        source = self._source()
+        name = self._names[index]
+        try:
+            array = _decode_image(source.read(name), source.describe(name))
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
+            raise DatasetError(f"{source.describe(name)}: unreadable ({error})") from error
+        if array.shape != self._shape:
+            raise DatasetError(f"{source.describe(name)}: shape {list(array.shape)} (channels, height, "
+                               f"width) differs from the first image's {list(self._shape)}")
+        if self._resolution is not None:
+            array = _resize_batch(array[None], self._resolution)[0]
+        array = _convert_channels(array[None], self._channels, self.spec)[0]
+        return np.ascontiguousarray(array), int(self._labels[index])
+
+    def images_uint8(self) -> np.ndarray:
+        """Every image decoded into one array (what the metrics' reference statistics read)."""
+        return np.stack([self[i][0] for i in range(len(self))])
+
+    def labels(self) -> np.ndarray:
+        return self._labels
+
+    def __repr__(self) -> str:
+        return (f"LazyImageDataset(name={self.name!r}, len={len(self)}, resolution={self.resolution}, "
+                f"num_channels={self.num_channels}, label_dim={self.label_dim})")
+
+
+def _check_headers(source, names, resolution):
+    """Shape [C, H, W] of the first image; every other image's header (size, mode) must agree.
+    Only headers are read (PIL opens lazily), so this is fast and needs no memory per image."""
+    expected = None
+    for index, name in enumerate(names):
+        where = source.describe(name)
+        try:
+            with source.open(name) as handle, Image.open(handle) as image:
+                size, mode = image.size, image.mode
+        except Exception as error:  # PIL raises many types for truncated or foreign files
+            raise DatasetError(f"{where}: corrupt or unreadable image ({error})") from error
+        if mode not in ("L", "RGB", "P"):
+            raise DatasetError(f"{where}: unsupported image mode {mode!r} (need greyscale 'L' or 'RGB')")
+        shape = (1 if mode == "L" else 3, size[1], size[0])
+        if shape[1] != shape[2]:
+            raise DatasetError(f"{where}: image is not square ({shape[2]}x{shape[1]})")
+        if expected is None:
+            expected = shape
+            if resolution is None and (shape[1] & (shape[1] - 1)) != 0:
+                raise DatasetError(f"{where}: resolution {shape[1]} is not a power of two "
+                                   f"(pass a resolution to resize)")
+        elif shape != expected:
+            raise DatasetError(f"{where}: shape {list(shape)} (channels, height, width) differs from "
+                               f"the first image's {list(expected)}")
+        if (index + 1) % 10000 == 0:
+            print(f"checked {index + 1}/{len(names)} images in {source.describe('')}", flush=True)
+    return expected
+
+
 # ----------------------------------------------------------------------------------------------
 # Public entry point
 
 
 def load_dataset(spec: str, resolution: int | None = None, channels: int | None = None,
-                 ratio: float = 1.0, seed: int = 0, use_labels: bool = False) -> ImageDataset:
-    """Load `spec` (see module docstring) into memory, convert/resize it, and take a `ratio` subset."""
+                 ratio: float = 1.0, seed: int = 0, use_labels: bool = False,
+                 lazy: bool = False) -> ImageDataset:
+    """Load `spec` (see module docstring) into memory, convert/resize it, and take a `ratio` subset.
+    lazy=True: folders and zips are read per item instead (a LazyImageDataset, same interface)."""
     _check_arguments(spec, resolution, channels, ratio)
+    if lazy and spec != "digits":
+        path = os.path.abspath(os.path.expanduser(spec))
+        is_cifar_folder = os.path.isdir(path) and all(os.path.isfile(os.path.join(path, b))
+                                                      for b in CIFAR_TRAIN_BATCHES)
+        if (os.path.isdir(path) and not is_cifar_folder) or (os.path.isfile(path) and path.endswith(".zip")):
+            return LazyImageDataset(spec, resolution, channels, ratio, seed, use_labels)
     if spec == "digits":
         images, labels, name = _load_digits(resolution if resolution is not None else 32)
     else:
@@ -298,6 +411,9 @@ class _FolderSource:
         with open(os.path.join(self.root, name), "rb") as handle:
             return handle.read()
 
+    def open(self, name: str):
+        return open(os.path.join(self.root, name), "rb")
+
     def read_optional(self, name: str) -> bytes | None:
         path = os.path.join(self.root, name)
         return self.read(name) if os.path.isfile(path) else None
@@ -318,6 +434,9 @@ class _ZipSource:
 
     def read(self, name: str) -> bytes:
         return self.archive.read(name)
+
+    def open(self, name: str):
+        return self.archive.open(name)
 
     def read_optional(self, name: str) -> bytes | None:
         return self.read(name) if name in self.archive.namelist() else None

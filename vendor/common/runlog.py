@@ -7,10 +7,12 @@ and loading one never runs code.
 """
 from __future__ import annotations
 
+import glob
 import json
 import math
 import numbers
 import os
+import re
 import tempfile
 import time
 
@@ -22,6 +24,10 @@ STATS_FILE = "stats.jsonl"
 
 class SnapshotError(RuntimeError):
     """A snapshot file is missing, corrupt, or holds something other than tensors and containers."""
+
+
+class RunDirError(RuntimeError):
+    """A run folder cannot be used as asked (e.g. a fresh run into a folder holding another run)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -76,12 +82,13 @@ def read_jsonl(path: str) -> list[dict]:
 # atomic writes, snapshots
 
 
-def atomic_write(path: str, write_fn, suffix: str = ".tmp") -> None:
-    """Call write_fn(tmp_path) for a temporary file next to `path`, then rename it over `path`.
-    On any failure the temporary file is removed and `path` is left as it was."""
+def atomic_write(path: str, write_fn) -> None:
+    """Call write_fn(tmp_path) for a temporary file `.<name>.XXXXXXXX.tmp` next to `path`, then rename
+    it over `path`. On any failure the temporary file is removed and `path` is left as it was; a
+    process killed mid-write leaves the temporary file, which remove_stale_tmp() clears on the next start."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix,
+    handle, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
                                         dir=folder)
     os.close(handle)
     try:
@@ -117,6 +124,79 @@ def load_snapshot(path: str, map_location="cpu"):
 
 
 # ------------------------------------------------------------------------------------------------
+# run folders: stale temporaries, fresh runs, resumed runs
+
+# Temporaries of atomic_write (`.<name>.<mkstemp 8 chars>.tmp`) and of sparse_core's generator export
+# (`.tmp-<8 chars>.pt`): left only by a process killed mid-write.
+_STALE_TMP = re.compile(r"^\.(.+\.[A-Za-z0-9_]{8}\.tmp|tmp-[A-Za-z0-9_]{8}\.pt)$")
+RUN_LOGS = (STATS_FILE, "metric-*.jsonl")  # the append-only logs of a run folder
+
+
+def remove_stale_tmp(run_dir: str) -> list[str]:
+    """Delete the temporaries a killed write left in `run_dir` (call only when no writer runs there);
+    returns the removed paths."""
+    removed = []
+    for name in sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []:
+        path = os.path.join(run_dir, name)
+        if _STALE_TMP.match(name) and os.path.isfile(path):
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
+def run_logs(run_dir: str) -> list[str]:
+    return sorted(p for pattern in RUN_LOGS for p in glob.glob(os.path.join(glob.escape(run_dir), pattern)))
+
+
+def truncate_jsonl(path: str, keep) -> int:
+    """Rewrite `path` (atomically) with only the rows for which keep(row) is true; a torn last line
+    (a write cut short by a kill) is dropped. Returns how many rows were dropped."""
+    with open(path, "r", encoding="utf-8") as handle:
+        lines = [line for line in handle if line.strip()]
+    kept = []
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise RunDirError(f"{path}: line {i + 1} is not JSON")
+        if keep(row):
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if len(kept) != len(lines):
+        def write(tmp):
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.writelines(kept)
+        atomic_write(path, write)
+    return len(lines) - len(kept)
+
+
+def prepare_run_dir(run_dir: str, resume_step: int | None = None,
+                    step_keys: tuple[str, ...] = ("progress/step", "step")) -> None:
+    """Make `run_dir` ready for a run that is about to append to its logs.
+
+    Fresh run (resume_step None): refused if the folder already holds a run's logs (stats.jsonl,
+    metric-*.jsonl), so two runs never interleave in one file. Resumed run: rows logged after
+    `resume_step` (by the run that was killed after its last snapshot) are dropped, so the continued
+    run never logs a step twice. Either way stale temporaries of killed writes are removed."""
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise RunDirError(f"{run_dir} exists and is not a folder")
+    existing = run_logs(run_dir)
+    if resume_step is None and existing:
+        raise RunDirError(f"{run_dir} already holds a run ({os.path.basename(existing[0])}); resume it with "
+                          f"--resume {os.path.join(run_dir, 'last.pt')} or choose a new folder")
+    os.makedirs(run_dir, exist_ok=True)
+    remove_stale_tmp(run_dir)
+
+    def keep(row):
+        step = next((row[k] for k in step_keys if isinstance(row.get(k), (int, float))), None)
+        return step is None or step <= resume_step
+
+    for path in existing:
+        truncate_jsonl(path, keep)
+
+
+# ------------------------------------------------------------------------------------------------
 # image grids
 
 
@@ -148,7 +228,7 @@ def save_image_grid(images, path: str, grid: tuple[int, int] | None = None) -> N
     from PIL import Image
 
     image = Image.fromarray(canvas[:, :, 0] if channels == 1 else canvas, "L" if channels == 1 else "RGB")
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), suffix=".png")
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 # ------------------------------------------------------------------------------------------------

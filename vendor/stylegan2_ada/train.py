@@ -11,6 +11,7 @@ overrides that make CPU smoke runs possible (--cbase, --cmax, --map, --mbstd-gro
       --batch=8 --kimg=1 --tick=0.2 --snap=5 --metrics=none
 """
 import json
+import math
 import os
 import re
 import tempfile
@@ -40,6 +41,16 @@ CFG_SPECS = {
 }
 CFG_SNAP = {'lowshot': 10}  # presets that come with their own snapshot interval
 
+# Upstream's transfer-learning source networks for --resume (NVlabs pickles, fetched once into the cache).
+_PRETRAINED = 'https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets/'
+RESUME_SPECS = {
+    'ffhq256': _PRETRAINED + 'ffhq-res256-mirror-paper256-noaug.pkl',
+    'ffhq512': _PRETRAINED + 'ffhq-res512-mirror-stylegan2-noaug.pkl',
+    'ffhq1024': _PRETRAINED + 'ffhq-res1024-mirror-stylegan2-noaug.pkl',
+    'celebahq256': _PRETRAINED + 'celebahq-res256-mirror-paper256-kimg100000-ada-target0.5.pkl',
+    'lsundog256': _PRETRAINED + 'lsundog-res256-paper256-kimg100000-noaug.pkl',
+}
+
 AUGPIPES = ['blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc', 'bgcf', 'bgcfn', 'bgcfnc']
 
 
@@ -65,6 +76,14 @@ def setup_training_loop_kwargs(
 ):
     """Turn the command line into (desc, training_loop kwargs); UserError names the bad option."""
     args = dnnlib.EasyDict()
+    for flag, value in [('--gamma', gamma), ('--kimg', kimg), ('--p', p), ('--target', target), ('--tick', tick)]:
+        if value is not None and not math.isfinite(value):
+            raise UserError(f'{flag}: {value} is not a finite number')
+    for flag, value, low in [('--cbase', cbase, 1), ('--cmax', cmax, 1), ('--map', map_layers, 1),
+                             ('--mbstd-group', mbstd_group, 1), ('--workers', workers, 0),
+                             ('--metric-gen', metric_gen, 1), ('--seed', seed, 0)]:
+        if value is not None and value < low:
+            raise UserError(f'{flag}: must be at least {low}, got {value}')
 
     # Process count, snapshots, seed and metrics.
     if gpus < 1:
@@ -195,6 +214,8 @@ def setup_training_loop_kwargs(
 
     # Small-model / CPU overrides (not upstream).
     if cbase is not None:
+        if cbase // res < 1:  # channels at resolution r are min(cbase // r, cmax)
+            raise UserError(f'--cbase: {cbase} leaves no channels at {res}x{res}; use at least {res}')
         args.G_kwargs.synthesis_kwargs.channel_base = args.D_kwargs.channel_base = cbase
         desc += f'-cbase{cbase}'
     if cmax is not None:
@@ -204,6 +225,10 @@ def setup_training_loop_kwargs(
         args.G_kwargs.mapping_kwargs.num_layers = map_layers
     if mbstd_group is not None:
         args.D_kwargs.epilogue_kwargs.mbstd_group_size = mbstd_group
+    group = args.D_kwargs.epilogue_kwargs.mbstd_group_size
+    if group and args.batch_gpu % min(group, args.batch_gpu) != 0:  # D splits each round into groups
+        raise UserError(f'--mbstd-group: a group of {group} does not divide the {args.batch_gpu} images per process '
+                        f'and round; choose a divisor or change --batch')
     if not lazy_reg:  # regularise in every step (Gboth/Dboth phases), as the papers' CIFAR-10 setting
         args.G_reg_interval = args.D_reg_interval = None
         desc += '-nolazyreg'
@@ -268,17 +293,18 @@ def setup_training_loop_kwargs(
         args.loss_kwargs.diffaug_policy = diffaug
         desc += '-diffaug_' + diffaug.replace(',', '_')
 
-    # Warm start from one of our .pt snapshots; Freeze-D keeps D's first layers fixed.
+    # --resume: our .pt snapshot (continued exactly) or an NVlabs pkl / URL / preset name (weights
+    # only, upstream's transfer-learning defaults); check_resume() reads it before the run starts.
+    # Freeze-D keeps D's first layers fixed.
     if resume is not None and resume != 'noresume':
-        if not os.path.isfile(resume):
-            raise UserError(f'--resume: snapshot file not found: {resume}')
-        import legacy  # the one safe loader for every network file
-        try:  # refuse an unsafe or foreign file before anything is written (issue 14)
-            legacy.load_network(resume)
-        except legacy.NetworkFileError as err:
-            raise UserError(f'--resume: {err}')
-        desc += '-resumecustom'
-        args.resume_pkl = resume
+        if resume in RESUME_SPECS:
+            desc += f'-resume{resume}'
+            args.resume_pkl = RESUME_SPECS[resume]
+        else:
+            desc += '-resumecustom'
+            args.resume_pkl = resume if '://' in resume else os.path.expanduser(resume)
+        if metrics_cache is not None:
+            args.resume_cache_dir = metrics_cache
 
     if freezed is not None:
         if not freezed >= 0:
@@ -305,6 +331,60 @@ def setup_training_loop_kwargs(
     if grid is not None:
         args.image_grid_size = grid
     return desc, args
+
+
+def build_networks(args):
+    """G and D as the training loop will build them (on the CPU), for checks before the run starts."""
+    dataset = dnnlib.util.construct_class_by_name(**args.training_set_kwargs)
+    common = dict(c_dim=dataset.label_dim, img_resolution=dataset.resolution, img_channels=dataset.num_channels)
+    del dataset
+    return (dnnlib.util.construct_class_by_name(**args.G_kwargs, **common),
+            dnnlib.util.construct_class_by_name(**args.D_kwargs, **common))
+
+
+def check_resume(args):
+    """Read --resume now, before anything is written: an unreadable file, a network of another shape
+    or a snapshot of another batch is a UserError. For an NVlabs pkl / URL, apply upstream's resume
+    defaults (ADA reacts faster, no EMA ramp-up). Returns (G, D, resume data) or None."""
+    if args.get('resume_pkl') is None:
+        return None
+    from training import training_loop
+    source = args.resume_pkl
+    try:
+        data = training_loop.load_resume(source, cache_dir=args.get('resume_cache_dir'))
+    except (ValueError, RuntimeError, OSError) as err:  # the loaders' own errors name the file
+        raise UserError(f'--resume: {err}')
+    if data['kind'] == 'snapshot':
+        for key in ('G', 'D', 'G_ema', 'G_opt', 'D_opt', 'cur_nimg', 'batch_idx'):
+            if key not in data:
+                raise UserError(f'--resume: {source} is not a complete training snapshot (no {key!r} entry)')
+        for flag, key, given in [('--batch', 'batch_size', args.batch_size), ('--gpus', 'num_gpus', args.num_gpus)]:
+            if data.get(key) is not None and int(data[key]) != given:  # the sampler position depends on both
+                raise UserError(f'{flag}: the snapshot was trained with {data[key]}, given {given} '
+                                f'(an exact resume needs the same value)')
+    else:
+        missing = [name for name in ('G', 'D') if data.get(name) is None]
+        if missing:
+            raise UserError(f'--resume: {source} holds no {" or ".join(missing)} (training needs both; an exported '
+                            f'generator is for generate.py / calc_metrics.py)')
+        args.ada_kimg = 100        # upstream: make ADA react faster at the beginning
+        args.ema_rampup = None     # upstream: no EMA ramp-up when starting from a trained network
+    G, D = build_networks(args)
+    for name, net in [('G', G), ('D', D)]:
+        try:
+            training_loop.load_tensors_by_name(net, data[name], name)
+        except ValueError as err:
+            raise UserError(f'--resume: {source}: {err}')
+    return G, D, data
+
+
+def check_detectors(args):
+    """Fetch (or find in the cache) the detectors the metrics need, so a missing one fails now."""
+    from metrics import metric_main
+    try:
+        metric_main.check_detectors(args.metrics, args.metric_kwargs.get('detectors'), args.metric_kwargs.get('cache_dir'))
+    except ValueError as err:
+        raise UserError(f'--metrics {err}')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,7 +472,8 @@ class GridSize(click.ParamType):
 @click.option('--augpipe', help='Set of augmentations in the pipe [default: bgc]', type=click.Choice(AUGPIPES))
 @click.option('--diffaug', help='DiffAugment policy applied before every D call, e.g. color,translation,cutout', metavar='POLICY')
 # Starting from earlier weights.
-@click.option('--resume', help='Continue from one of our .pt snapshots [default: noresume]', metavar='PT')
+@click.option('--resume', help='Our .pt snapshot (continue exactly), or an NVlabs pkl, URL or ' + '|'.join(RESUME_SPECS) +
+              ' (weights only) [default: noresume]', metavar='PT|PKL')
 @click.option('--freezed', help='Keep this many D layers fixed (Freeze-D) [default: 0 layers]', type=int, metavar='INT')
 # Speed and precision.
 @click.option('--fp32', help='Keep every layer in float32 (no fp16)', type=bool, metavar='BOOL')
@@ -430,6 +511,7 @@ def main(ctx, outdir, dry_run, **config_kwargs):
     # Flags -> the training loop's keyword arguments (fails early on bad combinations).
     try:
         run_desc, args = setup_training_loop_kwargs(**config_kwargs)
+        resumed = check_resume(args)
     except UserError as err:
         ctx.fail(err)
 
@@ -463,6 +545,11 @@ def main(ctx, outdir, dry_run, **config_kwargs):
     if dry_run:
         print('Dry run; exiting.')
         return
+    try:
+        check_detectors(args)  # the last check: nothing has been written yet
+    except UserError as err:
+        ctx.fail(err)
+    del resumed
 
     # The options file lets a run be inspected or repeated later.
     if torchrun_rank in (None, 0):

@@ -3,7 +3,8 @@
 Standard metrics (need the upstream TorchScript detectors, given by path or URL): `fid`, `kid`,
 `is`, `pr`, and StyleGAN2-ADA's names in STYLEGAN2_METRICS (`fid50k_full`, `kid50k_full`,
 `is50k`, `pr50k3_full`). Non-standard metrics for the built-in digits data: `fid_digits`,
-`kid_digits` (features of a small, cached digits classifier; not comparable with published FIDs).
+`kid_digits` (features of a small, cached digits classifier; not comparable with published FIDs),
+`confident_digits` (share of samples the classifier puts in one class with p >= 0.9).
 The caller writes results to `metric-<name>.jsonl`.
 """
 from .compute import compute_metric

@@ -13,7 +13,7 @@ import torch
 from . import formulas
 from .cache import array_sha256, load_arrays, resolve_cache_dir, save_arrays, text_sha256
 from .detectors import load_detector, resolve_detector_file
-from .digits_detector import load_digits_detector
+from .digits_detector import confident_share, load_digits_detector
 from .errors import MetricError
 from .features import dataset_images, generator_features, image_array_features, make_feature_fn
 from .registry import MetricSpec, get_metric_spec
@@ -93,11 +93,15 @@ def compute_metric(name: str, G_sample, dataset, num_gen: int | None = None, bat
     _check_arguments(num_gen, batch)
     # The dataset is checked before any detector loads or generator runs: the cheap failure comes first.
     # The Inception score needs no reference set (upstream reads the dataset only for labels).
-    images = None if spec.kind == "is" else dataset_images(dataset, spec.max_real)
+    images = None if spec.kind in ("is", "confident") else dataset_images(dataset, spec.max_real)
     if num_gen is None:
         num_gen = spec.num_gen if spec.num_gen is not None else images.shape[0]
     detector_obj = _get_detector(spec, detector, cache_dir, device)
     feature_fn = make_feature_fn(spec.kind, spec.space, detector_obj)
+
+    if spec.kind == "confident":  # digits classifier probabilities, no reference set
+        probabilities = generator_features(G_sample, num_gen, batch, detector_obj.probabilities, device)
+        return {spec.result_keys[0]: confident_share(torch.from_numpy(probabilities))}
 
     if spec.kind == "is":
         probabilities = generator_features(G_sample, num_gen, batch, feature_fn, device)

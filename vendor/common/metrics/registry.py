@@ -14,7 +14,7 @@ STANDARD_NUM_GEN = 50000
 
 @dataclasses.dataclass(frozen=True)
 class MetricSpec:
-    kind: str                      # 'fid' | 'kid' | 'is' | 'pr'
+    kind: str                      # 'fid' | 'kid' | 'is' | 'pr' | 'confident'
     space: str                     # 'inception' | 'vgg16' | 'digits'
     result_keys: tuple[str, ...]   # names of the returned values, in the order the formula yields them
     num_gen: int | None            # None: as many generated images as the dataset has
@@ -37,6 +37,9 @@ METRICS: dict[str, MetricSpec] = {
     # Non-standard: features of a small digits classifier, not Inception; not comparable with papers.
     "fid_digits": MetricSpec("fid", "digits", ("fid_digits",), None),
     "kid_digits": MetricSpec("kid", "digits", ("kid_digits",), None),
+    # Recognisability: share of generated images the digits classifier puts in one class with p >= 0.9
+    # (higher is better; real digits ~1, noise ~0).
+    "confident_digits": MetricSpec("confident", "digits", ("confident_digits",), 500),
 }
 
 # StyleGAN2-ADA metric names (metrics/metric_main.py) -> the same computation with upstream's counts.
@@ -45,6 +48,10 @@ STYLEGAN2_METRICS: dict[str, MetricSpec] = {
     "kid50k_full": dataclasses.replace(METRICS["kid"], result_keys=("kid50k_full",)),
     "is50k": dataclasses.replace(METRICS["is"], result_keys=("is50k_mean", "is50k_std")),
     "pr50k3_full": dataclasses.replace(METRICS["pr"], result_keys=("pr50k3_full_precision", "pr50k3_full_recall")),
+    # upstream's non-"full" variants: at most 50k reals
+    "fid50k": dataclasses.replace(METRICS["fid"], result_keys=("fid50k",), max_real=50000),
+    "kid50k": dataclasses.replace(METRICS["kid"], result_keys=("kid50k",), max_real=50000),
+    "pr50k3": dataclasses.replace(METRICS["pr"], result_keys=("pr50k3_precision", "pr50k3_recall"), max_real=50000),
 }
 
 

@@ -16,8 +16,11 @@ import dnnlib
 from vendor.common import metrics as common_metrics
 from vendor.common.metrics import registry
 
-# Upstream names first, then our non-standard digits metrics.
-_METRICS = ['fid50k_full', 'kid50k_full', 'is50k', 'pr50k3_full', 'fid_digits', 'kid_digits']
+from metrics import perceptual_path_length as ppl  # noqa: E402
+
+# Upstream names first (metric_main.py's registry), then our non-standard digits metrics.
+_METRICS = ['fid50k_full', 'kid50k_full', 'pr50k3_full', 'ppl2_wend', 'is50k', 'fid50k', 'kid50k', 'pr50k3',
+            'ppl_zfull', 'ppl_wfull', 'ppl_zend', 'ppl_wend', 'fid_digits', 'kid_digits']
 
 _DEFAULT_DETECTORS = {'inception': common_metrics.INCEPTION_URL, 'vgg16': common_metrics.VGG16_URL}
 
@@ -30,6 +33,22 @@ def list_valid_metrics():
 
 def is_valid_metric(metric):
     return metric in _METRICS
+
+
+def check_detectors(metrics, detectors=None, cache_dir=None):
+    """Find (or fetch into the cache) every detector file `metrics` need, without loading them:
+    a missing detector is a ValueError naming the metric and the flag, before any run starts."""
+    from vendor.common.metrics.detectors import resolve_detector_file
+    flags = {'inception': '--inception', 'vgg16': '--vgg'}
+    for metric in metrics:
+        space = 'vgg16' if metric in ppl.PPL_SPECS else registry.get_metric_spec(metric).space
+        if space != 'digits':
+            spec = dnnlib.EasyDict(space=space)
+            source = (detectors or {}).get(spec.space) or _DEFAULT_DETECTORS[spec.space]
+            try:
+                resolve_detector_file(source, cache_dir)
+            except common_metrics.MetricError as err:
+                raise ValueError(f'{metric}: {err} (give the file with {flags[spec.space]} PATH)') from err
 
 
 def _reference_dataset(dataset_kwargs):
@@ -67,7 +86,8 @@ def calc_metric(metric, G, dataset_kwargs, num_gpus=1, rank=0, device='cpu', num
     'num_gpus', 'num_gen'}."""
     if not is_valid_metric(metric):
         raise ValueError(f'--metrics: unknown metric {metric!r}; valid: {", ".join(_METRICS)}')
-    spec = registry.get_metric_spec(metric)
+    spec = registry.get_metric_spec(metric) if metric not in ppl.PPL_SPECS else \
+        dnnlib.EasyDict(space='vgg16', is_standard=True, result_keys=(metric,))
     start = time.time()
     values = None
     if rank == 0:
@@ -78,9 +98,15 @@ def calc_metric(metric, G, dataset_kwargs, num_gpus=1, rank=0, device='cpu', num
         was_training = G.training
         G.eval()
         try:
-            results = common_metrics.compute_metric(metric, make_sampler(G, dataset, device), dataset.base,
-                                                    num_gen=num_gen, batch=batch, device=device,
-                                                    detector=detector, cache_dir=cache_dir)
+            if metric in ppl.PPL_SPECS:  # LPIPS through the same VGG16 detector file as pr50k3
+                vgg16 = common_metrics.load_detector(detector, cache_dir=cache_dir, device=device)
+                rnd = np.random.RandomState(0)
+                labels = lambda n: np.stack([dataset.get_label(rnd.randint(len(dataset))) for _ in range(n)])  # noqa: E731
+                results = {metric: ppl.compute_ppl(metric, G, vgg16, labels, num_samples=num_gen, device=device)}
+            else:
+                results = common_metrics.compute_metric(metric, make_sampler(G, dataset, device), dataset.base,
+                                                        num_gen=num_gen, batch=batch, device=device,
+                                                        detector=detector, cache_dir=cache_dir)
         finally:
             G.train(was_training)
         values = [results[key] for key in spec.result_keys]
@@ -102,10 +128,13 @@ def calc_metric(metric, G, dataset_kwargs, num_gpus=1, rank=0, device='cpu', num
     )
 
 
-def report_metric(result_dict, run_dir=None, snapshot_pkl=None):
-    """Print one line and append it as JSON to <run_dir>/metric-<name>.jsonl."""
+def report_metric(result_dict, run_dir=None, snapshot_pkl=None, kimg=None):
+    """Print one line and append it as JSON to <run_dir>/metric-<name>.jsonl (upstream's keys; the
+    training loop adds `kimg`, the training progress, so readers need not parse the file name)."""
     metric = result_dict['metric']
     line = dict(result_dict, snapshot_pkl=snapshot_pkl, timestamp=time.time())
+    if kimg is not None:
+        line['kimg'] = kimg
     line = {k: (dict(v) if isinstance(v, dict) else v) for k, v in line.items()}
     if snapshot_pkl is not None:
         line['snapshot_pkl'] = os.path.basename(snapshot_pkl)

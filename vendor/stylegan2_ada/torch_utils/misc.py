@@ -84,7 +84,7 @@ def profiled_function(fn):
 # swap places within a window, so passes differ; rank r keeps every num_replicas-th index from r.
 
 class InfiniteSampler(torch.utils.data.Sampler):
-    def __init__(self, dataset, rank=0, num_replicas=1, shuffle=True, seed=0, window_size=0.5):
+    def __init__(self, dataset, rank=0, num_replicas=1, shuffle=True, seed=0, window_size=0.5, start=0):
         if len(dataset) <= 0:
             raise ValueError('InfiniteSampler: dataset is empty')
         if num_replicas <= 0:
@@ -100,6 +100,7 @@ class InfiniteSampler(torch.utils.data.Sampler):
         self.shuffle = shuffle
         self.seed = seed
         self.window_size = window_size
+        self.start = int(start)  # position in the (all-rank) index stream to continue from: exact resume
 
     def __iter__(self):
         order = np.arange(len(self.dataset))
@@ -112,7 +113,7 @@ class InfiniteSampler(torch.utils.data.Sampler):
         idx = 0
         while True:
             i = idx % order.size
-            if idx % self.num_replicas == self.rank:
+            if idx % self.num_replicas == self.rank and idx >= self.start:
                 yield order[i]
             if window >= 2:
                 j = (i - rnd.randint(window)) % order.size

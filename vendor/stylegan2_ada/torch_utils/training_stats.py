@@ -117,6 +117,24 @@ class Collector:
     def __getitem__(self, name):
         return self.mean(name)
 
+    def state_dict(self):
+        """What an exact resume needs: moments reported but not yet collected (`pending`) and the
+        last interval's moments (`moments`, shown again under keep_previous). Collective under DDP."""
+        pending = {name: (cumulative - self._cumulative.get(name, 0)).clone() for name, cumulative in _sync(self.names())}
+        return dict(pending={k: v for k, v in pending.items() if float(v[0]) != 0},
+                    moments={k: v.clone() for k, v in self._moments.items()})
+
+    def load_state_dict(self, state):
+        """Inverse of state_dict() in a fresh process: the next update() sees the pending moments."""
+        for name in list(state.get('moments', {})) + list(state.get('pending', {})):
+            if name not in _counters:  # names() lists only names that have counters
+                _counters[name] = {torch.device('cpu'): torch.zeros([_num_moments], dtype=_counter_dtype)}
+        for name, moments in state.get('moments', {}).items():
+            self._moments[name] = moments.to(_counter_dtype).clone()
+        for name, pending in state.get('pending', {}).items():
+            base = _cumulative.get(name, torch.zeros([_num_moments], dtype=_counter_dtype))
+            self._cumulative[name] = base - pending.to(_counter_dtype)
+
 
 def _sync(names):
     """Fold the per-device counters of `names` into the global cumulative moments (summing across

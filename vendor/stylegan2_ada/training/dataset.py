@@ -3,7 +3,7 @@
 The training loop and the metrics only see this API (as in NVlabs StyleGAN2-ADA): items are
 (uint8 [C, H, W] image, float32 label vector), with optional x-flip doubling and a seeded
 `max_size` subset. Decoding images, CIFAR batches, zips and the built-in `digits` set is the
-shared loader's job; nothing here duplicates it.
+shared loader's job (zips and folders lazily, one item at a time); nothing here duplicates it.
 """
 import numpy as np
 import torch
@@ -20,8 +20,9 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         if max_size is not None and int(max_size) < 1:
             raise DatasetError(f'max_size (--subset) must be >= 1, got {max_size}')
         self._path = path
+        # lazy: zips and folders are decoded per item (in the DataLoader workers), as upstream
         self._base = load_dataset(path, resolution=resolution, channels=channels, ratio=ratio,
-                                  seed=random_seed, use_labels=use_labels)
+                                  seed=random_seed, use_labels=use_labels, lazy=True)
         self._name = name or getattr(self._base, 'name', str(path))
         self._use_labels = bool(use_labels)
         if len(self._base) == 0:

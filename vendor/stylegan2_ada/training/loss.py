@@ -65,12 +65,6 @@ class StyleGAN2Loss(Loss):
         self.diffaug_policy = diffaug_policy or ''
         self.apa = apa
         self.pl_mean = torch.zeros([], device=device)
-        # Extra regulariser hook: a callable name -> scalar tensor ('G' or 'D'), added to the
-        # main G / D losses (e.g. RG-GAN's threshold regulariser). None = nothing added.
-        self.extra_loss_fn = None
-
-    def extra_loss(self, name):
-        return 0 if self.extra_loss_fn is None else self.extra_loss_fn(name)
 
     def run_G(self, z, c, sync=True):
         ws = self.G_mapping(z, c)
@@ -109,7 +103,7 @@ class StyleGAN2Loss(Loss):
             training_stats.report('Loss/signs/fake', gen_logits.sign())
             loss_Gmain = F.softplus(-gen_logits)
             training_stats.report('Loss/G/loss', loss_Gmain)
-            (loss_Gmain.mean() + self.extra_loss('G')).mul(gain).backward()
+            loss_Gmain.mean().mul(gain).backward()
 
         # Greg: the path-length penalty only needs a fraction of the batch to estimate its mean.
         if do_Gpl:
@@ -138,7 +132,7 @@ class StyleGAN2Loss(Loss):
             training_stats.report('Loss/scores/fake', gen_logits)
             training_stats.report('Loss/signs/fake', gen_logits.sign())
             loss_Dgen = F.softplus(gen_logits)
-            (loss_Dgen.mean() + self.extra_loss('D')).mul(gain).backward()
+            loss_Dgen.mean().mul(gain).backward()
 
         # Dmain, real half (score reals high) and Dreg (R1 = gamma/2 * |dD/dx|^2) share one D pass.
         if do_Dmain or do_Dr1:

@@ -5,11 +5,14 @@ each take an optimizer step when `batch_idx % phase.interval == 0`. Multi-proces
 torch.distributed: parameters are broadcast from rank 0 at start, gradients are flattened,
 all-reduced and averaged before every optimizer step, training stats are summed over ranks.
 
-Integration points for sparse-training patches are marked `# HOOK (x)`; each is one place where a
-single added line can observe or modify training (see SPEC section 3).
+Resume (`resume_pkl`): one of our own .pt snapshots continues exactly (networks, optimizers,
+augmentation state, counters, RNG states, sampler position, pending statistics), so N iterations
+straight equal N/2 + resume + N/2 on the CPU. An NVlabs pickle, a URL or an exported generator
+gives weights only (upstream's transfer-learning semantics: every counter from zero).
 """
 import copy
 import os
+import re
 import time
 
 import numpy as np
@@ -83,6 +86,66 @@ def load_tensors_by_name(module, state, what):
         raise ValueError(f'resume: the snapshot holds no tensor of {what} (wrong file?)')
 
 
+def get_rng_state(device):
+    """Every random stream the loop draws from (torch CPU, this CUDA device, numpy's global), as
+    tensors and plain numbers so that a snapshot still loads with weights_only=True."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = dict(torch=torch.get_rng_state(), numpy_keys=torch.from_numpy(keys.astype(np.int64)),
+                 numpy_pos=int(pos), numpy_has_gauss=int(has_gauss), numpy_cached_gaussian=float(cached))
+    if device.type == 'cuda':
+        state['cuda'] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state, device):
+    torch.set_rng_state(state['torch'])
+    np.random.set_state(('MT19937', state['numpy_keys'].numpy().astype(np.uint32), state['numpy_pos'],
+                         state['numpy_has_gauss'], state['numpy_cached_gaussian']))
+    if device.type == 'cuda' and 'cuda' in state:
+        torch.cuda.set_rng_state(state['cuda'], device)
+
+
+def load_resume(source, cache_dir=None):
+    """Read what `resume_pkl` names. Our own snapshot -> its dict with kind 'snapshot' (continued
+    exactly); an NVlabs pickle / URL / exported generator -> {'kind', 'G', 'D', 'G_ema'} state_dicts
+    (weights only). legacy.load_network never runs code from the file."""
+    import legacy  # here, not at the top: legacy imports training.networks
+    net = legacy.load_network(source, cache_dir=cache_dir, device='cpu')
+    if net['kind'] == 'snapshot':
+        return dict(net['state'], kind='snapshot')
+    return dict(kind=net['kind'], **{name: (None if net.get(name) is None else net[name].state_dict())
+                                     for name in ('G', 'D', 'G_ema')})
+
+
+_STALE_TMP = re.compile(r'^\.network-snapshot-\d+\.pt\..+\.tmp$')  # what runlog.atomic_write leaves when killed
+
+
+def remove_stale_tmp(folder, min_age_sec=60):
+    """Delete snapshot temporaries of killed writes (older than min_age_sec, so a write still in
+    progress elsewhere is left alone). Returns the names removed."""
+    removed = []
+    if folder and os.path.isdir(folder):
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if _STALE_TMP.match(name) and os.path.isfile(path) and time.time() - os.path.getmtime(path) >= min_age_sec:
+                os.remove(path)
+                removed.append(name)
+    return removed
+
+
+def stats_row(fields, timestamp):
+    """One stats.jsonl line in upstream's layout: {name: {num, mean, std}} plus a plain timestamp.
+    A plain value (a number or a string such as a phase name) becomes {num: 1, mean: value, std: 0}."""
+    row = {}
+    for name, value in fields.items():
+        if isinstance(value, dict) and set(value) == {'num', 'mean', 'std'}:
+            row[name] = dict(num=value['num'], mean=value['mean'], std=value['std'])
+        else:
+            row[name] = dict(num=1, mean=value, std=0.0)
+    row['timestamp'] = timestamp
+    return row
+
+
 def setup_snapshot_image_grid(training_set, random_seed=0, grid_size=None):
     """(grid_w, grid_h), uint8 reals [N,C,H,W], labels [N, c_dim]; grid_size overrides the
     upstream size (about a 7680x4320 canvas) which is slow on a CPU."""
@@ -138,7 +201,8 @@ def training_loop(
     image_snapshot_ticks=50,        # Ticks between fake-image grids; None/0 = never.
     network_snapshot_ticks=50,      # Ticks between .pt snapshots (and metric runs); None/0 = never.
     image_grid_size=None,           # (cols, rows) of the image grids; None = upstream's size.
-    resume_pkl=None,                # Snapshot (.pt) to resume from (networks, optimizers, p, counters).
+    resume_pkl=None,                # Our .pt snapshot (exact continuation) or NVlabs pkl / URL (weights only).
+    resume_cache_dir=None,          # Where a --resume URL is cached.
     cudnn_benchmark=True,           # Let cuDNN autotune conv algorithms (CUDA only).
     allow_tf32=False,               # TF32 in matmuls/convs: faster on Ampere+, slightly less exact.
     abort_fn=None,                  # Called once per tick; returning True ends the run after that tick.
@@ -157,11 +221,25 @@ def training_loop(
     grid_sample_gradfix.enabled = True    # The augment pipe needs double backward through grid_sample.
     distributed = num_gpus > 1
 
+    # The resume source is read first: an exact resume also needs the sampler's position.
+    resume_data = None
+    exact = False
+    if resume_pkl is not None:
+        if rank == 0:
+            print(f'Resuming from "{resume_pkl}"')
+            remove_stale_tmp(run_dir)
+            if os.path.isfile(resume_pkl):
+                remove_stale_tmp(os.path.dirname(os.path.abspath(resume_pkl)))
+        resume_data = load_resume(resume_pkl, cache_dir=resume_cache_dir)
+        exact = resume_data['kind'] == 'snapshot'
+
     # Each rank draws its own share of every batch from an endless sampler.
     if rank == 0:
         print('Reading the dataset...')
     training_set = dnnlib.util.construct_class_by_name(**training_set_kwargs)
-    training_set_sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=num_gpus, seed=random_seed)
+    sampler_start = int(resume_data.get('batch_idx', 0)) * batch_size if exact else 0  # indices already drawn
+    training_set_sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=num_gpus, seed=random_seed,
+                                                start=sampler_start)
     training_set_iterator = iter(torch.utils.data.DataLoader(
         dataset=training_set, sampler=training_set_sampler, batch_size=batch_size // num_gpus, **data_loader_kwargs))
     if rank == 0:
@@ -180,20 +258,14 @@ def training_loop(
     D = dnnlib.util.construct_class_by_name(**D_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
 
     # Resuming is two-step: weights now, optimizer/augment state once those objects exist.
-    resume_data = None
-    if resume_pkl is not None:
-        if rank == 0:
-            print(f'Resuming from "{resume_pkl}"')
-        resume_data = runlog.load_snapshot(resume_pkl, map_location=device)
+    if resume_data is not None:
         for name, module in [('G', G), ('D', D)]:
             load_tensors_by_name(module, resume_data[name], name)
-
-    # HOOK (a): G and D exist and are resumed; nothing has copied them yet (G_ema, DDP, optimizers).
     G_ema = copy.deepcopy(G).eval()
     if resume_data is not None:
-        # Again by name, so tensors a hook at (a) added (e.g. mask buffers) are restored as well.
+        # Again by name, so tensors added to G/D since the first load (if any) are restored as well.
         for name, module in [('G', G), ('D', D), ('G_ema', G_ema)]:
-            load_tensors_by_name(module, resume_data[name], name)
+            load_tensors_by_name(module, resume_data[name if resume_data.get(name) is not None else 'G'], name)
 
     if rank == 0:
         for name, module in [('G', G), ('D', D)]:
@@ -233,7 +305,6 @@ def training_loop(
         print('Creating loss and optimizers...')
     loss = dnnlib.util.construct_class_by_name(device=device, G_mapping=G.mapping, G_synthesis=G.synthesis, D=D,
                                                augment_pipe=augment_pipe, apa=apa_module, **loss_kwargs)
-    # HOOK (e): `loss.extra_loss_fn = fn` adds fn('G') / fn('D') to the main G / D losses.
     phases = []
     for name, module, opt_kwargs, reg_interval in [('G', G, G_opt_kwargs, G_reg_interval),
                                                    ('D', D, D_opt_kwargs, D_reg_interval)]:
@@ -252,15 +323,17 @@ def training_loop(
     G_opt = phases[0].opt
     D_opt = phases[-1].opt
 
-    # Counters, restored from the snapshot when resuming.
+    # Counters, restored from our snapshot when resuming it (a pkl gives weights only: all from zero).
     cur_nimg = 0
     cur_tick = 0
     batch_idx = 0
     elapsed_before = 0.0
-    if resume_data is not None:
-        if 'G_opt' in resume_data:
-            G_opt.load_state_dict(resume_data['G_opt'])
-            D_opt.load_state_dict(resume_data['D_opt'])
+    if exact:
+        G_opt.load_state_dict(resume_data['G_opt'])
+        D_opt.load_state_dict(resume_data['D_opt'])
+        for module, key in [(augment_pipe, 'augment_pipe'), (apa_module, 'apa')]:
+            if module is not None and resume_data.get(key) is not None:
+                module.load_state_dict(resume_data[key])
         if adaptive is not None and resume_data.get('augment_p') is not None:
             adaptive.p.copy_(torch.as_tensor(resume_data['augment_p']))
         if resume_data.get('pl_mean') is not None:
@@ -269,7 +342,6 @@ def training_loop(
         cur_tick = int(resume_data.get('cur_tick', 0))
         batch_idx = int(resume_data.get('batch_idx', 0))
         elapsed_before = float(resume_data.get('total_sec', 0.0))
-        # HOOK (h, resume): restore extra state saved under its own key of resume_data.
 
     # Fixed latents for the progress grids (rank 0 only).
     grid_size = grid_z = grid_c = None
@@ -277,7 +349,9 @@ def training_loop(
         print('Writing reals.png (and the initial fakes)...')
         grid_size, images, labels = setup_snapshot_image_grid(training_set, random_seed, image_grid_size)
         save_grid(images, os.path.join(run_dir, 'reals.png'), grid_size)
-        grid_z = torch.randn([labels.shape[0], G.z_dim], device=device).split(batch_gpu)
+        # Own generator: the same grid latents in a resumed run, and the training streams untouched.
+        grid_gen = torch.Generator().manual_seed(random_seed)
+        grid_z = torch.randn([labels.shape[0], G.z_dim], generator=grid_gen).to(device).split(batch_gpu)
         grid_c = torch.from_numpy(labels).to(device).split(batch_gpu)
         if resume_data is None:
             save_grid(_generate_grid(G_ema, grid_z, grid_c), os.path.join(run_dir, 'fakes_init.png'), grid_size)
@@ -286,6 +360,10 @@ def training_loop(
     if rank == 0:
         print('Opening stats writers...')
     stats_collector = training_stats.Collector(regex='.*')
+    if exact:
+        stats_collector.load_state_dict(resume_data.get('stats_collector', {}))
+        if ada_stats is not None:
+            ada_stats.load_state_dict(resume_data.get('ada_stats', {}))
     stats_metrics = dict()
     stats_writer = None
     stats_tfevents = None
@@ -307,6 +385,10 @@ def training_loop(
     done = cur_nimg >= total_kimg * 1000
     if progress_fn is not None:
         progress_fn(0, total_kimg)
+    if exact and resume_data.get('rng') is not None:
+        # Last, so that nothing drawn while setting up (initial weights, ...) shifts the streams.
+        rng = resume_data['rng']
+        set_rng_state(rng[rank] if isinstance(rng, list) else rng, device)
     while not done:
 
         # Reals in [-1, 1]; fresh latents and labels for every phase, split into per-round chunks.
@@ -340,9 +422,7 @@ def training_loop(
 
             # Average gradients over processes, scrub non-finite values, update weights.
             _allreduce_gradients(phase.module, num_gpus)
-            # HOOK (b, before): gradients are final (averaged over processes) here.
             phase.opt.step()
-            # HOOK (b): right after phase.opt.step() (phase.name in Gmain/Greg/Gboth/Dmain/Dreg/Dboth).
 
         # Update G_ema (parameters decay towards G; buffers are copied, zipped by order).
         with torch.no_grad():
@@ -351,10 +431,9 @@ def training_loop(
                 p_ema.copy_(p.lerp(p_ema, beta))
             for b_ema, b in zip(G_ema.buffers(), G.buffers()):
                 b_ema.copy_(b)
-        # HOOK (c): after the G_ema update.
 
         # One iteration done.
-        cur_nimg += batch_size  # HOOK (d): one iteration = batch_size real images shown.
+        cur_nimg += batch_size
         batch_idx += 1
 
         # ADA / APA: move p towards the target overfitting signal.
@@ -398,57 +477,60 @@ def training_loop(
             save_grid(_generate_grid(G_ema, grid_z, grid_c),
                       os.path.join(run_dir, f'fakes{cur_nimg // 1000:06d}.png'), grid_size)
 
+        # Means over the tick (and over ranks) of everything reported (before the snapshot, which
+        # keeps the collectors' state for an exact resume).
+        stats_collector.update()
+        stats_dict = stats_collector.as_dict()
+
         # Snapshot: state_dicts plus constructor kwargs, loadable with weights_only=True.
         snapshot_path = None
-        tick_metrics = dict()
         if network_snapshot_ticks and (done or cur_tick % network_snapshot_ticks == 0):
+            rng = get_rng_state(device)
+            if distributed:  # every rank has its own streams
+                rng_all = [None] * num_gpus
+                torch.distributed.all_gather_object(rng_all, {k: v.cpu() if torch.is_tensor(v) else v for k, v in rng.items()})
+                rng = rng_all
             snapshot_data = dict(
                 G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(),
                 G_opt=G_opt.state_dict(), D_opt=D_opt.state_dict(),
                 augment_p=(adaptive.p.detach().cpu() if adaptive is not None else None),
+                augment_pipe=(augment_pipe.state_dict() if augment_pipe is not None else None),
+                apa=(apa_module.state_dict() if apa_module is not None else None),
                 pl_mean=loss.pl_mean.detach().cpu(),
                 cur_nimg=cur_nimg, cur_tick=cur_tick + 1, batch_idx=batch_idx, total_sec=progress.total_sec,
+                batch_size=batch_size, num_gpus=num_gpus, rng=rng, stats_collector=stats_collector.state_dict(),
+                ada_stats=(ada_stats.state_dict() if ada_stats is not None else None),
                 G_kwargs=plain(G_kwargs), D_kwargs=plain(D_kwargs), common_kwargs=plain(common_kwargs),
                 training_set_kwargs=plain(training_set_kwargs),
             )
-            # HOOK (h, save): add extra state to snapshot_data under its own key.
             snapshot_path = os.path.join(run_dir, SNAPSHOT_FORMAT.format(kimg=cur_nimg // 1000))
             if rank == 0:
                 runlog.save_snapshot(snapshot_data, snapshot_path)
 
-            # Evaluate metrics (G_ema, every process takes part like upstream's calc_metric).
+            # Evaluate metrics (G_ema, every process takes part like upstream's calc_metric). The
+            # RNG streams are forked so that evaluating draws nothing from training's streams.
             for metric in metrics:
-                result_dict = metric_main.calc_metric(metric=metric, G=G_ema, dataset_kwargs=training_set_kwargs,
-                                                      num_gpus=num_gpus, rank=rank, device=device, **metric_kwargs)
+                numpy_state = np.random.get_state()
+                with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
+                    result_dict = metric_main.calc_metric(metric=metric, G=G_ema, dataset_kwargs=training_set_kwargs,
+                                                          num_gpus=num_gpus, rank=rank, device=device, **metric_kwargs)
+                np.random.set_state(numpy_state)
                 if rank == 0:
-                    metric_main.report_metric(result_dict, run_dir=run_dir, snapshot_pkl=snapshot_path)
+                    metric_main.report_metric(result_dict, run_dir=run_dir, snapshot_pkl=snapshot_path, kimg=cur_nimg / 1e3)
                 stats_metrics.update(result_dict['results'])
-                tick_metrics.update({f'Metrics/{k}': v for k, v in result_dict['results'].items()})
-                metric_value = result_dict['primary']  # noqa: F841  HOOK (g): the metric value of this snapshot.
 
-        # Means over the tick (and over ranks) of everything reported.
-        stats_collector.update()
-        stats_dict = stats_collector.as_dict()
-
-        # One stats row per tick (rank 0); TensorBoard mirrors it when available.
+        # One stats row per tick (rank 0), in upstream's {num, mean, std} layout, with the SPEC's
+        # lower-case names as aliases; TensorBoard mirrors it when available.
         timestamp = time.time()
         if rank == 0:
-            tick_stats = {
-                'progress/tick': cur_tick,
-                'progress/kimg': cur_nimg / 1e3,
-                'timing/total_sec': progress.total_sec,
-                'timing/sec_per_tick': progress.sec_per_tick,
-                'timing/sec_per_kimg': progress.sec_per_kimg,
-                'Loss/G': _mean(stats_dict, 'Loss/G/loss'),
-                'Loss/D': _mean(stats_dict, 'Loss/D/loss'),
-                'Progress/augment': augment_value,
-                'timestamp': timestamp,
-            }
-            for name, value in stats_dict.items():
-                tick_stats.setdefault(name, value.mean)
-            tick_stats.update(tick_metrics)  # metrics evaluated at this tick's snapshot, if any
-            # HOOK (f): the per-tick stats dict, written on the next line.
-            stats_writer.write(tick_stats)
+            fields = dict(stats_dict)
+            for alias, name in [('progress/tick', 'Progress/tick'), ('progress/kimg', 'Progress/kimg'),
+                                ('timing/total_sec', 'Timing/total_sec'), ('timing/sec_per_tick', 'Timing/sec_per_tick'),
+                                ('timing/sec_per_kimg', 'Timing/sec_per_kimg'), ('Loss/G', 'Loss/G/loss'),
+                                ('Loss/D', 'Loss/D/loss')]:
+                if name in fields:
+                    fields[alias] = fields[name]
+            stats_writer.write(stats_row(fields, timestamp))
             if stats_tfevents is not None:
                 global_step = int(cur_nimg / 1e3)
                 for name, value in stats_dict.items():
@@ -464,17 +546,12 @@ def training_loop(
         tick_start_nimg = cur_nimg
 
     # Training finished.
-    # HOOK (i): end of training.
     if stats_tfevents is not None:
         stats_tfevents.close()
     if rank == 0:
         print()
         print('Training finished.')
     return dict(cur_nimg=cur_nimg, cur_tick=cur_tick, G=G, D=D, G_ema=G_ema)
-
-
-def _mean(stats_dict, name):
-    return stats_dict[name].mean if name in stats_dict else float('nan')
 
 
 def _allreduce_gradients(module, num_gpus):
