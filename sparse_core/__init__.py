@@ -4,11 +4,13 @@
     ctrl = sc.prepare(sc.ReGANConfig(sparsity=0.3, interval=5000), G=G, D=D)
     ...  (see sparse_core.controller for the call order, README for the whole API)
 
+Methods are strategies in `sparse_core.methods` (regan, rggan, ticket, none); a new one is one file.
 The library never imports a vendor tree; the vendor trees never import it; patches/ connect the two.
 """
-from .config import ConfigError, ReGANConfig, RGGANConfig, TicketConfig
+from .config import ConfigError, NoneConfig, ReGANConfig, RGGANConfig, TicketConfig
 from .controller import SparseController, prepare
-from . import tickets
+from . import methods, tickets
 
-__all__ = ["prepare", "SparseController", "ReGANConfig", "RGGANConfig", "TicketConfig", "ConfigError", "tickets"]
+__all__ = ["prepare", "SparseController", "ReGANConfig", "RGGANConfig", "TicketConfig", "NoneConfig",
+           "ConfigError", "methods", "tickets"]
 __version__ = "0.1.0"

@@ -6,6 +6,7 @@ any model is touched.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 
@@ -15,6 +16,11 @@ class ConfigError(ValueError):
 
 _TARGETS = ("G", "D", "both")
 _SCOPES = ("weights", "all")
+
+
+def _number(value) -> bool:
+    """A real, finite number (bools are not numbers here): NaN / ±inf would poison every later step."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
 def _check_common(target: str, scope: str, include: Sequence[str], exclude: Sequence[str]) -> None:
@@ -55,7 +61,7 @@ class ReGANConfig:
     method = "regan"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.sparsity, (int, float)) or not 0.0 <= float(self.sparsity) < 1.0:
+        if not _number(self.sparsity) or not 0.0 <= float(self.sparsity) < 1.0:
             raise ConfigError(f"sparsity must be in [0, 1), got {self.sparsity!r}")
         if not isinstance(self.interval, int) or isinstance(self.interval, bool) or self.interval <= 0:
             raise ConfigError(f"interval must be a positive integer number of iterations, got {self.interval!r}")
@@ -63,8 +69,8 @@ class ReGANConfig:
             raise ConfigError(f"warmup must be a non-negative integer number of iterations, got {self.warmup!r}")
         if self.regrow not in ("zero", "random"):
             raise ConfigError(f"regrow must be 'zero' or 'random', got {self.regrow!r}")
-        if not isinstance(self.dense_lr_scale, (int, float)) or not float(self.dense_lr_scale) > 0.0:
-            raise ConfigError(f"dense_lr_scale must be > 0, got {self.dense_lr_scale!r}")
+        if not _number(self.dense_lr_scale) or not float(self.dense_lr_scale) > 0.0:
+            raise ConfigError(f"dense_lr_scale must be a finite number > 0, got {self.dense_lr_scale!r}")
         _check_common(self.target, self.scope, self.include, self.exclude)
 
     def targets(self) -> tuple[str, ...]:
@@ -99,9 +105,9 @@ class RGGANConfig:
     history_weights = (0.1, 0.1, 0.2, 0.2, 0.4)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.lam, (int, float)) or float(self.lam) < 0.0:
-            raise ConfigError(f"lam (rg-lambda) must be >= 0, got {self.lam!r}")
-        if not isinstance(self.reset_density, (int, float)) or not 0.0 <= float(self.reset_density) < 1.0:
+        if not _number(self.lam) or float(self.lam) < 0.0:
+            raise ConfigError(f"lam (rg-lambda) must be a finite number >= 0, got {self.lam!r}")
+        if not _number(self.reset_density) or not 0.0 <= float(self.reset_density) < 1.0:
             raise ConfigError(f"reset_density must be in [0, 1), got {self.reset_density!r}")
         if self.scope != "weights":
             raise ConfigError("scope must be 'weights' for RG-GAN: thresholds are per output channel of conv/linear weights")
@@ -130,18 +136,36 @@ class TicketConfig:
         return ("G", "D") if self.target == "both" else (self.target,)
 
 
+@dataclasses.dataclass(frozen=True)
+class NoneConfig:
+    """No sparse training (`--sparse none`): the controller's hooks do nothing, steps just step."""
+
+    method = "none"
+
+    def targets(self) -> tuple[str, ...]:
+        return ()
+
+
 def config_to_dict(cfg) -> dict:
     d = dataclasses.asdict(cfg)
     d["method"] = cfg.method
     for k in ("include", "exclude"):
-        d[k] = list(d[k])
+        if k in d:
+            d[k] = list(d[k])
     return d
 
 
 def config_from_dict(d: dict):
+    """The config a saved controller state was written with (classes from the method registry only)."""
+    from . import methods
     d = dict(d)
     method = d.pop("method", None)
-    cls = {"regan": ReGANConfig, "rggan": RGGANConfig, "ticket": TicketConfig}.get(method)
-    if cls is None:
-        raise ConfigError(f"unknown method {method!r} in saved controller state")
+    try:
+        cls = methods.get(method).config_cls
+    except ConfigError:
+        raise ConfigError(f"unknown method {method!r} in saved controller state") from None
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - fields)
+    if unknown:
+        raise ConfigError(f"saved {method} config has unknown fields {unknown}")
     return cls(**{k: (tuple(v) if k in ("include", "exclude") else v) for k, v in d.items()})

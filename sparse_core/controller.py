@@ -2,7 +2,7 @@
 
 Call order in a training loop (see README "sparse_core API"):
 
-    ctrl = sparse_core.prepare(cfg, G=G, D=D)            # after construction/resume, before G_ema copy and optimizers
+    ctrl = sparse_core.prepare(cfg, G=G, D=D)            # after construction, before G_ema copy and optimizers
     G_ema = copy.deepcopy(G)                             # masks / thresholds are copied with it
     ctrl.bind(G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, sched_G=[...], sched_D=[...])
     ctrl.measure_flops('G', lambda: G(z), batch=len(z), train_samples=...)   # optional accounting
@@ -11,48 +11,49 @@ Call order in a training loop (see README "sparse_core API"):
         ctrl.optimizer_step('D', opt_D)                  # = before_step('D'); opt_D.step(); after_step('D')
         ... same for G ...
         (EMA update);  ctrl.after_ema()
-        ctrl.advance(real_images_this_iteration)         # counters, FLOPs, Re-GAN phase changes
+        ctrl.advance(real_images_this_iteration)         # counters, FLOPs, phase changes
         at metric time:  ctrl.feed_metric(fid)           # RG-GAN augmented regeneration
         per tick:        stats.update(ctrl.stats())
         snapshot:        snap['sparse'] = ctrl.state_dict();   resume: ctrl.load_state_dict(snap['sparse'])
     end: sparse_G, dense_G = ctrl.export('G_ema', sparse=True), ctrl.export('G_ema', sparse=False)
+
+The controller holds what every method shares (networks, selected sites, LR scaling, EMA binding, FLOPs,
+counters, persistence); the method itself is a strategy from `sparse_core.methods` chosen by the
+config's `method` name, and nothing here branches on that name.
 """
 from __future__ import annotations
 
 import copy
+import weakref
 from typing import Callable, Sequence
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from . import regan, rggan
+from . import methods
 from .accounting import FlopAccount, IterationCost
-from .config import ConfigError, ReGANConfig, RGGANConfig, TicketConfig, config_from_dict, config_to_dict
+from .config import ConfigError, config_from_dict, config_to_dict
 from .lr import LRScaler
 from .selection import OWN_SUFFIXES, Site, find_sites
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 NETS = ("G", "D")
 
 
-def _broadcast(t: torch.Tensor) -> None:
-    """Keep masks bit-identical on every DDP rank (rank 0 decides)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.broadcast(t, src=0)
-
-
 class SparseController:
-    def __init__(self, config, G: nn.Module, D: nn.Module | None = None,
-                 masks: dict[str, dict[str, torch.Tensor]] | None = None) -> None:
-        if not isinstance(config, (ReGANConfig, RGGANConfig, TicketConfig)):
-            raise ConfigError(f"config must be ReGANConfig, RGGANConfig or TicketConfig, got {type(config).__name__}")
+    def __init__(self, config, G: nn.Module, D: nn.Module | None = None, **method_kwargs) -> None:
+        method_name = getattr(type(config), "method", None)
+        if not isinstance(method_name, str) or method_name not in methods.names() \
+                or not isinstance(config, methods.get(method_name).config_cls):
+            raise ConfigError(f"config must be one of the method configs "
+                              f"({', '.join(m.config_cls.__name__ for m in methods.all_methods())}), "
+                              f"got {type(config).__name__}")
         if not isinstance(G, nn.Module):
             raise ConfigError(f"G must be an nn.Module, got {type(G).__name__}")
         if D is not None and not isinstance(D, nn.Module):
             raise ConfigError(f"D must be an nn.Module or None, got {type(D).__name__}")
         self.config = config
-        self.method = config.method
+        self.method = method_name
         self.nets: dict[str, nn.Module] = {"G": G} if D is None else {"G": G, "D": D}
         for t in config.targets():
             if t not in self.nets:
@@ -64,62 +65,33 @@ class SparseController:
         self._ema_list: list[torch.Tensor] | None = None
         self._ema_index: dict[str, int] = {}
         self.lr = {n: LRScaler() for n in self.nets}
+        self._adapted: set[int] = set()
+        self.from_dense = False   # set by integration.controller_from_flags (--sparse-from-dense)
         self.iteration = 0
         self.nimg = 0
         self.metric_history: list[float] = []
         self.flops = FlopAccount()
-        self._stash: dict[str, list] = {}
-        self._owner_density: dict[tuple[str, str], object] = {}
-
-        if self.method == "rggan":
-            self.mode = "sparse"
-            for n in self.targets:
-                self._install_thresholds(self.nets[n], n)
-        else:
-            for n in self.targets:
-                for s in self.sites[n]:
-                    p = s.param(self.nets[n])
-                    s.module(self.nets[n]).register_buffer(s.mask_attr, torch.ones_like(p.detach()))
-            if self.method == "regan":
-                self._init_stats = {(n, s.name): (float(s.param(self.nets[n]).detach().float().mean()),
-                                                  regan.init_std(s.param(self.nets[n])))
-                                    for n in self.targets for s in self.sites[n]}
-                self.phase = regan.phase_at(0, config.warmup, config.interval)
-                if self.phase == regan.SPARSE:
-                    self._prune()
-            else:  # fixed ticket mask
-                self.phase = "ticket"
-                self._load_ticket_masks(masks or {})
+        self.strategy = methods.get(method_name)(self, config, **method_kwargs)
+        self.strategy.attach()
         for n in self.nets:
-            self.lr[n].scale = self._lr_scale_for(n)   # applied to optimizers when they are bound
-        self._refresh_static_density()
+            self.lr[n].scale = self.strategy.lr_scale(n)   # applied to optimizers when they are bound
 
-    # ------------------------------------------------------------------ set-up
-    def _install_thresholds(self, net: nn.Module, net_name: str) -> set[str]:
-        """Thresholds on every owner of `net` that lacks them; returns the owners that got new ones."""
-        fresh: set[str] = set()
-        by_owner: dict[str, list[Site]] = {}
-        for s in self.sites[net_name]:
-            by_owner.setdefault(s.module_name, []).append(s)
-        for owner, sites in by_owner.items():
-            module = net.get_submodule(owner) if owner else net
-            if rggan.state_of(module) is None:
-                rggan.install(module, [(s.attr, s.channel_dim) for s in sites], self.config.official)
-                fresh.add(owner)
-        return fresh
+    # ------------------------------------------------------------------ EMA access for the methods
+    @property
+    def ema_bound(self) -> bool:
+        return self.G_ema is not None or self._ema_list is not None
 
-    def _load_ticket_masks(self, masks: dict[str, dict[str, torch.Tensor]]) -> None:
-        for n in self.targets:
-            given = masks.get(n, {})
-            for s in self.sites[n]:
-                buf = getattr(s.module(self.nets[n]), s.mask_attr)
-                if s.name in given:
-                    if tuple(given[s.name].shape) != tuple(buf.shape):
-                        raise ConfigError(f"masks[{n!r}][{s.name!r}] has shape {tuple(given[s.name].shape)}, "
-                                          f"expected {tuple(buf.shape)}")
-                    buf.copy_(given[s.name])
-            self._apply_masks(self.nets[n], n)
+    @property
+    def ema_is_list(self) -> bool:
+        return self._ema_list is not None
 
+    def ema_tensor(self, s: Site) -> torch.Tensor:
+        """G_ema's copy of site `s` (module or list EMA)."""
+        if self._ema_list is not None:
+            return self._ema_list[self._ema_index[s.name]]
+        return s.module(self.G_ema)._parameters[s.attr]
+
+    # ------------------------------------------------------------------ bind
     def bind(self, G_ema: nn.Module | Sequence[torch.Tensor] | None = None,
              opt_G: torch.optim.Optimizer | None = None, opt_D: torch.optim.Optimizer | None = None,
              sched_G: Sequence | None = None, sched_D: Sequence | None = None) -> None:
@@ -139,6 +111,9 @@ class SparseController:
             if n not in self.nets:
                 raise ConfigError(f"opt_{n} / sched_{n} given but no network {n} was given to prepare()")
             self.lr[n].bind(opt, None if sch is None else list(sch))
+            if opt is not None and id(opt) not in self._adapted:
+                opt.register_load_state_dict_pre_hook(_AddedParamsAdapter(self))
+                self._adapted.add(id(opt))
 
     def _bind_ema(self, G_ema) -> None:
         if isinstance(G_ema, nn.Module):
@@ -150,8 +125,7 @@ class SparseController:
                               f"got {type(G_ema).__name__}")
 
     def _bind_ema_list(self, tensors: list) -> None:
-        G = self.nets["G"]
-        named = list(G.named_parameters())
+        named = list(self.nets["G"].named_parameters())
         plain = [(k, p) for k, p in named if not k.endswith(OWN_SUFFIXES)]
         if len(tensors) == len(named):
             aligned = named
@@ -166,108 +140,33 @@ class SparseController:
         self.G_ema = None
         self._ema_list = tensors
         self._ema_index = {k: i for i, (k, _) in enumerate(aligned)}
-        self.after_ema()
-
-    def _ema_tensor(self, s: Site) -> torch.Tensor:
-        """G_ema's copy of site `s` (module or list EMA)."""
-        if self._ema_list is not None:
-            return self._ema_list[self._ema_index[s.name]]
-        return s.module(self.G_ema)._parameters[s.attr]
+        self.strategy.after_ema()
 
     def _bind_ema_module(self, G_ema: nn.Module) -> None:
         if G_ema is self.nets["G"]:
             raise ConfigError("G_ema is G itself; bind a copy (copy.deepcopy(G)) or leave G_ema out")
-        if "G" in self.targets:
-            G = self.nets["G"]
-            for s in self.sites["G"]:
-                try:
-                    p_ema = s.module(G_ema)._parameters[s.attr]
-                except (AttributeError, KeyError):
-                    raise ConfigError(f"G_ema has no parameter {s.name!r}: it must be a copy of G") from None
-                if p_ema is None or tuple(p_ema.shape) != tuple(s.param(G).shape):
-                    raise ConfigError(f"G_ema parameter {s.name!r} has shape "
-                                      f"{None if p_ema is None else tuple(p_ema.shape)}, G has {tuple(s.param(G).shape)}")
+        G = self.nets["G"]
+        for s in self.sites.get("G", []):
+            try:
+                p_ema = s.module(G_ema)._parameters[s.attr]
+            except (AttributeError, KeyError):
+                raise ConfigError(f"G_ema has no parameter {s.name!r}: it must be a copy of G") from None
+            if p_ema is None or tuple(p_ema.shape) != tuple(s.param(G).shape):
+                raise ConfigError(f"G_ema parameter {s.name!r} has shape "
+                                  f"{None if p_ema is None else tuple(p_ema.shape)}, G has {tuple(s.param(G).shape)}")
         self.G_ema = G_ema
         self._ema_list = None
         self._ema_index = {}
-        if "G" not in self.targets:
-            return
-        G = self.nets["G"]
-        if self.method == "rggan":
-            # A copy made after prepare() (or restored from a snapshot) already holds its thresholds: keep them.
-            # Only a copy made before prepare() gets thresholds here, initialised from G's.
-            fresh = self._install_thresholds(G_ema, "G")
-            with torch.no_grad():
-                for s in self.sites["G"]:
-                    m, m_ema = s.module(G), s.module(G_ema)
-                    if s.threshold_attr not in m_ema._parameters:
-                        raise ConfigError(f"G_ema module {s.module_name!r} has RG-GAN hooks but no {s.threshold_attr}")
-                    if s.module_name in fresh:
-                        m_ema._parameters[s.threshold_attr].copy_(m._parameters[s.threshold_attr])
-            self._set_mode(self.mode)
-        else:
-            # Masks are schedule state, not EMA state: G_ema's always equals G's.
-            for s in self.sites["G"]:
-                m_ema = s.module(G_ema)
-                mask = getattr(s.module(G), s.mask_attr)
-                if s.mask_attr not in m_ema._buffers:
-                    m_ema.register_buffer(s.mask_attr, mask.detach().clone())
-                else:
-                    m_ema._buffers[s.mask_attr].copy_(mask)
-            self.after_ema()
+        self.strategy.attach_ema(G_ema)
 
-    # ------------------------------------------------------------------ masking around optimizer steps
-    def _masking_active(self) -> bool:
-        if self.method == "rggan":
-            return self.mode == "sparse"
-        return self.phase in (regan.SPARSE, "ticket")
-
-    @torch.no_grad()
-    def _apply_masks(self, net: nn.Module, net_name: str, grads: bool = False) -> None:
-        for s in self.sites[net_name]:
-            m = s.module(net)
-            p = m._parameters[s.attr]
-            mask = m._buffers[s.mask_attr]
-            if grads:
-                if p.grad is not None:
-                    p.grad.mul_(mask)
-            else:
-                p.mul_(mask)
-
+    # ------------------------------------------------------------------ training-loop hooks
     def before_step(self, net_name: str) -> None:
         """Call right before `opt.step()` of network `net_name` (after backward)."""
-        if net_name not in self.targets or not self._masking_active():
-            return
-        net = self.nets[net_name]
-        if self.method == "rggan":
-            # Snapshot what must stay frozen: the optimizer (momentum, weight decay) may move entries with zero grad.
-            stash = []
-            for s in self.sites[net_name]:
-                m = s.module(net)
-                w, t = m._parameters[s.attr], m._parameters[s.threshold_attr]
-                stash.append((w.detach().clone(), rggan.hard_mask(w, t, s.channel_dim)))
-            self._stash[net_name] = stash
-        else:
-            self._apply_masks(net, net_name, grads=True)
+        self.strategy.before_step(net_name)
 
     def after_step(self, net_name: str) -> None:
         """Call right after `opt.step()` of network `net_name`."""
-        if net_name not in self.targets or not self._masking_active():
-            return
-        net = self.nets[net_name]
-        if self.method == "rggan":
-            stash = self._stash.pop(net_name, None)
-            if stash is None:
-                raise RuntimeError(f"after_step({net_name!r}) without before_step({net_name!r})")
-            with torch.no_grad():
-                for s, (w_before, keep) in zip(self.sites[net_name], stash):
-                    m = s.module(net)
-                    w, t = m._parameters[s.attr], m._parameters[s.threshold_attr]
-                    torch.where(keep, w, w_before, out=w)   # in place: no temporary of the weight's size
-                    d = rggan.apply_reset_rule(keep, t, self.config.reset_density)
-                    self._owner_density[(net_name, s.module_name)] = d
-        else:
-            self._apply_masks(net, net_name)
+        self.strategy.after_step(net_name)
 
     def optimizer_step(self, net_name: str, optimizer: torch.optim.Optimizer) -> None:
         self.before_step(net_name)
@@ -275,90 +174,20 @@ class SparseController:
         self.after_step(net_name)
 
     def after_ema(self) -> None:
-        """Call after every G_ema update: pruned entries of G_ema are zeroed too (Re-GAN / tickets)."""
-        if "G" not in self.targets or self.method == "rggan" or not self._masking_active():
-            return
-        if self.G_ema is not None:
-            self._apply_masks(self.G_ema, "G")
-        elif self._ema_list is not None:
-            with torch.no_grad():
-                for s in self.sites["G"]:
-                    self._ema_tensor(s).mul_(s.module(self.nets["G"])._buffers[s.mask_attr])
-
-    # ------------------------------------------------------------------ Re-GAN phase changes
-    def _networks_with_sites(self, net_name: str):
-        yield self.nets[net_name]
-        if net_name == "G" and self.G_ema is not None:
-            yield self.G_ema
-
-    @torch.no_grad()
-    def _prune(self) -> None:
-        rho = self.config.sparsity
-        for n in self.targets:
-            for s in self.sites[n]:
-                mask = regan.magnitude_mask(s.param(self.nets[n]), rho)
-                _broadcast(mask)
-                for net in self._networks_with_sites(n):
-                    m = s.module(net)
-                    m._buffers[s.mask_attr].copy_(mask)
-                    m._parameters[s.attr].mul_(mask)
-                if n == "G" and self._ema_list is not None:
-                    self._ema_tensor(s).mul_(mask)
-
-    @torch.no_grad()
-    def _grow(self) -> None:
-        for n in self.targets:
-            for s in self.sites[n]:
-                m = s.module(self.nets[n])
-                mask = m._buffers[s.mask_attr]
-                if self.config.regrow == "random":
-                    mean, std = self._init_stats[(n, s.name)]
-                    fresh = regan.fresh_values(m, s.attr, mean, std)
-                    _broadcast(fresh)
-                    p = m._parameters[s.attr]
-                    p.copy_(torch.where(mask.bool(), p, fresh))
-                for net in self._networks_with_sites(n):
-                    s.module(net)._buffers[s.mask_attr].fill_(1)
-
-    def _lr_scale_for(self, net_name: str) -> float:
-        if self.method == "regan" and net_name in self.targets and self.phase == regan.DENSE:
-            return float(self.config.dense_lr_scale)
-        return 1.0
-
-    def _enter_phase(self, phase: str) -> None:
-        if phase == regan.SPARSE:
-            self._prune()
-        elif phase == regan.DENSE:
-            self._grow()
-        self.phase = phase
-        for n in self.nets:
-            self.lr[n].set_scale(self._lr_scale_for(n))
-        self._refresh_static_density()
-
-    # ------------------------------------------------------------------ RG-GAN modes
-    def _set_mode(self, mode: str) -> None:
-        self.mode = mode
-        nets = [self.nets[n] for n in self.targets] + ([self.G_ema] if self.G_ema is not None else [])
-        for net in nets:
-            for m in net.modules():
-                st = rggan.state_of(m)
-                if st is not None:
-                    st.active = mode == "sparse"
+        """Call after every G_ema update: pruned entries of G_ema are zeroed too (mask methods)."""
+        if self.ema_bound:
+            self.strategy.after_ema()
 
     def regularizer(self, net_name: str) -> torch.Tensor:
-        """RG-GAN's λ·Σexp(−t) for `net_name`'s thresholds, to add to that network's loss (0 otherwise).
-
-        Zero while dense: the thresholds then do not act on the forward, and pushing them up blindly would
-        prune by stale thresholds on the return to sparse training.
-        """
-        net = self.nets[net_name]
-        if self.method != "rggan" or net_name not in self.targets or self.mode != "sparse":
+        """The method's loss term for `net_name` (RG-GAN: λ·Σexp(−t) while sparse), else a zero tensor."""
+        term = self.strategy.regularizer(net_name) if net_name in self.nets else None
+        if term is None:
+            net = self.nets.get(net_name, self.nets["G"])
             return torch.zeros((), device=next(net.parameters()).device)
-        ts = [s.module(net)._parameters[s.threshold_attr] for s in self.sites[net_name]]
-        return rggan.regularizer(ts, self.config.lam)
+        return term
 
     def feed_metric(self, value: float) -> str | None:
-        """Give the loop's periodic quality metric (lower is better, e.g. FID of G_ema) to augmented regeneration.
+        """Give the loop's periodic quality metric (lower is better, e.g. FID of G_ema) to the method.
 
         Returns the mode for the coming period ('sparse' / 'dense') or None when the method does not use it.
         """
@@ -366,14 +195,8 @@ class SparseController:
         if value != value:
             raise ValueError("feed_metric got NaN")
         self.metric_history.append(value)
-        if self.method != "rggan" or not self.config.augmented:
-            return None
-        decision = rggan.regeneration_decision(self.metric_history, self.config.history_weights)
-        if decision is not None and decision != self.mode:
-            self._set_mode(decision)
-        return self.mode
+        return self.strategy.on_metric(self.metric_history)
 
-    # ------------------------------------------------------------------ iteration bookkeeping
     def advance(self, real_images: int) -> str | None:
         """Call once per training iteration with the number of real images D saw in it.
 
@@ -381,15 +204,14 @@ class SparseController:
         """
         if real_images < 0:
             raise ValueError(f"real_images must be >= 0, got {real_images}")
-        self.flops.add_iteration(self._density)
+        self.flops.add_iteration(self.strategy.owner_density)
         self.iteration += 1
         self.nimg += int(real_images)
-        if self.method == "regan":
-            nxt = regan.phase_at(self.iteration, self.config.warmup, self.config.interval)
-            if nxt != self.phase:
-                self._enter_phase(nxt)
-                return nxt
-        return None
+        entered = self.strategy.on_iteration(self.iteration)
+        if entered is not None:
+            for n in self.nets:
+                self.lr[n].set_scale(self.strategy.lr_scale(n))
+        return entered
 
     def measure_flops(self, net_name: str, run: Callable[[], object], batch: int,
                       forward_samples: float = 0.0, train_samples: float = 0.0) -> None:
@@ -397,48 +219,14 @@ class SparseController:
         many samples it processes per iteration forward-only and forward+backward."""
         if net_name not in self.nets:
             raise ConfigError(f"unknown network {net_name!r}; expected one of {tuple(self.nets)}")
-        owners = {s.module_name for s in self.sites.get(net_name, [])}
+        owners = {s.layer for s in self.sites.get(net_name, [])}
         self.flops.measure(net_name, self.nets[net_name], run, batch, owners,
                            IterationCost(float(forward_samples), float(train_samples)))
 
-    def _refresh_static_density(self) -> None:
-        """Densities that only change at phase boundaries (Re-GAN, tickets), as plain floats."""
-        if self.method == "rggan":
-            if not self._owner_density:
-                for n in self.targets:
-                    for s in self.sites[n]:
-                        self._owner_density[(n, s.module_name)] = 1.0
-            return
-        self._owner_density = {}
-        for n in self.targets:
-            # Ascending size: an owner with several masked tensors (scope 'all') ends up with its largest one's
-            # density, i.e. the weight's, which is what its FLOPs scale with.
-            for s in sorted(self.sites[n], key=lambda s: s.param(self.nets[n]).numel()):
-                mask = s.module(self.nets[n])._buffers[s.mask_attr]
-                self._owner_density[(n, s.module_name)] = float(mask.mean()) if self._masking_active() else 1.0
-
-    def _density(self, net_name: str, owner: str):
-        if self.method == "rggan" and self.mode != "sparse":
-            return 1.0
-        return self._owner_density.get((net_name, owner), 1.0)
-
     # ------------------------------------------------------------------ reporting
-    @torch.no_grad()
     def layer_density(self, net_name: str) -> dict[str, float]:
         """Kept fraction of every masked tensor of `net_name` as the forward sees it now."""
-        out = {}
-        net = self.nets[net_name]
-        for s in self.sites.get(net_name, []):
-            m = s.module(net)
-            if self.method == "rggan":
-                if self.mode == "sparse":
-                    w, t = m._parameters[s.attr], m._parameters[s.threshold_attr]
-                    out[s.name] = float(rggan.hard_mask(w, t, s.channel_dim).float().mean())
-                else:
-                    out[s.name] = 1.0
-            else:
-                out[s.name] = float(m._buffers[s.mask_attr].mean())
-        return out
+        return self.strategy.layer_density(net_name) if net_name in self.targets else {}
 
     def sparsity(self, net_name: str) -> float:
         """Fraction of masked-tensor entries that are currently pruned in `net_name` (0 if not targeted)."""
@@ -451,15 +239,16 @@ class SparseController:
         return 1.0 - sum(dens[k] * sizes[k] for k in sizes) / total
 
     def current_phase(self) -> str:
-        return self.mode if self.method == "rggan" else self.phase
+        return self.strategy.phase()
 
     def stats(self, per_layer: bool = True) -> dict:
         """Flat dict for stats.jsonl (keys of SPEC §3)."""
+        first = self.targets[0] if self.targets else "G"
         out = {
             "sparse/method": self.method,
             "sparse/phase": self.current_phase(),
             "sparse/iteration": self.iteration,
-            "sparse/lr_scale": self.lr["G"].scale if "G" in self.targets else self.lr[self.targets[0]].scale,
+            "sparse/lr_scale": self.lr["G"].scale if "G" in self.targets else self.lr[first].scale,
             "progress/real_images": self.nimg,
             "flops/train_total": float(self.flops.total),
             "flops/train_dense_equiv": float(self.flops.dense_equiv),
@@ -471,20 +260,10 @@ class SparseController:
                 if per_layer and n in self.targets:
                     for name, d in self.layer_density(n).items():
                         out[f"sparse/{n}/kept/{name}"] = d
-        if self.method == "rggan":
-            for n in self.targets:
-                ts = [s.module(self.nets[n])._parameters[s.threshold_attr] for s in self.sites[n]]
-                out[f"sparse/{n}/threshold_mean"] = float(torch.cat([t.detach().flatten() for t in ts]).mean())
+        out.update(self.strategy.stats())
         return out
 
     # ------------------------------------------------------------------ persistence
-    def _tensor_items(self):
-        for n in self.targets:
-            for s in self.sites[n]:
-                m = s.module(self.nets[n])
-                attr = s.threshold_attr if self.method == "rggan" else s.mask_attr
-                yield f"{n}/{s.module_name + '.' if s.module_name else ''}{attr}", m, attr
-
     def state_dict(self) -> dict:
         """Everything needed to continue the same schedule; plain tensors / numbers / strings only, so a
         snapshot holding it loads with torch.load(weights_only=True)."""
@@ -497,64 +276,61 @@ class SparseController:
             "lr_scale": {n: self.lr[n].scale for n in self.nets},
             "metric_history": list(self.metric_history),
             "flops": self.flops.state_dict(),
-            "tensors": {k: (m._parameters.get(a) if a in m._parameters else m._buffers[a]).detach().clone()
-                        for k, m, a in self._tensor_items()},
+            "tensors": {k: t.detach().clone() for k, t in self.strategy.tensors()},
+            "method_state": self.strategy.state_dict(),
         }
 
     @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:
         """Restore a saved controller. Raises ConfigError (nothing changed) if it came from another config."""
-        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-            raise ConfigError("not a sparse_core controller state (missing or unknown 'version')")
-        saved = config_from_dict(state["config"])
-        if saved != self.config:
-            mine, theirs = config_to_dict(self.config), config_to_dict(saved)
-            diff = {k: (theirs.get(k), mine.get(k)) for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k)}
-            raise ConfigError("checkpoint was written with a different sparse config; differing fields "
-                              "(saved, current): " + ", ".join(f"{k}={v[0]!r} vs {v[1]!r}" for k, v in sorted(diff.items())))
+        if not isinstance(state, dict) or "version" not in state:
+            raise ConfigError("not a sparse_core controller state (no 'version')")
+        if state["version"] != STATE_VERSION:
+            raise ConfigError(f"controller state version {state['version']!r} is not supported by this sparse_core "
+                              f"(it writes and reads version {STATE_VERSION})")
+        mine = config_to_dict(self.config)
+        theirs = dict(state["config"]) if isinstance(state.get("config"), dict) else {}
+        if theirs != mine:
+            keys = sorted(set(mine) | set(theirs), key=lambda k: (k != "method", k))
+            diff = [f"{k}: saved {theirs.get(k, '<unset>')!r}, given {mine.get(k, '<unset>')!r}"
+                    for k in keys if mine.get(k, "<unset>") != theirs.get(k, "<unset>")]
+            raise ConfigError("the snapshot was written with different sparse-training settings; " + "; ".join(diff))
+        config_from_dict(theirs)   # the saved settings are themselves valid
         tensors = state["tensors"]
-        items = list(self._tensor_items())
-        expected = {k for k, _, _ in items}
+        items = list(self.strategy.tensors())
+        expected = {k for k, _ in items}
         if set(tensors) != expected:
             missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
-            raise ConfigError(f"controller state does not match these networks: missing {missing[:5]}, "
-                              f"unexpected {extra[:5]}")
-        for k, m, a in items:
-            dst = m._parameters[a] if a in m._parameters else m._buffers[a]
+            raise ConfigError(f"controller state does not match these networks (same settings, different "
+                              f"architecture?): {len(missing)} masked tensors missing (e.g. {missing[:3]}), "
+                              f"{len(extra)} unexpected (e.g. {extra[:3]})")
+        for k, dst in items:
             if tuple(tensors[k].shape) != tuple(dst.shape):
                 raise ConfigError(f"controller state tensor {k!r} has shape {tuple(tensors[k].shape)}, "
                                   f"expected {tuple(dst.shape)}")
+        method_state = state.get("method_state", {})
+        self.strategy.check_state(method_state)
         # All checks passed: now change things.
-        for k, m, a in items:
-            dst = m._parameters[a] if a in m._parameters else m._buffers[a]
+        for k, dst in items:
             dst.copy_(tensors[k])
         self.iteration = int(state["iteration"])
         self.nimg = int(state["nimg"])
         self.metric_history = [float(v) for v in state["metric_history"]]
         self.flops.load_state_dict(state["flops"])
+        self.strategy.load_state_dict(method_state, state["phase"])
         # Restored optimizers / schedulers carry the scale they were saved with (lr.MARK), so this only changes
         # those not restored yet or never scaled; bind() before or after gives the same LRs.
         for n, sc in state["lr_scale"].items():
             if n in self.lr:
                 self.lr[n].set_scale(float(sc))
-        if self.method == "rggan":
-            self._owner_density = {}
-            self._set_mode(state["phase"])
-            self._refresh_static_density()
-        else:
-            self.phase = state["phase"]
-            if self.G_ema is not None and "G" in self.targets:
-                for s in self.sites["G"]:
-                    s.module(self.G_ema)._buffers[s.mask_attr].copy_(s.module(self.nets["G"])._buffers[s.mask_attr])
-            self._refresh_static_density()
 
     # ------------------------------------------------------------------ export
     def export(self, which: str = "G", sparse: bool = True) -> nn.Module:
         """A plain copy of G / G_ema / D with the vendor's own state_dict keys (no masks, thresholds or hooks).
 
-        sparse=True applies the masks (Re-GAN: the current mask in a sparse phase, otherwise a fresh magnitude
-        prune at ρ, i.e. the model a sparse phase would start from; RG-GAN: step(|W| − t)), the papers'
-        "Sparse_*" model; sparse=False keeps every weight, the "Dense_*" model.
+        sparse=True applies the method's mask (Re-GAN: the current mask in a sparse phase, otherwise a fresh
+        magnitude prune at ρ, i.e. the model a sparse phase would start from; RG-GAN: step(|W| − t)), the
+        papers' "Sparse_*" model; sparse=False keeps every weight, the "Dense_*" model.
         """
         ema_list = which == "G_ema" and self._ema_list is not None
         source = {"G": self.nets.get("G"), "D": self.nets.get("D"),
@@ -563,36 +339,61 @@ class SparseController:
             raise ConfigError(f"cannot export {which!r}: expected 'G', 'G_ema' or 'D' among the bound networks")
         net_name = "D" if which == "D" else "G"
         out = copy.deepcopy(source)
-        if ema_list:   # G's structure with the EMA's values
-            with torch.no_grad():
+        with torch.no_grad():
+            if ema_list:   # G's structure with the EMA's values
                 for k, p in out.named_parameters():
                     if k in self._ema_index:
                         p.copy_(self._ema_list[self._ema_index[k]])
-        sites = self.sites.get(net_name, [])
-        with torch.no_grad():
-            for s in sites:
-                m = s.module(out)
-                p = m._parameters[s.attr]
-                if sparse:
-                    if self.method == "rggan":
-                        p.mul_(rggan.hard_mask(p, m._parameters[s.threshold_attr], s.channel_dim).to(p.dtype))
-                    elif self._masking_active():
-                        p.mul_(m._buffers[s.mask_attr])
-                    else:
-                        p.mul_(regan.magnitude_mask(p, self.config.sparsity))
-            for s in sites:
-                m = s.module(out)
-                rggan.uninstall(m)
-                m._buffers.pop(s.mask_attr, None)
+            for s in self.sites.get(net_name, []) if net_name in self.targets else []:
+                self.strategy.export_site(s.module(out), s, sparse)
         out.train(source.training)
         return out
 
 
-def prepare(config, G: nn.Module, D: nn.Module | None = None,
-            masks: dict[str, dict[str, torch.Tensor]] | None = None) -> SparseController:
-    """Attach masks (Re-GAN, tickets) or thresholds (RG-GAN) to G (and D) and return the controller.
+class _AddedParamsAdapter:
+    """Optimizer load pre-hook: an optimizer state saved without the method's own parameters (a dense or
+    Re-GAN run's, no RG-GAN thresholds) gets fresh entries for them, so the loop's own
+    `optimizer.load_state_dict` succeeds; `integration.load_resume_state` then decides whether that snapshot
+    may start this run. Holds the controller weakly (optimizers outlive nothing, but never keep it alive)."""
 
-    Call it after the networks are built (and resumed), before copying G into G_ema and before creating
-    optimizers: thresholds are new parameters the optimizers must see, masks are buffers the copy must carry.
+    def __init__(self, ctrl: SparseController) -> None:
+        self._ctrl = weakref.ref(ctrl)
+
+    def __call__(self, optimizer, state_dict):
+        ctrl = self._ctrl()
+        if ctrl is None:
+            return None
+        extra = {id(t) for t in ctrl.strategy.added_parameters()}
+        groups = state_dict.get("param_groups", [])
+        if not extra or len(groups) != len(optimizer.param_groups):
+            return None
+        plain = [[p for p in g["params"] if id(p) not in extra] for g in optimizer.param_groups]
+        if not all(len(sg["params"]) == len(pl) for sg, pl in zip(groups, plain)) or \
+                all(len(sg["params"]) == len(g["params"]) for sg, g in zip(groups, optimizer.param_groups)):
+            return None
+        next_id = 1 + max((i for sg in groups for i in sg["params"]), default=-1)
+        new_groups = []
+        for sg, g in zip(groups, optimizer.param_groups):
+            saved = iter(sg["params"])
+            ids = []
+            for p in g["params"]:
+                if id(p) in extra:
+                    ids.append(next_id)
+                    next_id += 1
+                else:
+                    ids.append(next(saved))
+            new_groups.append({**sg, "params": ids})
+        return {**state_dict, "param_groups": new_groups}
+
+
+def prepare(config, G: nn.Module, D: nn.Module | None = None,
+            masks: dict[str, dict[str, torch.Tensor]] | None = None, **method_kwargs) -> SparseController:
+    """Attach the method's masks or thresholds to G (and D) and return the controller.
+
+    Call it after the networks are built, before copying G into G_ema and before creating optimizers:
+    thresholds are new parameters the optimizers must see, masks are buffers the copy must carry.
+    `masks=` ({'G': {site name: mask}}) and `init=` are the ticket method's fixed mask and rewind values.
     """
-    return SparseController(config, G, D, masks=masks)
+    if masks is not None:
+        method_kwargs["masks"] = masks
+    return SparseController(config, G, D, **method_kwargs)

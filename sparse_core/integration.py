@@ -1,79 +1,110 @@
 """What a patched training script needs, so that each patch stays a handful of one-line hooks.
 
-- `add_argparse_flags(parser, interval=..., warmup=None)` / `click_options(interval=...)`: the method flags,
-  identical in every vendor.
-- `controller_from_flags(args, G, D)`: a SparseController, or a `DenseController` with the same methods doing
-  nothing when `--sparse none`, so the patched loop calls the hooks unconditionally.
-- `export_generators(ctrl, G, out_dir)`: the sparse and the dense generator, as plain state_dicts (atomic write).
+- `add_argparse_flags(parser, interval=..., warmup=None, exclude="")` / `click_options(interval=...)`: the
+  method flags, built from the method registry (each method declares its own, sparse_core.methods), plus
+  `--sparse` and `--sparse-from-dense`; identical in every vendor.
+- `controller_from_flags(args, G, D)`: a SparseController for every `--sparse` value, `none` included (its
+  hooks do nothing), so the patched loop calls the hooks unconditionally.
+- `load_resume_state(ctrl, state)`: restore the controller from a snapshot's entry; a dense run's snapshot
+  starts a sparse run only with `--sparse-from-dense`.
+- `export_generators(ctrl, which, out_dir)`: the sparse and the dense generator, as plain state_dicts (atomic
+  write), and the method's own end-of-run files (tickets: ticket.pt).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 
 import torch
 
-from .config import ConfigError, ReGANConfig, RGGANConfig
+from . import methods
+from .config import ConfigError
 from .controller import prepare
+from .methods.base import Flag
 
-METHODS = ("none", "regan", "rggan")
+# Flags whose default each vendor sets (add_argparse_flags(..., interval=, warmup=, exclude=)).
+_VENDOR_DEFAULTS = {"interval": "interval", "warmup": "warmup", "sparse_exclude": "exclude"}
+_FROM_DENSE = Flag("--sparse-from-dense", "sparse_from_dense", bool, False,
+                   "allow --resume from a dense run's snapshot: the sparse method starts from its weights")
 
-# (flag, dest, type, default, help); `None` defaults are filled per vendor by the caller.
-_FLAGS = [
-    ("--sparse", "sparse", str, "none", "sparse training method: none | regan | rggan"),
-    ("--sparsity", "sparsity", float, 0.3, "Re-GAN: fraction of each masked tensor pruned in sparse phases"),
-    ("--interval", "interval", int, None, "Re-GAN: iterations per sparse / dense phase"),
-    ("--warmup", "warmup", int, None, "Re-GAN: dense iterations before the first prune (default: --interval)"),
-    ("--prune-target", "prune_target", str, "G", "Re-GAN: networks to prune: G | D | both"),
-    ("--regrow", "regrow", str, "zero", "Re-GAN: values of regrown weights: zero | random (Re-GAN-RI)"),
-    ("--dense-lr-scale", "dense_lr_scale", float, 0.1, "Re-GAN: LR multiplier in dense phases (1.0 = Re-GAN-lr)"),
-    ("--sparse-scope", "sparse_scope", str, "weights", "Re-GAN: mask conv/linear 'weights' or 'all' parameters"),
-    ("--sparse-exclude", "sparse_exclude", str, "", "comma-separated regexes of parameter names never masked"),
-    ("--rg-lambda", "rg_lambda", float, 5e-12, "RG-GAN: sparsity regulariser λ (official code: 1e-12)"),
-    ("--rg-official", "rg_official", bool, False, "RG-GAN: official code's detached mask (comparison only)"),
-    ("--rg-no-augmented", "rg_no_augmented", bool, False, "RG-GAN: disable augmented regeneration (DP+RR only)"),
-]
+
+def _sparse_flag() -> Flag:
+    names = methods.names()
+    return Flag("--sparse", "sparse", str, "none", "sparse training method: " + " | ".join(names), choices=names)
+
+
+def all_flags() -> list[Flag]:
+    """--sparse, then every method's flags (a flag several methods declare appears once), --sparse-from-dense."""
+    out: dict[str, Flag] = {}
+    for m in methods.all_methods():
+        for f in m.flags:
+            have = out.get(f.dest)
+            if have is not None and (have.flag, have.type, have.choices) != (f.flag, f.type, f.choices):
+                raise TypeError(f"method {m.name} declares {f.flag} differently from another method")
+            out.setdefault(f.dest, f)
+    return [_sparse_flag(), *out.values(), _FROM_DENSE]
+
+
+def _flag_owners(dest: str) -> list[str]:
+    return [m.name for m in methods.all_methods() if any(f.dest == dest for f in m.flags)]
 
 
 def add_argparse_flags(parser: argparse.ArgumentParser, interval: int, warmup: int | None = None,
                        exclude: str = "") -> argparse.ArgumentParser:
-    defaults = {"interval": interval, "warmup": warmup, "sparse_exclude": exclude}
-    g = parser.add_argument_group("sparse training (Re-GAN / RG-GAN, sparse_core)")
-    for flag, dest, typ, default, help_ in _FLAGS:
-        default = defaults.get(dest, default)
-        if typ is bool:
-            g.add_argument(flag, dest=dest, action="store_true", help=help_)
-        elif dest == "sparse":
-            g.add_argument(flag, dest=dest, choices=METHODS, default=default, help=help_)
+    overrides = {"interval": interval, "warmup": warmup, "exclude": exclude}
+    g = parser.add_argument_group("sparse training (sparse_core: " + ", ".join(methods.names()) + ")")
+    for f in all_flags():
+        default = overrides[_VENDOR_DEFAULTS[f.dest]] if f.dest in _VENDOR_DEFAULTS else f.default
+        if f.is_switch:
+            g.add_argument(f.flag, dest=f.dest, action="store_true", help=f.help)
         else:
-            g.add_argument(flag, dest=dest, type=typ, default=default, help=help_)
+            g.add_argument(f.flag, dest=f.dest, type=f.type, choices=f.choices, default=default, help=f.help)
     return parser
+
+
+def _click_type(f: Flag):
+    import click
+
+    if f.choices:
+        return click.Choice(f.choices)
+    if f.type in (str, int, float):
+        return f.type
+
+    class _Checked(click.ParamType):
+        name = getattr(f.type, "__name__", "value")
+
+        def convert(self, value, param, ctx):
+            try:
+                return f.type(value)
+            except argparse.ArgumentTypeError as e:
+                self.fail(str(e), param, ctx)
+    return _Checked()
 
 
 def click_options(interval: int, warmup: int | None = None, exclude: str = ""):
     """Decorator adding the same flags to a click command (StyleGAN2-ADA's train.py)."""
     import click
 
-    defaults = {"interval": interval, "warmup": warmup, "sparse_exclude": exclude}
+    overrides = {"interval": interval, "warmup": warmup, "exclude": exclude}
 
-    def decorate(f):
-        for flag, dest, typ, default, help_ in reversed(_FLAGS):
-            default = defaults.get(dest, default)
-            if typ is bool:
-                f = click.option(flag, dest, is_flag=True, default=False, help=help_)(f)
-            elif dest == "sparse":
-                f = click.option(flag, dest, type=click.Choice(METHODS), default=default, help=help_)(f)
+    def decorate(fn):
+        for f in reversed(all_flags()):
+            default = overrides[_VENDOR_DEFAULTS[f.dest]] if f.dest in _VENDOR_DEFAULTS else f.default
+            if f.is_switch:
+                fn = click.option(f.flag, f.dest, is_flag=True, default=False, help=f.help)(fn)
             else:
-                f = click.option(flag, dest, type=typ, default=default, show_default=True, help=help_)(f)
-        return f
+                fn = click.option(f.flag, f.dest, type=_click_type(f), default=default, show_default=True,
+                                  help=f.help)(fn)
+        return fn
     return decorate
 
 
 def pop_flags(kwargs: dict, on_error=None) -> dict:
     """Remove the method flags from a click kwargs dict (so the vendor's own option parsing never sees them),
     validate them, and return them as a plain dict for the training loop."""
-    flags = {dest: kwargs.pop(dest) for _, dest, *_ in _FLAGS if dest in kwargs}
+    flags = {f.dest: kwargs.pop(f.dest) for f in all_flags() if f.dest in kwargs}
     try:
         config_from_flags(flags)
     except ConfigError as e:
@@ -84,79 +115,84 @@ def pop_flags(kwargs: dict, on_error=None) -> dict:
     return flags
 
 
+def _getter(args):
+    return args.get if isinstance(args, dict) else (lambda k, d=None: getattr(args, k, d))
+
+
+def _method_values(args):
+    get = _getter(args)
+    name = get("sparse", "none") or "none"
+    cls = methods.get(name) if name in methods.names() else None
+    if cls is None:
+        raise ConfigError(f"--sparse must be one of {methods.names()}, got {name!r}")
+    values = {}
+    for f in cls.flags:
+        v = get(f.dest, f.default)
+        values[f.dest] = f.default if v is None and not f.is_switch else v
+    return cls, values
+
+
+def unused_flags(args) -> list[str]:
+    """Flags given a non-default value that the chosen method does not read (reported, not silently dropped)."""
+    get = _getter(args)
+    cls, _ = _method_values(args)
+    mine = {f.dest for f in cls.flags}
+    out = []
+    for f in all_flags()[1:-1]:
+        if f.dest in mine or f.dest in _VENDOR_DEFAULTS:
+            continue
+        v = get(f.dest, f.default)
+        if v is not None and v != f.default:
+            out.append(f"{f.flag} (a flag of --sparse {' / '.join(_flag_owners(f.dest))})")
+    return out
+
+
 def config_from_flags(args):
-    """ReGANConfig / RGGANConfig from parsed flags (a namespace or a dict); None for --sparse none."""
-    get = args.get if isinstance(args, dict) else lambda k, d=None: getattr(args, k, d)
-    method = get("sparse", "none")
-    if method not in METHODS:
-        raise ConfigError(f"--sparse must be one of {METHODS}, got {method!r}")
-    exclude = tuple(p for p in (get("sparse_exclude") or "").split(",") if p)
-    if method == "regan":
-        interval = get("interval")
-        warmup = get("warmup")
-        return ReGANConfig(sparsity=get("sparsity"), interval=interval,
-                           warmup=interval if warmup is None else warmup, target=get("prune_target"),
-                           regrow=get("regrow"), dense_lr_scale=get("dense_lr_scale"), scope=get("sparse_scope"),
-                           exclude=exclude)
-    if method == "rggan":
-        return RGGANConfig(lam=get("rg_lambda"), official=bool(get("rg_official")),
-                           augmented=not get("rg_no_augmented"), exclude=exclude)
-    return None
-
-
-class DenseController:
-    """Stands in for SparseController under `--sparse none`: every hook is a no-op, steps just step."""
-
-    method = "none"
-
-    def bind(self, **kwargs):
-        pass
-
-    def measure_flops(self, *args, **kwargs):
-        pass
-
-    def regularizer(self, net_name):
-        return 0.0
-
-    def before_step(self, net_name):
-        pass
-
-    def after_step(self, net_name):
-        pass
-
-    def optimizer_step(self, net_name, optimizer):
-        optimizer.step()
-
-    def after_ema(self):
-        pass
-
-    def advance(self, real_images):
-        return None
-
-    def feed_metric(self, value):
-        return None
-
-    def stats(self, per_layer=True):
-        return {}
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        if state:
-            raise ConfigError("this snapshot holds sparse training state; resume it with the same --sparse flags")
+    """The method config from parsed flags (a namespace or a dict); None for --sparse none."""
+    cls, values = _method_values(args)
+    cfg = cls.config_from_flags(values)
+    return None if cls.name == "none" else cfg
 
 
 def controller_from_flags(args, G, D, on_error=None):
     """on_error: e.g. `parser.error`, so a bad flag value ends with the CLI's usual one-line message."""
     try:
-        cfg = config_from_flags(args)
-        return DenseController() if cfg is None else prepare(cfg, G=G, D=D)
+        cls, values = _method_values(args)
+        cfg = cls.config_from_flags(values)
+        kwargs = cls.prepare_kwargs(values)
+        ctrl = prepare(cfg, G=G, D=D, **kwargs)
     except ConfigError as e:
         if on_error is None:
             raise
         on_error(f"sparse training: {e}")
         raise
+    for note in unused_flags(args):
+        print(f"sparse training: --sparse {cls.name} ignores {note}", file=sys.stderr, flush=True)
+    ctrl.from_dense = bool(_getter(args)("sparse_from_dense", False))
+    return ctrl
+
+
+def is_dense_state(state) -> bool:
+    """A snapshot entry written by a dense run: nothing (unpatched or older patched runs) or method 'none'."""
+    return not state or (isinstance(state, dict) and state.get("config", {}).get("method") == "none")
+
+
+def load_resume_state(ctrl, state) -> None:
+    """ctrl.load_state_dict for a snapshot's sparse entry, plus the dense-snapshot case.
+
+    A dense run's snapshot into a sparse run is refused unless the run was started with --sparse-from-dense;
+    then the method keeps its fresh schedule (iteration 0) and re-derives its masks from the restored weights.
+    Raises ConfigError naming what differs (the patches turn it into their CLI's usage error).
+    """
+    if ctrl.targets and is_dense_state(state):
+        if not getattr(ctrl, "from_dense", False):
+            raise ConfigError(f"the snapshot was written by a dense run (--sparse none); pass --sparse-from-dense "
+                              f"to start --sparse {ctrl.method} from its weights")
+        ctrl.strategy.restart_from_dense()
+        return
+    if not state:
+        return
+    ctrl.load_state_dict(state)
 
 
 def _save_atomic(obj, path: str) -> None:
@@ -178,7 +214,7 @@ def export_generators(ctrl, which: str, out_dir: str, extra: dict | None = None,
     The state_dicts have the vendor's own keys, so the unmodified vendor code loads them (`key` and `extra`
     make the file look like the vendor's own snapshot where its tools expect one).
     """
-    if isinstance(ctrl, DenseController):
+    if not ctrl.targets:
         return []
     paths = []
     for kind, sparse in (("sparse", True), ("dense", False)):
@@ -186,4 +222,4 @@ def export_generators(ctrl, which: str, out_dir: str, extra: dict | None = None,
         path = os.path.join(out_dir, f"G_{kind}.pt")
         _save_atomic({key: net.state_dict(), "kind": kind, "method": ctrl.method, **(extra or {})}, path)
         paths.append(path)
-    return paths
+    return paths + ctrl.strategy.export_files(out_dir)

@@ -20,18 +20,21 @@ def phase_at(iteration: int, warmup: int, interval: int) -> str:
 
 
 def magnitude_mask(w: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Mask (same dtype as w) that zeroes exactly round(sparsity · numel) entries of smallest |w|.
+    """Mask (same dtype as w) pruning the k = round(sparsity · numel) entries of smallest |w|, ties kept whole.
 
-    Exact-k rather than a quantile threshold: with ties (e.g. weights that are already zero) a threshold
-    would prune more than asked; a stable sort keeps the choice deterministic.
+    Entries strictly below the (k+1)-th smallest magnitude are pruned: exactly k when that value is not tied
+    with the k-th, fewer when a tie straddles the cut (e.g. BatchNorm γ, all 1 at init: none of the tie is
+    pruned, as the official |w| < quantile rule does). The mask says how many were really pruned.
     """
     n = w.numel()
     k = int(round(float(sparsity) * n))
-    mask = torch.ones(n, dtype=w.dtype, device=w.device)
-    if k > 0:
-        order = torch.argsort(w.detach().abs().flatten(), stable=True)
-        mask[order[:k]] = 0
-    return mask.view_as(w)
+    if k <= 0:
+        return torch.ones_like(w)
+    if k >= n:
+        return torch.zeros_like(w)
+    mag = w.detach().abs()
+    cut = torch.kthvalue(mag.flatten().float(), k + 1).values
+    return (mag.float() >= cut).to(w.dtype)
 
 
 def init_std(w: torch.Tensor) -> float:
@@ -47,7 +50,9 @@ def fresh_values(module: nn.Module, attr: str, fallback_mean: float, fallback_st
     touch) are drawn from N(mean, std²) of the tensor at prepare time, i.e. the initializer's own statistics.
     """
     p = module._parameters[attr]
-    if attr != "weight_orig" and hasattr(module, "reset_parameters"):
+    # Only a plain 'weight' / 'bias' is what reset_parameters re-draws; for weight_orig, weight_v and
+    # parametrization originals it would re-draw the derived tensor instead.
+    if attr in ("weight", "bias") and hasattr(module, "reset_parameters"):
         twin = copy.deepcopy(module)
         twin.reset_parameters()
         return twin._parameters[attr].detach().to(p.device, p.dtype)

@@ -1,8 +1,20 @@
-"""Which parameter tensors get a mask.
+"""Which parameter tensors get a mask, and how the forward derives its weight from them.
 
-A `Site` names one masked tensor: the module that owns it and the attribute name. Spectral-norm layers
-(torch.nn.utils.spectral_norm) keep the trainable tensor in `weight_orig` and recompute `weight` on every
-forward, so the site is `weight_orig`: masking the recomputed `weight` would be undone at the next call.
+A `Site` names one masked tensor: the module that owns it, the attribute name, and `kind`, i.e. how the
+weight the forward uses is derived from the trainable tensor:
+
+- 'plain': the module reads the parameter itself (conv, linear, modulated conv, BatchNorm affine, ...).
+- 'sn':    old-API spectral norm (torch.nn.utils.spectral_norm): trainable `weight_orig`, the forward uses
+           `weight = weight_orig / σ`, recomputed by a pre-hook on every call (so the site is `weight_orig`:
+           masking the recomputed `weight` would be undone at the next call).
+- 'wn':    old-API weight norm (torch.nn.utils.weight_norm): trainable `weight_v` (direction) and `weight_g`
+           (per-channel magnitude); the forward uses `g · v / ‖v‖`. The site is `weight_v`; `weight_g` stays dense.
+- 'param': torch.nn.utils.parametrize (parametrizations.spectral_norm / weight_norm): the trainable tensor is
+           `<layer>.parametrizations.<name>.original` (weight norm: `original1`, the direction). Only these two
+           parametrizations are known to keep zeros zero; any other parametrized tensor is refused by name.
+
+Zeros of the trainable tensor stay zeros of the derived weight for every kind, so masking the site masks
+the forward's weight.
 """
 from __future__ import annotations
 
@@ -12,6 +24,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .config import ConfigError
 
@@ -27,6 +40,8 @@ class Site:
     module_name: str   # owner module name ('' for the root)
     attr: str          # attribute on the owner, e.g. 'weight_orig'
     channel_dim: int   # output-channel dimension (1 for transposed convolutions)
+    kind: str = "plain"   # 'plain' | 'sn' | 'wn' | 'param' (see the module docstring)
+    layer: str = ""       # the layer whose forward uses the weight (FLOPs owner); == module_name except 'param'
 
     @property
     def mask_attr(self) -> str:
@@ -35,6 +50,11 @@ class Site:
     @property
     def threshold_attr(self) -> str:
         return self.attr + "_threshold"
+
+    @property
+    def derived_attr(self) -> str | None:
+        """Attribute the forward reads when it is recomputed from the site by a hook ('sn', 'wn')."""
+        return "weight" if self.kind in ("sn", "wn") else None
 
     def module(self, net: nn.Module) -> nn.Module:
         return net.get_submodule(self.module_name) if self.module_name else net
@@ -47,33 +67,87 @@ def _is_transposed(module: nn.Module) -> bool:
     return isinstance(module, nn.modules.conv._ConvTransposeNd) or bool(getattr(module, "transposed", False))
 
 
+def _hook_kind(module: nn.Module, attr: str) -> str:
+    """'sn' / 'wn' when an old-API norm hook derives `weight` from `attr`, else 'plain'."""
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, SpectralNorm) and attr == hook.name + "_orig":
+            return "sn"
+        if isinstance(hook, WeightNorm) and attr in (hook.name + "_v", hook.name + "_g"):
+            return "wn"
+    return "plain"
+
+
+def _parametrization_kind(plist: nn.Module) -> str | None:
+    """Which known zero-preserving parametrization `plist` (a ParametrizationList) is; None if unknown."""
+    from torch.nn.utils import parametrizations as P
+    if len(plist) == 1 and isinstance(plist[0], getattr(P, "_SpectralNorm", ())):
+        return "spectral_norm"
+    if len(plist) == 1 and isinstance(plist[0], getattr(P, "_WeightNorm", ())):
+        return "weight_norm"
+    return None
+
+
 def find_sites(net: nn.Module, scope: str, include: Sequence[str] = (), exclude: Sequence[str] = (),
                net_name: str = "network") -> list[Site]:
     """Return the masked sites of `net` in parameter order.
 
     scope 'weights': tensors named weight / weight_orig with ndim >= 2 (conv, conv-transpose, linear, modulated
-    conv and affine layers); BatchNorm / bias / constants are 1-D or otherwise named and stay dense.
-    scope 'all': every parameter (the official Re-GAN code's choice).
-    include / exclude are regular expressions searched in the full parameter name; exclude wins.
+    conv and affine layers), weight-norm directions and parametrized weights; BatchNorm / bias / constants are
+    1-D or otherwise named and stay dense. scope 'all': every parameter (the official Re-GAN code's choice),
+    except weight-norm magnitudes. include / exclude are regular expressions searched in the full parameter
+    name; exclude wins. A selected tensor whose forward weight is derived in a way sparse_core does not know
+    raises ConfigError naming the layer.
     """
     inc = [re.compile(p) for p in include]
     exc = [re.compile(p) for p in exclude]
+
+    def wanted(full: str) -> bool:
+        if inc and not any(r.search(full) for r in inc):
+            return False
+        return not any(r.search(full) for r in exc)
+
     sites = []
     for module_name, module in net.named_modules():
+        if isinstance(module, parametrize.ParametrizationList):
+            continue   # handled from the parametrized layer below
+        dim = 1 if _is_transposed(module) else 0
         for attr, p in module._parameters.items():
             if p is None or attr.endswith(OWN_SUFFIXES):
                 continue
             full = f"{module_name}.{attr}" if module_name else attr
-            if scope == "weights" and not (attr in _WEIGHT_ATTRS and p.ndim >= 2):
+            kind = _hook_kind(module, attr)
+            if kind == "wn" and attr.endswith("_g"):
+                continue   # magnitude: zeroing it would zero whole output channels, not weights
+            if scope == "weights" and not (p.ndim >= 2 and (attr in _WEIGHT_ATTRS or kind == "wn")):
                 continue
-            if inc and not any(r.search(full) for r in inc):
+            if not wanted(full):
                 continue
-            if any(r.search(full) for r in exc):
-                continue
-            dim = 1 if (_is_transposed(module) and p.ndim >= 2) else 0
-            sites.append(Site(full, module_name, attr, dim))
+            sites.append(Site(full, module_name, attr, dim if p.ndim >= 2 else 0, kind, module_name))
+        if parametrize.is_parametrized(module):
+            for tname, plist in module.parametrizations.items():
+                pkind = _parametrization_kind(plist)
+                originals = [a for a in ("original", "original0", "original1") if a in plist._parameters]
+                target = "original1" if pkind == "weight_norm" else "original"
+                owner = f"{module_name}.parametrizations.{tname}" if module_name else f"parametrizations.{tname}"
+                candidates = [a for a in originals if a == target] if pkind else originals
+                for attr in candidates:
+                    p = plist._parameters[attr]
+                    full = f"{owner}.{attr}"
+                    if scope == "weights" and not (tname == "weight" and p.ndim >= 2):
+                        continue
+                    if not wanted(full):
+                        continue
+                    if pkind is None:
+                        types = ", ".join(type(x).__name__ for x in plist)
+                        raise ConfigError(
+                            f"{net_name}: layer {module_name or '<root>'!r} has its {tname!r} parametrized by "
+                            f"{types}; sparse_core cannot tell whether masking {full!r} masks the forward's "
+                            f"weight. Exclude it (exclude=[{re.escape(module_name)!r}]) or use "
+                            f"spectral_norm / weight_norm")
+                    sites.append(Site(full, owner, attr, dim if p.ndim >= 2 else 0, "param", module_name))
     if not sites:
         raise ConfigError(f"{net_name} has nothing to mask with scope={scope!r}, include={list(include)}, "
                           f"exclude={list(exclude)}")
     return sites
-

@@ -55,33 +55,109 @@ def prune_and_rewind(net: nn.Module, init: dict[str, torch.Tensor], config: Tick
     missing = [s.name for s in sites if s.name not in init]
     if missing:
         raise ConfigError(f"init snapshot lacks {missing[:3]}: take it with tickets.snapshot() on the same network")
-    masks = {k: v.clone() for k, v in (masks or {}).items()}
-    for s in sites:
-        masks.setdefault(s.name, torch.ones_like(s.param(net)))
-    # Candidates: magnitudes of surviving weights; pruned ones get +inf so they are never picked again.
-    scores = {s.name: torch.where(masks[s.name].bool(), s.param(net).detach().abs(),
-                                  torch.full_like(s.param(net), float("inf"))) for s in sites}
-    if scope == "layer":
-        for s in sites:
-            alive = int(masks[s.name].sum())
-            k = int(round(rate * alive))
-            if k:
-                order = torch.argsort(scores[s.name].flatten(), stable=True)[:k]
-                masks[s.name].view(-1)[order] = 0
-    else:
-        flat = torch.cat([scores[s.name].flatten() for s in sites])
-        alive = int(torch.isfinite(flat).sum())
-        k = int(round(rate * alive))
-        if k:
-            order = torch.argsort(flat, stable=True)[:k]
-            chosen = torch.zeros_like(flat, dtype=torch.bool)
-            chosen[order] = True
-            start = 0
-            for s in sites:
-                n = scores[s.name].numel()
-                masks[s.name].view(-1)[chosen[start:start + n]] = 0
-                start += n
+    masks = prune_masks({s.name: s.param(net).detach() for s in sites}, masks or {}, rate, scope)
     for s in sites:
         p = s.param(net)
         p.copy_(init[s.name].to(p.device, p.dtype) * masks[s.name])
     return masks
+
+
+# ---------------------------------------------------------------------- ticket files (the CLI's --ticket)
+TICKET_FORMAT = "sparse_core.ticket"
+TICKET_VERSION = 1
+
+
+def write_ticket(path: str, init: dict, masks: dict, final: dict | None = None, config=None) -> None:
+    """Write a ticket file: {net: {param name: initial value}}, {net: {site name: mask}}, optionally the
+    final trained values of the masked tensors (what the next IMP round prunes by). Atomic."""
+    import os
+    import tempfile
+
+    from .config import config_to_dict
+    obj = {"format": TICKET_FORMAT, "version": TICKET_VERSION,
+           "init": {n: {k: v.detach().cpu().clone() for k, v in d.items()} for n, d in init.items()},
+           "masks": {n: {k: v.detach().cpu().clone() for k, v in d.items()} for n, d in masks.items()},
+           "final": {n: {k: v.detach().cpu().clone() for k, v in d.items()} for n, d in (final or {}).items()},
+           "config": config_to_dict(config) if config is not None else {}}
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-ticket-", suffix=".pt")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_ticket(path: str) -> dict:
+    """Load and check a ticket file (tensors only: weights_only=True). Raises ConfigError naming the file."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(f"--ticket: no such file {path!r}") from None
+    except Exception as e:  # noqa: BLE001  (any unreadable file is the same user error)
+        raise ConfigError(f"--ticket: cannot read {path!r}: {e}") from None
+    if not isinstance(obj, dict) or obj.get("format") != TICKET_FORMAT:
+        raise ConfigError(f"--ticket: {path!r} is not a sparse_core ticket file")
+    if obj.get("version") != TICKET_VERSION:
+        raise ConfigError(f"--ticket: {path!r} has version {obj.get('version')!r}, expected {TICKET_VERSION}")
+    for key in ("init", "masks", "final"):
+        d = obj.get(key)
+        if not isinstance(d, dict) or not all(isinstance(v, dict) and all(isinstance(t, torch.Tensor)
+                                                                        for t in v.values()) for v in d.values()):
+            raise ConfigError(f"--ticket: {path!r} has a malformed {key!r} entry")
+    for n, d in obj["masks"].items():
+        for k, m in d.items():
+            if not torch.all((m == 0) | (m == 1)):
+                raise ConfigError(f"--ticket: {path!r}: mask {n}/{k} is not 0/1")
+    return obj
+
+
+def prune_masks(final: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], rate: float = 0.2,
+                scope: str = "layer") -> dict[str, torch.Tensor]:
+    """New masks pruning `rate` of the still-unpruned entries by |final| (per tensor or one global cut)."""
+    if not 0.0 < rate < 1.0:
+        raise ConfigError(f"rate must be in (0, 1), got {rate!r}")
+    if scope not in ("layer", "global"):
+        raise ConfigError(f"scope must be 'layer' or 'global', got {scope!r}")
+    masks = {k: (masks[k].clone() if k in masks else torch.ones_like(final[k])) for k in final}
+    scores = {k: torch.where(masks[k].bool(), final[k].detach().abs().float(),
+                             torch.full_like(final[k], float("inf"), dtype=torch.float)) for k in final}
+    if scope == "layer":
+        for k in final:
+            n_alive = int(masks[k].sum())
+            n_prune = int(round(rate * n_alive))
+            if n_prune:
+                order = torch.argsort(scores[k].flatten(), stable=True)[:n_prune]
+                masks[k].view(-1)[order] = 0
+    else:
+        names = list(final)
+        flat = torch.cat([scores[k].flatten() for k in names])
+        n_prune = int(round(rate * int(torch.isfinite(flat).sum())))
+        if n_prune:
+            chosen = torch.zeros_like(flat, dtype=torch.bool)
+            chosen[torch.argsort(flat, stable=True)[:n_prune]] = True
+            start = 0
+            for k in names:
+                n = scores[k].numel()
+                masks[k].view(-1)[chosen[start:start + n]] = 0
+                start += n
+    return masks
+
+
+def next_ticket(previous: dict, rate: float = 0.2, scope: str = "layer") -> dict:
+    """From a finished round's ticket.pt (read_ticket): the next round's {init, masks} (IMP with rewinding)."""
+    if not previous.get("final"):
+        raise ConfigError("this ticket file has no final weights (it is an input ticket, not a finished round's)")
+    masks = {n: prune_masks(previous["final"][n], previous["masks"].get(n, {}), rate, scope)
+             for n in previous["final"]}
+    return {"init": previous["init"], "masks": masks}
+
+
+def ticket_sparsity(masks: dict) -> float:
+    """Pruned fraction over every mask of every network in {net: {name: mask}}."""
+    total = sum(m.numel() for d in masks.values() for m in d.values())
+    kept = sum(float(m.sum()) for d in masks.values() for m in d.values())
+    return 1.0 - kept / total if total else 0.0

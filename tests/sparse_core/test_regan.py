@@ -172,3 +172,23 @@ def test_name_filters_and_scope_all():
     G, D = make()
     ctrl = sc.prepare(sc.ReGANConfig(include=["^conv"]), G=G, D=D)
     assert [s.name for s in ctrl.sites["G"]] == ["conv.weight"]
+
+
+def test_ties_at_the_cut_are_kept_whole_and_the_true_count_reported():
+    from sparse_core import regan as R
+    w = torch.tensor([0.5, 1.0, 1.0, 1.0, 1.0, 2.0, 3.0, 4.0])
+    m = R.magnitude_mask(w, 0.5)                       # k = 4: the 4th and 5th smallest are tied (1.0)
+    assert m.tolist() == [0, 1, 1, 1, 1, 1, 1, 1]      # only what is strictly below the tie
+    assert R.magnitude_mask(torch.ones(16), 0.3).sum() == 16   # BatchNorm γ at init: nothing pruned
+    r = torch.randn(1000)
+    m = R.magnitude_mask(r, 0.3)
+    assert int((m == 0).sum()) == 300 and float(r.abs()[m == 0].max()) < float(r.abs()[m == 1].min())
+    torch.manual_seed(0)
+    G = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    ctrl = sc.prepare(sc.ReGANConfig(sparsity=0.5, warmup=0, scope="all"), G=G)
+    dens = ctrl.layer_density("G")
+    assert dens["1.weight"] == 1.0 and dens["1.bias"] == 1.0        # γ = 1, β = 0: ties, kept
+    assert dens["0.weight"] == pytest.approx(0.5, abs=1 / 108)
+    sizes = {k: p.numel() for k, p in G.named_parameters()}
+    pruned = int((G[0].weight == 0).sum()) + int((G[0].bias == 0).sum())   # BN β is 0 but not pruned
+    assert ctrl.sparsity("G") == pytest.approx(pruned / sum(sizes.values()))

@@ -85,34 +85,53 @@ def test_pruned_weights_frozen_through_adam_with_weight_decay():
     opt_G = torch.optim.Adam(G.parameters(), 1e-2, betas=(0.5, 0.999), weight_decay=1e-2)
     opt_D = torch.optim.Adam(D.parameters(), 1e-2, betas=(0.5, 0.999), weight_decay=1e-2)
     ctrl.bind(opt_G=opt_G, opt_D=opt_D)
+    # record, at each before_step, the weights and the mask of the forward that produced the gradients
+    # (spectral-norm layers: step(|W_orig/σ| − t) on the derived weight; σ moves with every training forward)
+    seen = {}
+    inner = ctrl.before_step
+
+    def before_step(n):
+        seen[n] = [(w.detach().clone(), rggan.hard_mask(rggan.effective_weight(s.module(ctrl.nets[n]), s.attr,
+                                                                               s.derived_attr), t, s.channel_dim))
+                   for s, w, t in thresholds(ctrl, n)]
+        inner(n)
+    ctrl.before_step = before_step
     for _ in range(20):
-        before = {(n, s.name): (w.detach().clone(), rggan.hard_mask(w, t, s.channel_dim))
-                  for n in ("G", "D") for s, w, t in thresholds(ctrl, n)}
         gan_step(G, D, opt_G, opt_D, ctrl)
+        assert all(sum(int((~keep).sum()) for _, keep in seen[n]) > 0 for n in ("G", "D"))
         for n in ("G", "D"):
-            for s, w, t in thresholds(ctrl, n):
-                w0, keep = before[(n, s.name)]
+            for (s, w, t), (w0, keep) in zip(thresholds(ctrl, n), seen[n]):
                 assert torch.equal(w.detach()[~keep], w0[~keep]), (n, s.name)
                 assert not torch.equal(w.detach()[keep], w0[keep])
 
 
-def test_reset_rule_when_kept_fraction_falls_to_one_percent():
+def test_reset_rule_runs_in_the_forward_before_the_mask_is_used_also_for_G_ema():
     G, D = make()
     ctrl = sc.prepare(sc.RGGANConfig(lam=0.0), G=G, D=D)
-    opt_G = torch.optim.SGD(G.parameters(), 1e-3)
-    opt_D = torch.optim.SGD(D.parameters(), 1e-3)
-    ctrl.bind(opt_G=opt_G, opt_D=opt_D)
+    G_ema = copy.deepcopy(G)
+    ctrl.bind(G_ema=G_ema)
     s0, w0, t0 = thresholds(ctrl)[0]
     s1, w1, t1 = thresholds(ctrl)[2]
+    seen = []
+    # a pre-hook registered after sparse_core's sees the weight the layer's forward then reads
+    hook = G.fc.register_forward_pre_hook(lambda m, a: seen.append(m.weight.detach().clone()))
     with torch.no_grad():
-        t0.fill_(1e3)          # everything pruned -> reset
+        t0.fill_(1e3)          # everything pruned -> reset to 0 before this forward uses the mask
         # keep a bit more than 1% in layer 2: no reset
         q = torch.quantile(w1.detach().abs().flatten(), 0.97)
         t1.fill_(float(q))
-    gan_step(G, D, opt_G, opt_D, ctrl)
-    assert torch.count_nonzero(t0) == 0
-    assert torch.all(t1 > 0)
-    assert ctrl.layer_density("G")[s0.name] == 1.0
+        G_ema.fc.weight_threshold.fill_(1e3)
+        G(torch.randn(2, Z))
+        assert torch.count_nonzero(t0) == 0 and torch.all(t1 == float(q))
+        # the forward used the mask of t = 0 (|w| > 0: every non-zero weight), not the all-zero one
+        assert torch.equal(seen[-1], w0 * (w0.abs() > 0)) and torch.count_nonzero(seen[-1]) > 0
+        assert ctrl.layer_density("G")[s0.name] == 1.0
+        G_ema.eval()(torch.randn(2, Z))
+        assert torch.count_nonzero(G_ema.fc.weight_threshold) == 0
+        t0.fill_(float(torch.quantile(w0.abs().flatten(), 0.985)))   # 1.5 % kept: no reset
+        G(torch.randn(2, Z))
+        assert torch.all(t0 > 0)
+    hook.remove()
 
 
 def test_augmented_regeneration_on_scripted_metric_sequence():
@@ -156,3 +175,30 @@ def test_export_keeps_vendor_keys_and_applies_masks():
         assert torch.equal(s.param(sG)[~keep], torch.zeros_like(w[~keep]))
         assert torch.equal(s.param(dG), w.detach())
     assert not sG._forward_pre_hooks and not rggan.state_of(sG.fc)
+
+
+def test_spectral_norm_layers_mask_the_normalised_weight_as_the_official_code():
+    """σ from the unmasked weight_orig, mask step(|W_orig/σ| − t), forward (W_orig/σ) ⊙ M (float64 by hand)."""
+    torch.manual_seed(0)
+    D = torch.nn.Sequential(torch.nn.utils.spectral_norm(torch.nn.Conv2d(3, 6, 3, 1, 1))).double().eval()
+    ctrl = sc.prepare(sc.RGGANConfig(target="G"), G=D)
+    conv = D[0]
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    with torch.no_grad():
+        D(x)
+        W = conv.weight_orig.detach().clone()
+        sigma = torch.dot(conv.weight_u, torch.mv(W.flatten(1), conv.weight_v))
+        t = torch.linspace(0.05, 0.3, 6, dtype=torch.float64) * float((W / sigma).abs().max())
+        conv.weight_orig_threshold.copy_(t)
+        M = ((W / sigma).abs() > t.view(-1, 1, 1, 1)).double()
+        want = torch.nn.functional.conv2d(x, (W / sigma) * M, conv.bias, padding=1)
+        assert torch.allclose(D(x), want, atol=1e-12)
+        # the old behaviour (mask |W_orig| > t, then normalise the masked weight) differs here
+        Mo = (W.abs() > t.view(-1, 1, 1, 1)).double()
+        sig_o = torch.dot(conv.weight_u, torch.mv((W * Mo).flatten(1), conv.weight_v))
+        assert not torch.allclose(want, torch.nn.functional.conv2d(x, W * Mo / sig_o, conv.bias, padding=1))
+        assert ctrl.layer_density("G")["0.weight_orig"] == pytest.approx(float(M.mean()))
+        # the exported sparse layer (vendor keys, plain spectral_norm) computes the same in eval mode
+        sD = ctrl.export("G", sparse=True).eval()
+        assert set(sD.state_dict()) == {"0.bias", "0.weight_orig", "0.weight_u", "0.weight_v"}
+        assert torch.allclose(sD(x), want, atol=1e-10)
