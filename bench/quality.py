@@ -1,7 +1,7 @@
 """The longer quality experiment: SNGAN baseline vs Re-SNGAN vs RG-SNGAN on digits, 10% and 100% of the data,
 several seeds, with the papers' stability measure.
 
-    python bench/quality.py [--seeds 0,1,2] [--ratios 0.1,1.0] [--steps 2000] [--jobs 1] [--out runs/quality]
+    python bench/quality.py [--seeds 0,1,2] [--ratios 0.1,1.0] [--steps 560] [--jobs 1] [--out runs/quality]
 
 Settings: the main job's CPU preset (bench/main_job.py: G width 16, n_dis 1, batch 32, DiffAugment translation,
 G EMA 0.99, metrics from G_ema), at --steps generator steps. Reported: mean ± std over seeds of the final and best
@@ -93,7 +93,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--ratios", default="0.1,1.0")
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=560)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", default="runs/quality")
     ap.add_argument("--results", default=str(ROOT / "bench" / "results" / "quality-digits.md"))

@@ -124,10 +124,12 @@ def test_ema_is_what_metrics_see_and_follows_its_formula(tmp_path, monkeypatch, 
         assert "net_G_ema" not in s2
         assert torch.equal(seen[-1], _G_output(s2["net_G"]))
         return
-    # ema_2 = 0.5 * ema_1 + 0.5 * G_2 for parameters; buffers copied from G
+    # ema_2 = d * ema_1 + (1 - d) * G_2 for parameters, d = min(0.5, (1 + 2) / (10 + 2)) = 0.25 (warm-up);
+    # buffers copied from G
+    assert train.ema_decay_at(0.5, 2) == 0.25 and train.ema_decay_at(0.999, 10 ** 6) == 0.999
     param_names = {n for n, _ in ResGenerator32(z_dim=16, ch=8).named_parameters()}
     for key, value in s2["net_G_ema"].items():
-        want = 0.5 * s1["net_G_ema"][key].double() + 0.5 * s2["net_G"][key].double() if key in param_names \
+        want = 0.25 * s1["net_G_ema"][key].double() + 0.75 * s2["net_G"][key].double() if key in param_names \
             else s2["net_G"][key].double()
         assert torch.allclose(value.double(), want, atol=1e-6), key
     assert torch.equal(seen[-1], _G_output(s2["net_G_ema"]))  # metrics see G_ema ...

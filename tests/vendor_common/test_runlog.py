@@ -151,3 +151,40 @@ def test_progress_line_after_resume_counts_previous_time():
 def test_max_rss_is_at_least_current_rss():
     current = psutil.Process().memory_info().rss / 2 ** 30
     assert max_rss_gb() >= current * 0.99 > 0
+
+
+def test_stale_temporaries_of_killed_writes_are_removed_and_nothing_else(tmp_path):
+    from vendor.common.runlog import remove_stale_tmp, save_snapshot
+    import tempfile
+
+    # what a write killed between mkstemp and os.replace leaves: the same name atomic_write would use
+    handle, stale = tempfile.mkstemp(prefix=".last.pt.", suffix=".tmp", dir=tmp_path)
+    os.close(handle)
+    (tmp_path / ".tmp-abcd1234.pt").write_bytes(b"x")   # sparse_core's export temporary
+    keep = [".hidden", "notes.tmp", ".last.pt.tmp", "last.pt"]
+    for name in keep:
+        (tmp_path / name).write_bytes(b"keep")
+    save_snapshot({"a": torch.zeros(1)}, str(tmp_path / "snap.pt"))
+    removed = remove_stale_tmp(str(tmp_path))
+    assert sorted(os.path.basename(p) for p in removed) == sorted([os.path.basename(stale), ".tmp-abcd1234.pt"])
+    assert sorted(os.listdir(tmp_path)) == sorted(keep + ["snap.pt"])
+
+
+def test_prepare_run_dir_fresh_refuses_old_logs_and_resume_drops_later_rows(tmp_path):
+    from vendor.common.runlog import RunDirError, append_jsonl, prepare_run_dir, read_jsonl
+
+    run = tmp_path / "run"
+    prepare_run_dir(str(run))  # a new folder is fine
+    for step in (1, 2, 3, 4):
+        append_jsonl(str(run / "stats.jsonl"), {"progress/step": step})
+        append_jsonl(str(run / "metric-fid.jsonl"), {"value": 1.0, "step": step})
+    with open(run / "stats.jsonl", "a") as f:
+        f.write('{"progress/st')  # a row torn by a kill
+    with pytest.raises(RunDirError, match="already holds a run"):
+        prepare_run_dir(str(run))
+    prepare_run_dir(str(run), resume_step=2)
+    assert [r["progress/step"] for r in read_jsonl(str(run / "stats.jsonl"))] == [1, 2]
+    assert [r["step"] for r in read_jsonl(str(run / "metric-fid.jsonl"))] == [1, 2]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunDirError, match="not a folder"):
+        prepare_run_dir(str(tmp_path / "file"))

@@ -136,8 +136,9 @@ def build_argparser() -> argparse.ArgumentParser:
     p.add_argument("--betas", type=finite_float, nargs="+", action=MultiFloat, default=[0.0, 0.9],
                    help="Adam betas: `--betas 0.0 0.9` or upstream's `--betas=0.0 --betas=0.9`")
     p.add_argument("--ema_decay", type=finite_float, default=0.0,
-                   help="keep an exponential moving average of G with this decay per G step (e.g. 0.999); "
-                        "metrics, sample grids and G_final.pt's net_G_ema use it. 0 = off (upstream)")
+                   help="keep an exponential moving average of G with this decay per G step (e.g. 0.999; "
+                        "warm-up min(decay, (1+step)/(10+step))); metrics, sample grids and G_final.pt's "
+                        "net_G_ema use it. 0 = off (upstream)")
     p.add_argument("--n_dis", type=int, default=5, help="D steps per G step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -334,6 +335,13 @@ def resume_config(args) -> dict:
     return {key: (list(getattr(args, key)) if key == "betas" else getattr(args, key)) for key in RESUME_FIXED}
 
 
+def ema_decay_at(decay: float, step: int) -> float:
+    """The decay used at G step `step` (1-based): min(decay, (1 + step) / (10 + step)), the warm-up rule of
+    TensorFlow's ExponentialMovingAverage (ours; upstream has no EMA). Without it an average with decay
+    0.999 would still be ~90 % the random initialisation after 100 steps."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
 @torch.no_grad()
 def update_ema(net_G_ema, net_G, decay: float) -> None:
     """p_ema <- decay * p_ema + (1 - decay) * p for every parameter; buffers (BatchNorm statistics,
@@ -524,7 +532,7 @@ def main(argv=None):
         loss_G.backward()
         optim_G.step()
         if net_G_ema is not None:
-            update_ema(net_G_ema, net_G, args.ema_decay)  # (c) EMA of G after every G step
+            update_ema(net_G_ema, net_G, ema_decay_at(args.ema_decay, step))  # (c) EMA of G after every G step
         sched_G.step(); sched_D.step()  # noqa: E702  (d) linear LR decay, once per step
 
         tick_loss_G += loss_G.detach()
