@@ -36,7 +36,8 @@ setup(
         "scikit-learn",
         "matplotlib",
     ],
+    # pytest-xdist: the suite runs on both cores (scripts/test.sh -n 2).
     # lpips: the reference the FastGAN perceptual loss is tested against (needs torchvision; 0.29.1 pairs with torch 2.14)
-    extras_require={"test": ["pytest", "lpips==0.1.4", "torchvision==0.29.1"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "lpips==0.1.4", "torchvision==0.29.1"]},
     entry_points={"console_scripts": ["sparse-core=sparse_core.cli:main"]},
 )

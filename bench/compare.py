@@ -161,9 +161,16 @@ def sparse_spans(stats: list[dict]) -> list[tuple[float, float]]:
     return spans
 
 
+def _step_of(p: Path) -> int:
+    return int(''.join(c for c in p.stem if c.isdigit()) or 0)
+
+
 def last_grid(run_dir: Path) -> Path | None:
-    pngs = sorted(run_dir.glob("samples-*.png"), key=lambda p: int(''.join(c for c in p.stem if c.isdigit()) or 0))
+    """The newest sample grid: SNGAN / ProGAN / AutoGAN samples-<step>.png, StyleGAN2 fakes<kimg>.png,
+    FastGAN images/<iteration>[-suffix].png (its rec_* reconstructions are not samples)."""
+    pngs = sorted(run_dir.glob("samples-*.png"), key=_step_of)
     pngs = pngs or sorted(run_dir.glob("fakes*.png"))
+    pngs = pngs or sorted((p for p in run_dir.glob("images/*.png") if p.name[:1].isdigit()), key=_step_of)
     return pngs[-1] if pngs else None
 
 

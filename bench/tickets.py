@@ -24,13 +24,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare  # noqa: E402
+import run_readers  # noqa: E402
 
 sys.path.insert(0, str(compare.ROOT))
 from sparse_core import tickets  # noqa: E402
 
 
 def _last_stats(run_dir: Path) -> dict:
-    rows = compare.read_jsonl(compare.find_run_dir(run_dir) / "stats.jsonl")
+    rows = run_readers.read_stats(compare.find_run_dir(run_dir))
     if not rows:
         raise SystemExit(f"[tickets] {run_dir}: stats.jsonl is empty")
     return rows[-1]

@@ -19,6 +19,16 @@ TINY = {
     "stylegan2_ada": ["--data=digits", "--device=cpu", "--cbase=256", "--cmax=32", "--map=2", "--batch=4",
                       "--mbstd-group=2", "--workers=0", "--grid=2x2", "--tick=0.004", "--img-snap=1",
                       "--kimg=0.008", "--snap=1", "--metrics=fid_digits", "--metric-gen=20"],
+    "autogan": ["--data", "digits", "--data-ratio", "0.02", "--gf_dim", "8", "--df_dim", "8", "-gen_bs", "4",
+                "-dis_bs", "4", "--n_critic", "1", "--max_iter", "4", "--print_freq", "1", "--val_freq", "1",
+                "--num_eval_imgs", "20"],
+    "progan": ["--data", "digits", "--data-ratio", "0.02", "--ch", "8", "--z_dim", "8", "--max_res", "8",
+               "--epoch", "1", "--batch_sizes", "16,16", "--tick_steps", "1", "--sample_step", "2", "--eval_step", "2",
+               "--metric", "fid_digits", "--num_images", "20", "--device", "cpu"],
+    "fastgan": ["--path", "digits", "--data-ratio", "0.005", "--im_size", "256", "--batch_size", "2", "--ngf", "8",
+                "--ndf", "8", "--nz", "16", "--lpips_untrained", "--lpips_width_div", "16", "--device", "cpu",
+                "--tick", "1", "--save_interval", "1", "--iter", "2", "--metrics", "fid_digits", "--eval_interval", "1",
+                "--num_images", "8"],
 }
 
 

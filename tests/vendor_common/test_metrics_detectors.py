@@ -248,9 +248,12 @@ def test_kid_is_and_pr_pipelines_match_manual_computation(tmp_path, detector_fil
 def test_stylegan2_names_carry_upstream_sample_counts_and_keys(tmp_path, detector_file):
     # Upstream metric_main.py: fid50k_full (all reals, 50k gen), kid50k_full (1M reals max,
     # 100 subsets of 1000), is50k (10 splits), pr50k3_full (200k reals max, k = 3).
+    # fid50k / kid50k / pr50k3: the same with at most 50k reals.
     assert {name: spec.num_gen for name, spec in STYLEGAN2_METRICS.items()} == dict.fromkeys(
-        ["fid50k_full", "kid50k_full", "is50k", "pr50k3_full"], 50000)
+        ["fid50k_full", "kid50k_full", "is50k", "pr50k3_full", "fid50k", "kid50k", "pr50k3"], 50000)
     assert STYLEGAN2_METRICS["fid50k_full"].max_real is None
+    assert all(STYLEGAN2_METRICS[n].max_real == 50000 for n in ("fid50k", "kid50k", "pr50k3"))
+    assert STYLEGAN2_METRICS["pr50k3"].nhood_size == 3 and STYLEGAN2_METRICS["kid50k"].num_subsets == 100
     kid = STYLEGAN2_METRICS["kid50k_full"]
     assert (kid.max_real, kid.num_subsets, kid.max_subset_size) == (1000000, 100, 1000)
     assert STYLEGAN2_METRICS["is50k"].num_splits == 10

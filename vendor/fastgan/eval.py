@@ -144,7 +144,7 @@ def main(argv=None):
                 images = F.interpolate(G_sample(count), size=args.size)
                 for j, image in enumerate(images_to_uint8(images)):
                     atomic_write(os.path.join(folder, f"{done + j}.png"),
-                                 lambda tmp, im=image: save_png(im, tmp), suffix=".png")
+                                 lambda tmp, im=image: save_png(im, tmp))
                 done += count
             print(f"{path}: {done} images -> {folder}", flush=True)
         if args.metric:
