@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 import torch
 
 from . import methods
+from .atomic import save_atomic
 from .config import ConfigError
 from .controller import prepare
 from .methods.base import Flag
@@ -195,19 +195,6 @@ def load_resume_state(ctrl, state) -> None:
     ctrl.load_state_dict(state)
 
 
-def _save_atomic(obj, path: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def export_generators(ctrl, which: str, out_dir: str, extra: dict | None = None, key: str = "G") -> list[str]:
     """Write G_sparse.pt and G_dense.pt ({key: state_dict, **extra}) for a sparse run; nothing for a dense one.
 
@@ -220,6 +207,6 @@ def export_generators(ctrl, which: str, out_dir: str, extra: dict | None = None,
     for kind, sparse in (("sparse", True), ("dense", False)):
         net = ctrl.export(which, sparse=sparse)
         path = os.path.join(out_dir, f"G_{kind}.pt")
-        _save_atomic({key: net.state_dict(), "kind": kind, "method": ctrl.method, **(extra or {})}, path)
+        save_atomic({key: net.state_dict(), "kind": kind, "method": ctrl.method, **(extra or {})}, path)
         paths.append(path)
     return paths + ctrl.strategy.export_files(out_dir)

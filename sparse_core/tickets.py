@@ -17,6 +17,7 @@ import math
 import torch
 from torch import nn
 
+from .atomic import save_atomic
 from .config import ConfigError, TicketConfig
 from .selection import find_sites
 
@@ -70,25 +71,13 @@ TICKET_VERSION = 1
 def write_ticket(path: str, init: dict, masks: dict, final: dict | None = None, config=None) -> None:
     """Write a ticket file: {net: {param name: initial value}}, {net: {site name: mask}}, optionally the
     final trained values of the masked tensors (what the next IMP round prunes by). Atomic."""
-    import os
-    import tempfile
-
     from .config import config_to_dict
     obj = {"format": TICKET_FORMAT, "version": TICKET_VERSION,
            "init": {n: {k: v.detach().cpu().clone() for k, v in d.items()} for n, d in init.items()},
            "masks": {n: {k: v.detach().cpu().clone() for k, v in d.items()} for n, d in masks.items()},
            "final": {n: {k: v.detach().cpu().clone() for k, v in d.items()} for n, d in (final or {}).items()},
            "config": config_to_dict(config) if config is not None else {}}
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-ticket-", suffix=".pt")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    save_atomic(obj, path, prefix=".tmp-ticket-")
 
 
 def read_ticket(path: str) -> dict:
