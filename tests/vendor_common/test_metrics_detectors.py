@@ -286,3 +286,34 @@ def test_bad_requests_fail_with_one_clear_error(tmp_path, detector_file):
     with pytest.raises(MetricError, match="num_gen"):
         compute_metric("fid", bank, dataset, num_gen=0, detector=str(detector_file), cache_dir=tmp_path)
     assert not (tmp_path / "metric-stats").exists()
+
+
+class _LazyImages(_Images):
+    """A dataset that reads item by item (like datasets.LazyImageDataset) and must never be decoded whole."""
+
+    reads_lazily = True
+
+    def __getitem__(self, index):
+        self.reads += 1
+        return self._images[index], 0
+
+    def images_uint8(self):
+        raise AssertionError("the metrics decoded the whole lazy dataset")
+
+
+@pytest.mark.parametrize("name", ["fid", "kid"])
+def test_lazy_dataset_is_read_in_chunks_with_the_same_result_and_cache_key(tmp_path, detector_file, name):
+    real, fake = _grey_images(21, 30), _generated(22, 20)
+    lazy = _LazyImages(real)
+    lazy.reads = 0
+    kwargs = dict(num_gen=20, batch=8, detector=str(detector_file))
+    eager_value = compute_metric(name, _Bank(fake), _Images(real), cache_dir=tmp_path / "a", **kwargs)
+    lazy_value = compute_metric(name, _Bank(fake), lazy, cache_dir=tmp_path / "b", **kwargs)
+    assert lazy_value == pytest.approx(eager_value, rel=1e-12, abs=1e-12)
+    assert lazy.reads >= len(real)  # every item was read through __getitem__
+    # the chunked hash equals the whole-array hash: both runs wrote the same statistics file name
+    from vendor.common.metrics.cache import array_sha256
+    from vendor.common.metrics.features import ReferenceImages
+    assert ReferenceImages(lazy, None).sha256() == array_sha256(real)
+    assert sorted(p.name for p in (tmp_path / "a" / "metric-stats").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "b" / "metric-stats").iterdir())

@@ -12,7 +12,8 @@ Supported `spec` values for `load_dataset`:
 With ``lazy=True`` an image folder or zip is not decoded up front: `load_dataset` lists the files,
 checks every image header (size, mode) and decodes one image per `__getitem__`, so memory stays
 bounded whatever the dataset size, and the object pickles into DataLoader worker processes (each
-opens its own zip handle). `images_uint8()` still returns the whole array (decoding everything).
+opens its own zip handle). The metrics read it in chunks too (`reads_lazily`); `images_uint8()` still
+returns the whole array (decoding everything) for callers that want it.
 
 Every problem with the data raises `DatasetError` (a ValueError) naming the file and the problem.
 """
@@ -71,6 +72,8 @@ class ImageDataset:
 class LazyImageDataset:
     """ImageDataset's interface over an image folder or zip that is decoded one item at a time."""
 
+    reads_lazily = True   # the metrics read it item by item (vendor.common.metrics.features.ReferenceImages)
+
     def __init__(self, spec: str, resolution: int | None, channels: int | None, ratio: float, seed: int,
                  use_labels: bool):
         self.path = os.path.abspath(os.path.expanduser(spec))
@@ -128,7 +131,7 @@ class LazyImageDataset:
         return np.ascontiguousarray(array), int(self._labels[index])
 
     def images_uint8(self) -> np.ndarray:
-        """Every image decoded into one array (what the metrics' reference statistics read)."""
+        """Every image decoded into one array (the metrics do not use it: they read item by item)."""
         return np.stack([self[i][0] for i in range(len(self))])
 
     def labels(self) -> np.ndarray:

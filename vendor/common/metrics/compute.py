@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from . import formulas
-from .cache import array_sha256, load_arrays, resolve_cache_dir, save_arrays, text_sha256
+from .cache import load_arrays, resolve_cache_dir, save_arrays, text_sha256
 from .detectors import load_detector, resolve_detector_file
 from .digits_detector import confident_share, load_digits_detector
 from .errors import MetricError
-from .features import dataset_images, generator_features, image_array_features, make_feature_fn
+from .features import ReferenceImages, generator_features, image_array_features, make_feature_fn
 from .registry import MetricSpec, get_metric_spec
 
 _DETECTOR_NAMES = {"inception": "the Inception detector (inception-2015-12-05.pt)", "vgg16": "the VGG16 detector (vgg16.pt)"}
@@ -46,15 +46,15 @@ def _get_detector(spec: MetricSpec, detector, cache_dir, device):
     return _loaded_detectors[key]
 
 
-def _stats_cache_path(cache_dir, dataset, images: np.ndarray, detector, spec: MetricSpec, mode: str):
+def _stats_cache_path(cache_dir, dataset, images: ReferenceImages, detector, spec: MetricSpec, mode: str):
     """Cache file for one (dataset content, detector, computation) triple; the name stays readable."""
     computation = f"{spec.kind}|{spec.space}|{mode}|max_real={spec.max_real}"
-    key = text_sha256(f"{array_sha256(images)}|{detector.detector_id}|{computation}")[:20]
+    key = text_sha256(f"{images.sha256()}|{detector.detector_id}|{computation}")[:20]
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(getattr(dataset, "name", "dataset")))[:64] or "dataset"
     return resolve_cache_dir(cache_dir) / "metric-stats" / f"{name}-{detector.detector_id}-{spec.kind}-{mode}-{key}.npz"
 
 
-def _reference_statistics(dataset, images: np.ndarray, spec: MetricSpec, detector, feature_fn, mode: str,
+def _reference_statistics(dataset, images: ReferenceImages, spec: MetricSpec, detector, feature_fn, mode: str,
                           batch, device, cache_dir):
     """mode 'mean_cov' -> {'mu', 'sigma'}; mode 'features' -> {'features'}; cached either way."""
     path = _stats_cache_path(cache_dir, dataset, images, detector, spec, mode)
@@ -93,9 +93,9 @@ def compute_metric(name: str, G_sample, dataset, num_gen: int | None = None, bat
     _check_arguments(num_gen, batch)
     # The dataset is checked before any detector loads or generator runs: the cheap failure comes first.
     # The Inception score needs no reference set (upstream reads the dataset only for labels).
-    images = None if spec.kind in ("is", "confident") else dataset_images(dataset, spec.max_real)
+    images = None if spec.kind in ("is", "confident") else ReferenceImages(dataset, spec.max_real)
     if num_gen is None:
-        num_gen = spec.num_gen if spec.num_gen is not None else images.shape[0]
+        num_gen = spec.num_gen if spec.num_gen is not None else len(images)
     detector_obj = _get_detector(spec, detector, cache_dir, device)
     feature_fn = make_feature_fn(spec.kind, spec.space, detector_obj)
 

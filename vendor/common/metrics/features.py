@@ -4,6 +4,7 @@ Images reach every detector as uint8 [N, C, H, W] in [0, 255], exactly as upstre
 generator output x in [-1, 1] becomes (x * 127.5 + 128).clamp(0, 255).to(uint8) (truncation, as
 upstream), and greyscale is repeated to 3 channels for the Inception / VGG16 networks.
 """
+import hashlib
 import sys
 import time
 from typing import Callable
@@ -93,11 +94,52 @@ def dataset_images(dataset, max_real: int | None) -> np.ndarray:
     return images if max_real is None else images[:max_real]
 
 
-def image_array_features(images: np.ndarray, batch: int, feature_fn: FeatureFn, device) -> np.ndarray:
-    chunks = []
-    progress = _Progress("dataset features", images.shape[0])
-    for start in range(0, images.shape[0], batch):
-        part = torch.from_numpy(np.ascontiguousarray(images[start:start + batch])).to(device)
+class ReferenceImages:
+    """The reference set as uint8 chunks [n, C, H, W]: an in-memory dataset's array as it is, a dataset that
+    reads lazily (`reads_lazily = True`, e.g. a big zip) item by item, so memory stays bounded by one chunk
+    whatever the dataset's size. `sha256()` equals cache.array_sha256 of the whole array, computed in chunks."""
+
+    def __init__(self, dataset, max_real: int | None):
+        self._dataset = dataset
+        if getattr(dataset, "reads_lazily", False):
+            count = len(dataset) if max_real is None else min(len(dataset), max_real)
+            first = np.asarray(dataset[0][0]) if count else None
+            if first is None or first.dtype != np.uint8 or first.ndim != 3:
+                raise MetricError(f"dataset {getattr(dataset, 'name', '?')!r} must hold uint8 [C, H, W] images, got "
+                                  f"{'none' if first is None else f'{first.dtype} {first.shape}'}")
+            self._array, self.shape = None, (count, *first.shape)
+        else:
+            self._array = dataset_images(dataset, max_real)
+            self.shape = self._array.shape
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def chunks(self, batch: int):
+        for start in range(0, len(self), batch):
+            stop = min(start + batch, len(self))
+            if self._array is not None:
+                yield self._array[start:stop]
+            else:
+                yield np.stack([np.asarray(self._dataset[i][0]) for i in range(start, stop)])
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256(f"{np.dtype(np.uint8).str}|{tuple(self.shape)}|".encode())
+        for part in self.chunks(256):
+            digest.update(memoryview(np.ascontiguousarray(part)).cast("B"))
+        return digest.hexdigest()
+
+
+def image_array_features(images, batch: int, feature_fn: FeatureFn, device) -> np.ndarray:
+    """Features of the reference images (a ReferenceImages or a uint8 array [N, C, H, W]), one batch at a time."""
+    source = images if isinstance(images, ReferenceImages) else None
+    total = len(images) if source is not None else images.shape[0]
+    parts = source.chunks(batch) if source is not None else (images[i:i + batch] for i in range(0, total, batch))
+    chunks, done = [], 0
+    progress = _Progress("dataset features", total)
+    for part in parts:
+        part = torch.from_numpy(np.ascontiguousarray(part)).to(device)
         chunks.append(_run_feature_fn(feature_fn, part, part.shape[0]))
-        progress.update(start + part.shape[0])
+        done += part.shape[0]
+        progress.update(done)
     return np.concatenate(chunks)
