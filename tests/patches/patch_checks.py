@@ -17,3 +17,23 @@ def assert_applies_with_standard_tools(patch: Path, vendor: str, tmp_path: Path,
     shutil.copytree(ROOT / "vendor" / vendor, copy, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(["patch", "-p1", "--dry-run", "-s", "-i", str(patch)], cwd=copy, check=True)
     subprocess.run(["git", "apply", "--check", str(patch)], cwd=copy, check=True)
+
+
+def run_train(tree: Path, flags: list, logdir, check: bool = True) -> subprocess.CompletedProcess:
+    """`python <tree>/train.py FLAGS --logdir LOGDIR` in its own process (single-threaded); with `check`, a
+    non-zero exit fails the test showing the run's last output."""
+    import os
+    import sys
+
+    r = subprocess.run([sys.executable, str(Path(tree) / "train.py"), *flags, "--logdir", str(logdir)],
+                       capture_output=True, text=True, cwd=tree, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    if check and r.returncode != 0:
+        raise AssertionError(r.stdout[-3000:] + r.stderr[-3000:])
+    return r
+
+
+def read_stats(logdir) -> list:
+    """The rows of <logdir>/stats.jsonl (SNGAN-style flat rows)."""
+    import json
+
+    return [json.loads(line) for line in (Path(logdir) / "stats.jsonl").read_text().splitlines()]

@@ -1,7 +1,5 @@
 """patches/sngan.patch: applies to vendor/sngan as committed and gives the Re-/RG-SNGAN runs (SPEC §3)."""
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -9,7 +7,7 @@ import pytest
 import torch
 
 from sparse_core import regan
-from patch_checks import assert_applies_with_standard_tools
+from patch_checks import assert_applies_with_standard_tools, read_stats, run_train
 from sparse_core.patching import apply_to_copy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,15 +22,10 @@ def patched(tmp_path_factory):
 
 
 def train(tree, logdir, *flags, check=True):
-    r = subprocess.run([sys.executable, str(tree / "train.py"), *TINY, *flags, "--logdir", str(logdir)],
-                       capture_output=True, text=True, cwd=tree, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    if check and r.returncode != 0:
-        raise AssertionError(r.stdout[-3000:] + r.stderr[-3000:])
-    return r
+    return run_train(tree, [*TINY, *flags], logdir, check)
 
 
-def stats(logdir):
-    return [json.loads(line) for line in (Path(logdir) / "stats.jsonl").read_text().splitlines()]
+stats = read_stats
 
 
 def test_patch_is_small_and_applies_with_gnu_patch(tmp_path):

@@ -3,8 +3,6 @@
 One tiny configuration (90 digits, 4x4 then 8x8, 12 iterations per stage) is run once per method and shared.
 """
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from sparse_core.patching import apply_to_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "patches"))
-from patch_checks import assert_applies_with_standard_tools  # noqa: E402
+from patch_checks import assert_applies_with_standard_tools, read_stats, run_train  # noqa: E402
 
 PATCH = ROOT / "patches" / "progan.patch"
 TINY = ["--data", "digits", "--data-ratio", "0.05", "--ch", "8", "--z_dim", "8", "--max_res", "8", "--epoch", "2",
@@ -27,15 +25,10 @@ RG = ["--rg-lambda", "2e-2", "--eval_step", "2", "--metric", "fid_digits", "--nu
 
 
 def train(tree, logdir, *flags, check=True):
-    r = subprocess.run([sys.executable, str(tree / "train.py"), *TINY, *flags, "--logdir", str(logdir)],
-                       capture_output=True, text=True, cwd=tree, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    if check and r.returncode != 0:
-        raise AssertionError(r.stdout[-3000:] + r.stderr[-3000:])
-    return r
+    return run_train(tree, [*TINY, *flags], logdir, check)
 
 
-def stats(logdir):
-    return [json.loads(line) for line in (Path(logdir) / "stats.jsonl").read_text().splitlines()]
+stats = read_stats
 
 
 @pytest.fixture(scope="module")
