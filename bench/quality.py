@@ -1,10 +1,10 @@
 """The longer quality experiment: SNGAN baseline vs Re-SNGAN vs RG-SNGAN on digits, 10% and 100% of the data,
 several seeds, with the papers' stability measure.
 
-    python bench/quality.py [--seeds 0,1,2] [--ratios 0.1,1.0] [--steps 560] [--jobs 1] [--out runs/quality]
+    python bench/quality.py [--seeds 0,1,2] [--ratios 0.1,1.0] [--steps 1400] [--jobs 1] [--out runs/quality]
 
-Settings: the main job's CPU preset (bench/main_job.py: G width 16, n_dis 1, batch 32, DiffAugment translation,
-G EMA 0.99, metrics from G_ema), at --steps generator steps. Reported: mean ± std over seeds of the final and best
+Settings: the main job's CPU preset (bench/main_job.py `preset`, described by `PRESET_SUMMARY`), at --steps
+generator steps (default: the main job's). Reported: mean ± std over seeds of the final and best
 fid_digits, the recognisable share (confident_digits) and stability, and the paired per-seed comparison with
 the baseline (same seed, same data: variant minus baseline, and on how many seeds the variant is better).
 
@@ -93,7 +93,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--ratios", default="0.1,1.0")
-    ap.add_argument("--steps", type=int, default=560)
+    ap.add_argument("--steps", type=int, default=main_job.DEFAULT_STEPS)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", default="runs/quality")
     ap.add_argument("--results", default=str(ROOT / "bench" / "results" / "quality-digits.md"))
@@ -122,8 +122,7 @@ def main(argv=None):
         f"- command: `python bench/quality.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
         f"- device: CPU ({os.cpu_count()} cores), torch {torch.__version__}, date {datetime.date.today().isoformat()}, "
         f"total wall {time.time() - t0:.0f} s",
-        f"- settings: the main job's preset (G width 16, batch 32 (G 64), n_dis 1, Adam 2e-4 (0.5, 0.999), DiffAugment "
-        f"translation, G EMA 0.99), {args.steps} G steps, seeds {seeds}; Re-GAN ρ 0.3 on G, "
+        f"- settings: the main job's preset ({main_job.PRESET_SUMMARY}), {args.steps} G steps, seeds {seeds}; Re-GAN ρ 0.3 on G, "
         f"warm-up/interval {max(args.steps // 8, 1)}; RG-GAN λ 1e-4 on G and D with augmented regeneration",
         f"- native kernels: SPARSE_CORE_OPS={os.environ.get('SPARSE_CORE_OPS', '(unset: the default dispatch)')}",
         "- fid_digits: NON-STANDARD FID in a small digits classifier's feature space (500 generated vs all 1,797 digits, "

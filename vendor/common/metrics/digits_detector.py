@@ -28,16 +28,22 @@ from .errors import MetricError
 from ..safeload import load_checkpoint
 
 # Bump when anything below changes the trained weights, so stale cache files are not reused.
-RECIPE_VERSION = "v1"
+RECIPE_VERSION = "v2"
 INPUT_SIZE = 32
 FEATURE_DIM = 128
 NUM_CLASSES = 10
 HELDOUT_FRACTION = 0.2
 SEED = 0
-EPOCHS = 8
+EPOCHS = 24
 BATCH_SIZE = 64
 LEARNING_RATE = 2e-3
 MAX_SHIFT = 2  # pixels of random translation during training, so off-centre samples still embed sensibly
+# Mixup on a share of each batch: the pixel blend lam*x_i + (1-lam)*x_j (lam ~ U(0, 1)) is trained towards the
+# same blend of the two one-hot targets. Without it the classifier is over-confident off the data: measured,
+# 35 % of 50/50 blends of two different digits and 36-39 % of a GAN's early blobs got p >= 0.9 for one class,
+# as many as the GAN's later, readable samples, so `confident_share` could not see learning. With it: held-out
+# digits 0.90, blends 0.06, early blobs 0.03, noise 0.
+MIXUP_SHARE = 0.2
 
 
 class DigitsClassifier(nn.Module):
@@ -123,6 +129,17 @@ def _random_shift(batch: torch.Tensor, generator: torch.Generator) -> torch.Tens
                         for i, (dy, dx) in enumerate(offsets.tolist())])
 
 
+def _mixup(batch: torch.Tensor, labels: torch.Tensor, generator: torch.Generator):
+    """Blend a MIXUP_SHARE of the batch with a shuffled partner, targets alike; the rest stays as it is."""
+    n = batch.shape[0]
+    lam = torch.rand(n, generator=generator)
+    lam = torch.where(torch.rand(n, generator=generator) < MIXUP_SHARE, lam, torch.ones_like(lam))
+    partner = torch.randperm(n, generator=generator)
+    one_hot = F.one_hot(labels, NUM_CLASSES).to(batch.dtype)
+    mixed = lam.view(-1, 1, 1, 1) * batch + (1 - lam.view(-1, 1, 1, 1)) * batch[partner]
+    return mixed, lam.view(-1, 1) * one_hot + (1 - lam.view(-1, 1)) * one_hot[partner]
+
+
 def classifier_accuracy(model: DigitsClassifier, inputs: torch.Tensor, labels: torch.Tensor) -> float:
     with torch.no_grad():
         return float((model(inputs).argmax(dim=1) == labels).to(torch.float64).mean())
@@ -145,7 +162,8 @@ def train_digits_classifier(verbose: bool = True) -> tuple[DigitsClassifier, flo
             order = train_idx[torch.randperm(len(train_idx), generator=generator)]
             for begin in range(0, len(order), BATCH_SIZE):
                 batch = order[begin:begin + BATCH_SIZE]
-                loss = F.cross_entropy(model(_random_shift(inputs[batch], generator)), targets[batch])
+                x, soft_targets = _mixup(_random_shift(inputs[batch], generator), targets[batch], generator)
+                loss = -(soft_targets * F.log_softmax(model(x), dim=1)).sum(dim=1).mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
