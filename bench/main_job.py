@@ -17,7 +17,7 @@ at a time; bench/results/main-job-cpu.md has the whole list): upstream's shape (
 LR 5e-5 reaches fid_digits 11 in 280 steps with samples that are noisy blobs, at 2e-4 it drifts upward;
 n_dis 2 / batch 32 / 4e-4 reaches 8.6 at 1000 steps with digit-like strokes; n_dis 1 / batch 32 plateaus at
 ~10 after 600 steps; n_dis 1 / batch 16 / 4e-4 falls at almost every evaluation (9.7, 6.7, 8.0, 5.9, 4.5, 4.2
-over 2400 steps) and its grids show digits. A wider net (G 48, D 24) or batch 64 costs more per step than it
+over 2400 steps, in the v1 digits classifier's feature space) and its grids show digits. A wider net (G 48, D 24) or batch 64 costs more per step than it
 gains within the budget.
 """
 from __future__ import annotations
