@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sparse_core import regan
+from sparse_core import RGGANConfig, regan, rggan
 from sparse_core.patching import apply_to_copy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,12 +62,25 @@ def test_method_runs_only_at_the_final_resolution(runs):
         assert r["sparse/G/sparsity"] == pytest.approx(0.3 if r["sparse/phase"] == "sparse" else 0, abs=2e-3)
         assert r["sparse/D/sparsity"] == 0 and r["lr/G"] == 1e-3
     assert 0 < re[-1]["flops/train_total"] < re[-1]["flops/train_dense_equiv"]
-    # RG-GAN: thresholds on G and D, sparsity grows only in the final stage, metric fed to the controller
-    assert all(r["sparse/phase"] in ("sparse", "dense") for r in rg[STAGE:])
-    assert rg[-1]["sparse/G/sparsity"] > 0 and rg[-1]["sparse/D/sparsity"] > 0
-    assert "sparse/G/threshold_mean" in rg[-1] and "sparse/D/threshold_mean" in rg[-1]
+    # RG-GAN: thresholds on G and D, sparsity grows only in the final stage, metric fed to the controller.
+    # Which phase the last rows are in depends on the fid_digits values (float summation order differs between
+    # machines), so the phases are replayed from the recorded metric history with the method's own rule and the
+    # sparsity is asserted per phase: the algorithm's promise, not one machine's outcome.
     metrics = [json.loads(l) for l in (work / "rggan" / "metric-fid_digits.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [14, 16, 18, 20, 22, 24]
+    weights = RGGANConfig().history_weights
+    for k, r in enumerate(rg[STAGE:], start=STAGE + 1):   # row k is logged before the metric of step k is fed
+        history = [m["value"] for m in metrics if m["step"] < k]
+        mode = "sparse"
+        for n in range(1, len(history) + 1):
+            mode = rggan.regeneration_decision(history[:n], weights) or mode
+        assert r["sparse/phase"] == mode, k
+        if mode == "dense":
+            assert r["sparse/G/sparsity"] == 0 and r["sparse/D/sparsity"] == 0, k
+    sparse_rows = [r for r in rg[STAGE:] if r["sparse/phase"] == "sparse"]
+    assert len(sparse_rows) >= 10   # no decision before the fifth evaluation (step 22)
+    assert max(r["sparse/G/sparsity"] for r in sparse_rows) > 0 and max(r["sparse/D/sparsity"] for r in sparse_rows) > 0
+    assert "sparse/G/threshold_mean" in rg[-1] and "sparse/D/threshold_mean" in rg[-1]
     assert torch.load(work / "rggan" / "last.pt", weights_only=True)["sparse"]["metric_history"] == \
         [m["value"] for m in metrics]
 
