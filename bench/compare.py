@@ -178,7 +178,10 @@ def side_by_side(rows: list[dict], path: Path) -> Path | None:
     """The runs' last sample grids next to each other, each under its run name, in one PNG."""
     from PIL import Image, ImageDraw
 
-    grids = [(r["name"], Image.open(g).convert("RGB")) for r in rows if (g := last_grid(r["dir"])) is not None]
+    from vendor.common.images import open_image  # the one decoder path (PNG by name, nothing else)
+
+    grids = [(r["name"], open_image(g.read_bytes(), str(g)).convert("RGB"))
+             for r in rows if (g := last_grid(r["dir"])) is not None]
     if not grids:
         return None
     label, gap = 16, 8

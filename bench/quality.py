@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+
+from vendor.common.images import open_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare  # noqa: E402
@@ -37,7 +38,7 @@ def stability(run_dir: Path) -> float | None:
     grids = sorted(run_dir.glob("samples-*.png"), key=lambda p: int(p.stem.split("-")[1]))
     if len(grids) < 2:
         return None
-    arrays = [np.asarray(Image.open(p), dtype=np.float64) / 127.5 - 1 for p in grids]
+    arrays = [np.asarray(open_image(p.read_bytes(), str(p)), dtype=np.float64) / 127.5 - 1 for p in grids]
     return float(np.mean([np.mean((a - b) ** 2) for a, b in zip(arrays[:-1], arrays[1:])]))
 
 

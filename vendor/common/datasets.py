@@ -5,7 +5,8 @@ Supported `spec` values for `load_dataset`:
     available offline; rescaled to 0..255 and resized to `resolution` (default 32).
   * a CIFAR-10 python-batch folder (``data_batch_1`` .. ``data_batch_5``) or the original
     ``cifar-10-python.tar.gz`` (read through ``tarfile`` in memory, never extracted to disk).
-  * an image folder (PNG / JPEG, searched recursively, sorted by relative path).
+  * an image folder (PNG / JPEG, searched recursively, sorted by relative path); images are decoded
+    only through `vendor.common.images` (the format their name says, never one guessed from the bytes).
   * a ``.zip`` in the StyleGAN2-ADA dataset layout (images + optional ``dataset.json`` with
     ``{"labels": [[relative_name, label], ...]}``); a folder may carry the same ``dataset.json``.
 
@@ -28,9 +29,9 @@ import zipfile
 import zlib
 
 import numpy as np
-from PIL import Image
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+from vendor.common.images import ImageFormatError, is_image_name, open_image, read_header
+
 CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_RESOLUTION = 32
 
@@ -60,6 +61,9 @@ class ImageDataset:
 
     def images_uint8(self) -> np.ndarray:
         return self._images
+
+    def check_images(self) -> None:
+        """Nothing left to check: every image was decoded when the dataset was loaded."""
 
     def labels(self) -> np.ndarray:
         return self._labels
@@ -115,9 +119,7 @@ class LazyImageDataset:
     def __len__(self) -> int:
         return len(self._names)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        source = self._source()
-        name = self._names[index]
+    def _decode(self, source, name: str) -> np.ndarray:
         try:
             array = _decode_image(source.read(name), source.describe(name))
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
@@ -125,6 +127,20 @@ class LazyImageDataset:
         if array.shape != self._shape:
             raise DatasetError(f"{source.describe(name)}: shape {list(array.shape)} (channels, height, "
                                f"width) differs from the first image's {list(self._shape)}")
+        return array
+
+    def check_images(self) -> None:
+        """Decode every image once, one at a time (memory stays bounded), so that a corrupt file is
+        refused now, by name, instead of in a DataLoader worker in the middle of a run."""
+        source = self._source()
+        for index, name in enumerate(self._names):
+            self._decode(source, name)
+            if (index + 1) % 10000 == 0:
+                print(f"decoded {index + 1}/{len(self._names)} images of {source.describe('')}", flush=True)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        source = self._source()
+        array = self._decode(source, self._names[index])
         if self._resolution is not None:
             array = _resize_batch(array[None], self._resolution)[0]
         array = _convert_channels(array[None], self._channels, self.spec)[0]
@@ -149,8 +165,10 @@ def _check_headers(source, names, resolution):
     for index, name in enumerate(names):
         where = source.describe(name)
         try:
-            with source.open(name) as handle, Image.open(handle) as image:
-                size, mode = image.size, image.mode
+            with source.open(name) as handle:
+                size, mode = read_header(handle, where)
+        except ImageFormatError as error:
+            raise DatasetError(str(error)) from error
         except Exception as error:  # PIL raises many types for truncated or foreign files
             raise DatasetError(f"{where}: corrupt or unreadable image ({error})") from error
         if mode not in ("L", "RGB", "P"):
@@ -395,6 +413,14 @@ def _load_cifar_tar(path: str):
     return _concat_cifar(parts)
 
 
+def _is_listed_image(where: str) -> bool:
+    """A supported image (True), no image (False), or an image format we do not read (DatasetError)."""
+    try:
+        return is_image_name(where)
+    except ImageFormatError as error:
+        raise DatasetError(str(error)) from error
+
+
 class _FolderSource:
     """Lists and reads the image files under a folder (recursively)."""
 
@@ -405,9 +431,9 @@ class _FolderSource:
         names = []
         for folder, _, files in os.walk(self.root):
             for file_name in files:
-                if file_name.lower().endswith(IMAGE_EXTENSIONS):
-                    rel = os.path.relpath(os.path.join(folder, file_name), self.root)
-                    names.append(rel.replace(os.sep, "/"))
+                rel = os.path.relpath(os.path.join(folder, file_name), self.root).replace(os.sep, "/")
+                if _is_listed_image(self.describe(rel)):
+                    names.append(rel)
         return sorted(names)
 
     def read(self, name: str) -> bytes:
@@ -417,9 +443,13 @@ class _FolderSource:
     def open(self, name: str):
         return open(os.path.join(self.root, name), "rb")
 
-    def read_optional(self, name: str) -> bytes | None:
+    def size_optional(self, name: str) -> int | None:
         path = os.path.join(self.root, name)
-        return self.read(name) if os.path.isfile(path) else None
+        return os.path.getsize(path) if os.path.isfile(path) else None
+
+    def read_limited(self, name: str, limit: int) -> bytes:
+        with open(os.path.join(self.root, name), "rb") as handle:
+            return handle.read(limit)
 
     def describe(self, name: str) -> str:
         return os.path.join(self.root, name)
@@ -433,7 +463,7 @@ class _ZipSource:
 
     def image_names(self) -> list[str]:
         return sorted(n for n in self.archive.namelist()
-                      if not n.endswith("/") and n.lower().endswith(IMAGE_EXTENSIONS))
+                      if not n.endswith("/") and _is_listed_image(self.describe(n)))
 
     def read(self, name: str) -> bytes:
         return self.archive.read(name)
@@ -441,8 +471,15 @@ class _ZipSource:
     def open(self, name: str):
         return self.archive.open(name)
 
-    def read_optional(self, name: str) -> bytes | None:
-        return self.read(name) if name in self.archive.namelist() else None
+    def size_optional(self, name: str) -> int | None:
+        try:
+            return self.archive.getinfo(name).file_size
+        except KeyError:
+            return None
+
+    def read_limited(self, name: str, limit: int) -> bytes:
+        with self.archive.open(name) as handle:
+            return handle.read(limit)
 
     def describe(self, name: str) -> str:
         return f"{self.path}:{name}"
@@ -479,8 +516,7 @@ def _load_image_files(source, resolution: int | None, use_labels: bool):
 
 def _decode_image(raw: bytes, where: str) -> np.ndarray:
     try:
-        with Image.open(io.BytesIO(raw)) as image:
-            image.load()
+        with open_image(raw, where) as image:
             if image.mode == "P":
                 image = image.convert("RGB")
             if image.mode not in ("L", "RGB"):
@@ -489,29 +525,72 @@ def _decode_image(raw: bytes, where: str) -> np.ndarray:
             array = np.asarray(image, dtype=np.uint8)
     except DatasetError:
         raise
+    except ImageFormatError as error:
+        raise DatasetError(str(error)) from error
     except Exception as error:  # PIL raises many types for truncated or foreign files
         raise DatasetError(f"{where}: corrupt or unreadable image ({error})") from error
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
-def _read_labels(source, names: list[str]) -> np.ndarray | None:
-    raw = source.read_optional("dataset.json")
-    if raw is None:
-        return None
-    where = source.describe("dataset.json")
+# dataset.json limits: labels are one [name, class] pair per image, so a file much larger than the
+# names it can hold is refused before it is read (a zip member is never read past its stated size);
+# class numbers become one-hot vectors and a network's label embedding, so they are bounded too (more
+# than any public class-conditional set: ImageNet-21k has 21,841 classes).
+LABELS_BYTES_BASE = 1 << 20
+LABELS_BYTES_PER_IMAGE = 1 << 10
+MAX_CLASSES = 100_000
+
+
+def labels_size_limit(num_images: int) -> int:
+    """The largest dataset.json (bytes) accepted for `num_images` images: 1 MiB + 1 KiB per image."""
+    return LABELS_BYTES_BASE + LABELS_BYTES_PER_IMAGE * int(num_images)
+
+
+def check_labels_size(size: int, where: str, num_images: int) -> None:
+    limit = labels_size_limit(num_images)
+    if size > limit:
+        raise DatasetError(f"{where}: {size} bytes is too large for the labels of {num_images} images "
+                           f"(at most {limit} bytes: 1 MiB + 1 KiB per image)")
+
+
+def parse_labels(raw: bytes, where: str, names: list[str]) -> np.ndarray | None:
+    """dataset.json's {"labels": [[file name, class], ...]} as one class number per name of `names`
+    (None for {"labels": null}). Anything else is a DatasetError naming the file and the entry."""
+    check_labels_size(len(raw), where, len(names))
     try:
         meta = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise DatasetError(f"{where}: not valid JSON ({error})") from error
-    entries = meta.get("labels") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or "labels" not in meta:
+        raise DatasetError(f'{where}: expected an object {{"labels": [[file name, class], ...]}} '
+                           f'(or "labels": null), got {type(meta).__name__}'
+                           + (f" with keys {sorted(meta)[:5]}" if isinstance(meta, dict) else ""))
+    entries = meta["labels"]
     if entries is None:
         return None
-    try:
-        by_name = {str(fname).replace("\\", "/"): int(label) for fname, label in entries}
-    except (TypeError, ValueError) as error:
-        raise DatasetError(f"{where}: 'labels' must be a list of [file name, integer]") from error
+    if not isinstance(entries, list):
+        raise DatasetError(f"{where}: 'labels' must be a list of [file name, class], got {type(entries).__name__}")
+    by_name: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+                and isinstance(entry[1], int) and not isinstance(entry[1], bool)):
+            raise DatasetError(f"{where}: labels[{index}] is {entry!r:.80}; expected [file name, class number]")
+        name, label = entry[0].replace("\\", "/"), entry[1]
+        if not 0 <= label < MAX_CLASSES:
+            raise DatasetError(f"{where}: labels[{index}] ({name}): class {label} is outside 0..{MAX_CLASSES - 1}")
+        if by_name.setdefault(name, label) != label:
+            raise DatasetError(f"{where}: {name} has two different labels ({by_name[name]} and {label})")
     missing = [n for n in names if n not in by_name]
     if missing:
         raise DatasetError(f"{where}: no label for {missing[0]}"
                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     return np.array([by_name[n] for n in names], dtype=np.int64)
+
+
+def _read_labels(source, names: list[str]) -> np.ndarray | None:
+    size = source.size_optional("dataset.json")
+    if size is None:
+        return None
+    where = source.describe("dataset.json")
+    check_labels_size(size, where, len(names))  # before reading: a huge file is never loaded
+    return parse_labels(source.read_limited("dataset.json", labels_size_limit(len(names)) + 1), where, names)

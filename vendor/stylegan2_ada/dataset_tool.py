@@ -15,6 +15,9 @@ center-crop-wide cuts a width:height band and centres it on a black width x widt
 small for it are skipped, as upstream). Without those flags, --resolution (ours) resizes square sources
 through the shared loader. The result must be square with a power-of-two side.
 
+Image files are decoded only through vendor.common.images: PNG and JPEG by their names (another image
+format is refused by name), an lmdb's records as WebP, JPEG or PNG; never a decoder picked by the bytes.
+
 The output is written to a temporary name and renamed at the end: a failure leaves nothing behind.
 """
 import io
@@ -29,10 +32,10 @@ import numpy as np
 import PIL.Image
 
 from vendor.common.datasets import DatasetError, load_dataset
+from vendor.common.images import LMDB_FORMATS, ImageFormatError, is_image_name, open_image
 
 
 RESIZE_FILTERS = {'box': PIL.Image.BOX, 'lanczos': PIL.Image.LANCZOS}
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
 
 
 def _bad(flag, message):
@@ -45,13 +48,15 @@ def _to_hwc(array):
     return array[:, :, None] if array.ndim == 2 else array
 
 
-def _decode(raw, where):
+def _decode(raw, where, formats=None):
+    """Through the shared decoder: the format `where`'s name says (or one of `formats`), nothing else."""
     try:
-        with PIL.Image.open(io.BytesIO(raw)) as img:
-            img.load()
+        with open_image(raw, where, formats) as img:
             if img.mode not in ('L', 'RGB'):
                 img = img.convert('RGB')
             return _to_hwc(img)
+    except ImageFormatError as err:
+        raise _bad('--source', str(err))
     except Exception as err:  # PIL raises many types for foreign or truncated files
         raise _bad('--source', f'{where}: corrupt or unreadable image ({err})')
 
@@ -80,10 +85,18 @@ def open_raw_source(source):
                           for i in range(len(dataset)))
 
 
+def _is_image(where):
+    try:
+        return is_image_name(where)
+    except ImageFormatError as err:  # an image format we do not read: refused by name, not left out
+        raise _bad('--source', str(err))
+
+
 def _open_images(path):
     if os.path.isdir(path):
-        names = sorted(os.path.relpath(os.path.join(d, f), path).replace(os.sep, '/')
-                       for d, _, files in os.walk(path) for f in files if f.lower().endswith(IMAGE_EXTENSIONS))
+        names = sorted(rel for rel in (os.path.relpath(os.path.join(d, f), path).replace(os.sep, '/')
+                                       for d, _, files in os.walk(path) for f in files)
+                       if _is_image(f'{path}/{rel}'))
         read = lambda n: open(os.path.join(path, n), 'rb').read()  # noqa: E731
         meta = os.path.join(path, 'dataset.json')
         labels = _labels_by_name(open(meta, 'rb').read() if os.path.isfile(meta) else None, meta)
@@ -92,7 +105,7 @@ def _open_images(path):
             archive = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as err:
             raise _bad('--source', f'{path}: unreadable zip archive ({err})')
-        names = sorted(n for n in archive.namelist() if n.lower().endswith(IMAGE_EXTENSIONS))
+        names = sorted(n for n in archive.namelist() if not n.endswith('/') and _is_image(f'{path}/{n}'))
         read = archive.read
         labels = _labels_by_name(archive.read('dataset.json') if 'dataset.json' in archive.namelist() else None, path)
     if not names:
@@ -133,7 +146,7 @@ def _open_lmdb(path):
     def items():
         with env.begin(write=False) as txn:
             for key, value in txn.cursor():
-                yield _decode(value, f'{path}:{key!r}'), None
+                yield _decode(value, f'{path}:{key!r}', LMDB_FORMATS), None  # records: WebP as LSUN, JPEG or PNG
     return count, items()
 
 

@@ -378,6 +378,15 @@ def check_resume(args):
     return G, D, data
 
 
+def check_dataset(args):
+    """Decode every training image once (the dataset is read lazily during training), so a corrupt file
+    is refused before the run folder exists; --cond's labels were read by setup_training_loop_kwargs."""
+    try:
+        dnnlib.util.construct_class_by_name(**args.training_set_kwargs).check_images()
+    except DatasetError as err:
+        raise UserError(f'--data: {err}')
+
+
 def check_detectors(args):
     """Fetch (or find in the cache) the detectors the metrics need, so a missing one fails now."""
     from metrics import metric_main
@@ -546,6 +555,7 @@ def main(ctx, outdir, dry_run, **config_kwargs):
         print('Dry run; exiting.')
         return
     try:
+        check_dataset(args)
         check_detectors(args)  # the last check: nothing has been written yet
     except UserError as err:
         ctx.fail(err)

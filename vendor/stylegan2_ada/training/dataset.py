@@ -45,6 +45,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         if self._use_labels and num_classes == 0:
             raise DatasetError(f'{path}: --cond requested but the dataset has no labels')
 
+    def check_images(self):
+        """Decode every image once now (DatasetError naming the first bad file); train.py calls it
+        before the run folder exists, since items are otherwise decoded lazily, mid-run."""
+        self._base.check_images()
+
     # -- upstream API -----------------------------------------------------------------------------
 
     def __len__(self):
