@@ -150,3 +150,30 @@ def test_valid_labels_and_null_labels_still_load(tmp_path):
     files['dataset.json'] = b'{"labels": null}'   # what dataset_tool writes for an unlabelled set
     data = write_set(tmp_path / 'null.zip', files)
     assert load_dataset(str(data), use_labels=True).label_dim == 0
+
+
+@pytest.mark.parametrize('raw_path', [False, True])
+def test_dataset_tool_reads_labels_by_the_same_rules(tmp_path, raw_path):
+    """dataset_tool's own reader (--width/--height) and the shared loader's path refuse the same label files."""
+    tool = sg2_helpers.load_script('dataset_tool')
+    extra = ['--width', '32', '--height', '32'] if raw_path else []
+    files = images()
+    files['dataset.json'] = labels_json([[f'img{k}.png', [2, 0, 1, 2][k]] for k in range(4)])
+    good = write_set(tmp_path / 'good', files)
+    dest = tmp_path / 'out.zip'
+    result = CliRunner().invoke(tool.main, ['--source', str(good), '--dest', str(dest)] + extra)
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(dest) as z:
+        assert json.loads(z.read('dataset.json'))['labels'] == [[f'00000/img{k:08d}.png', [2, 0, 1, 2][k]]
+                                                                for k in range(4)]
+    for name, content, message in [
+        ('huge', b' ' * (datasets.labels_size_limit(4) + 1), 'too large for the labels of 4 images'),
+        ('partial', labels_json([['img0.png', 1]]), 'no label for img1.png (and 2 more)'),
+        ('float', labels_json([[f'img{k}.png', 0.5] for k in range(4)]), 'labels[0] is'),
+    ]:
+        files['dataset.json'] = content
+        source = write_set(tmp_path / f'{name}.zip', files)
+        dest = tmp_path / f'{name}-out.zip'
+        result = CliRunner().invoke(tool.main, ['--source', str(source), '--dest', str(dest)] + extra)
+        assert result.exit_code == 2 and 'dataset.json' in result.output and message in result.output, result.output
+        assert 'Traceback' not in result.output and not dest.exists()

@@ -31,7 +31,7 @@ import click
 import numpy as np
 import PIL.Image
 
-from vendor.common.datasets import DatasetError, load_dataset
+from vendor.common.datasets import DatasetError, check_labels_size, labels_size_limit, load_dataset, parse_labels
 from vendor.common.images import LMDB_FORMATS, ImageFormatError, is_image_name, open_image
 
 
@@ -61,14 +61,16 @@ def _decode(raw, where, formats=None):
         raise _bad('--source', f'{where}: corrupt or unreadable image ({err})')
 
 
-def _labels_by_name(raw, where):
-    if raw is None:
+def _labels(size, read, where, names):
+    """dataset.json by the shared loader's rules (size limit, [name, class] pairs, every image labelled):
+    one class per name of `names`, or None without a file or with {"labels": null}."""
+    if size is None:
         return None
     try:
-        entries = json.loads(raw).get('labels')
-        return None if entries is None else {str(k).replace('\\', '/'): int(v) for k, v in entries}
-    except (ValueError, AttributeError, TypeError) as err:
-        raise _bad('--source', f'{where}: dataset.json is not readable ({err})')
+        check_labels_size(size, where, len(names))  # before reading: a huge file is never loaded
+        return parse_labels(read(labels_size_limit(len(names)) + 1), where, names)
+    except DatasetError as err:
+        raise _bad('--source', str(err))
 
 
 def open_raw_source(source):
@@ -99,7 +101,8 @@ def _open_images(path):
                        if _is_image(f'{path}/{rel}'))
         read = lambda n: open(os.path.join(path, n), 'rb').read()  # noqa: E731
         meta = os.path.join(path, 'dataset.json')
-        labels = _labels_by_name(open(meta, 'rb').read() if os.path.isfile(meta) else None, meta)
+        meta_size = os.path.getsize(meta) if os.path.isfile(meta) else None
+        read_meta = lambda limit: open(meta, 'rb').read(limit)  # noqa: E731
     else:
         try:
             archive = zipfile.ZipFile(path)
@@ -107,10 +110,14 @@ def _open_images(path):
             raise _bad('--source', f'{path}: unreadable zip archive ({err})')
         names = sorted(n for n in archive.namelist() if not n.endswith('/') and _is_image(f'{path}/{n}'))
         read = archive.read
-        labels = _labels_by_name(archive.read('dataset.json') if 'dataset.json' in archive.namelist() else None, path)
+        meta = f'{path}/dataset.json'
+        meta_size = archive.getinfo('dataset.json').file_size if 'dataset.json' in archive.namelist() else None
+        read_meta = lambda limit: archive.open('dataset.json').read(limit)  # noqa: E731
     if not names:
         raise _bad('--source', f'{path}: no images found')
-    return len(names), ((_decode(read(n), f'{path}/{n}'), None if labels is None else labels.get(n)) for n in names)
+    labels = _labels(meta_size, read_meta, meta, names)
+    return len(names), ((_decode(read(n), f'{path}/{n}'), None if labels is None else int(labels[i]))
+                        for i, n in enumerate(names))
 
 
 def _read_idx(path, magic):
