@@ -177,3 +177,22 @@ def test_dataset_tool_reads_labels_by_the_same_rules(tmp_path, raw_path):
         result = CliRunner().invoke(tool.main, ['--source', str(source), '--dest', str(dest)] + extra)
         assert result.exit_code == 2 and 'dataset.json' in result.output and message in result.output, result.output
         assert 'Traceback' not in result.output and not dest.exists()
+
+
+@pytest.mark.parametrize('processes', [0, 2])
+def test_check_images_names_the_first_bad_file_in_order(tmp_path, monkeypatch, processes):
+    monkeypatch.setattr(datasets, 'CHECK_CHUNK', 1)   # one image per task: the worker pool shares 6 tasks
+    files = {f'img{k}.png': png(k, size=8) for k in range(6)}
+    good = load_dataset(str(write_set(tmp_path / 'good.zip', files)), lazy=True)
+    good.check_images(processes)                      # a clean set passes
+    files['img4.png'] = png(4, size=8)[:60]            # truncated after the header
+    files['img2.png'] = png(2, size=16)               # a header that disagrees with the first image's size
+    data = write_set(tmp_path / 'set.zip', files)
+    monkeypatch.setattr(datasets, '_check_headers', lambda source, names, resolution: (3, 8, 8))
+    dataset = load_dataset(str(data), lazy=True)      # (header check bypassed: the decode pass must see both)
+    with pytest.raises(DatasetError, match=r'img2\.png: shape \[3, 16, 16\]'):
+        dataset.check_images(processes)
+    files['img2.png'] = png(2, size=8)
+    dataset = load_dataset(str(write_set(tmp_path / 'set2.zip', files)), lazy=True)
+    with pytest.raises(DatasetError, match=r'img4\.png: corrupt or unreadable image'):
+        dataset.check_images(processes)

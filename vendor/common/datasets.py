@@ -62,7 +62,7 @@ class ImageDataset:
     def images_uint8(self) -> np.ndarray:
         return self._images
 
-    def check_images(self) -> None:
+    def check_images(self, processes: int = 0) -> None:
         """Nothing left to check: every image was decoded when the dataset was loaded."""
 
     def labels(self) -> np.ndarray:
@@ -129,14 +129,38 @@ class LazyImageDataset:
                                f"width) differs from the first image's {list(self._shape)}")
         return array
 
-    def check_images(self) -> None:
-        """Decode every image once, one at a time (memory stays bounded), so that a corrupt file is
-        refused now, by name, instead of in a DataLoader worker in the middle of a run."""
+    def check_images(self, processes: int = 0) -> None:
+        """Decode every image once, one at a time per process (memory stays bounded), so that a corrupt
+        file is refused now, by name, instead of in a DataLoader worker in the middle of a run.
+        processes > 0: that many worker processes share the work (0: in this process). DatasetError
+        names the first bad file in the dataset's order."""
+        chunks = [(start, min(start + CHECK_CHUNK, len(self._names)))
+                  for start in range(0, len(self._names), CHECK_CHUNK)]
+        if processes > 0 and len(chunks) > 1:
+            from concurrent.futures import ProcessPoolExecutor
+            with ProcessPoolExecutor(min(processes, len(chunks)), initializer=_set_checked_dataset,
+                                     initargs=(self,)) as pool:  # the dataset travels once per process
+                self._report_checks(pool.map(_first_error, chunks), chunks)
+        else:
+            self._report_checks((self._check_chunk(*chunk) for chunk in chunks), chunks)
+
+    def _check_chunk(self, start: int, stop: int) -> str | None:
         source = self._source()
-        for index, name in enumerate(self._names):
-            self._decode(source, name)
-            if (index + 1) % 10000 == 0:
-                print(f"decoded {index + 1}/{len(self._names)} images of {source.describe('')}", flush=True)
+        try:
+            for name in self._names[start:stop]:
+                self._decode(source, name)
+        except DatasetError as error:
+            return str(error)
+        return None
+
+    def _report_checks(self, results, chunks) -> None:
+        done = 0
+        for message, (start, stop) in zip(results, chunks):
+            if message is not None:
+                raise DatasetError(message)
+            if (stop // 10000) > (done // 10000):
+                print(f"decoded {stop}/{len(self._names)} images of {self.spec}", flush=True)
+            done = stop
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         source = self._source()
@@ -156,6 +180,23 @@ class LazyImageDataset:
     def __repr__(self) -> str:
         return (f"LazyImageDataset(name={self.name!r}, len={len(self)}, resolution={self.resolution}, "
                 f"num_channels={self.num_channels}, label_dim={self.label_dim})")
+
+
+CHECK_CHUNK = 256  # images per task of LazyImageDataset.check_images
+
+
+_checked_dataset = None  # the dataset LazyImageDataset.check_images works on, in each process
+
+
+def _set_checked_dataset(dataset) -> None:
+    global _checked_dataset
+    _checked_dataset = dataset
+
+
+def _first_error(chunk: tuple[int, int]) -> str | None:
+    """The message of the first bad image among the checked dataset's names[start:stop] (None if all
+    decode); a module function, so that worker processes can run it."""
+    return _checked_dataset._check_chunk(*chunk)
 
 
 def _check_headers(source, names, resolution):

@@ -379,10 +379,12 @@ def check_resume(args):
 
 
 def check_dataset(args):
-    """Decode every training image once (the dataset is read lazily during training), so a corrupt file
-    is refused before the run folder exists; --cond's labels were read by setup_training_loop_kwargs."""
+    """Decode every training image once, in --workers processes (the dataset is read lazily during
+    training), so a corrupt file is refused before the run folder exists; --cond's labels were read by
+    setup_training_loop_kwargs."""
     try:
-        dnnlib.util.construct_class_by_name(**args.training_set_kwargs).check_images()
+        dataset = dnnlib.util.construct_class_by_name(**args.training_set_kwargs)
+        dataset.check_images(args.data_loader_kwargs.num_workers)
     except DatasetError as err:
         raise UserError(f'--data: {err}')
 

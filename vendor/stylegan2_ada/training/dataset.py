@@ -45,10 +45,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         if self._use_labels and num_classes == 0:
             raise DatasetError(f'{path}: --cond requested but the dataset has no labels')
 
-    def check_images(self):
-        """Decode every image once now (DatasetError naming the first bad file); train.py calls it
-        before the run folder exists, since items are otherwise decoded lazily, mid-run."""
-        self._base.check_images()
+    def check_images(self, processes=0):
+        """Decode every image once now, in `processes` worker processes (0: this one); DatasetError names
+        the first bad file. train.py calls it before the run folder exists: items are otherwise decoded
+        lazily, mid-run."""
+        self._base.check_images(processes)
 
     # -- upstream API -----------------------------------------------------------------------------
 
