@@ -51,7 +51,8 @@ class ImageFormatError(ValueError):
 def is_image_name(name: str) -> bool:
     """Whether a file found in a dataset folder or zip is one of its images: True for a supported name
     (.png, .jpg, .jpeg), False for a file that is no image (dataset.json, notes.txt), and ImageFormatError
-    for an image format we do not read (any other extension Pillow knows: .eps, .bmp, .gif, .webp, ...),
+    for an image format we do not read (the extension of any other format Pillow can open: .eps, .bmp,
+    .gif, .webp, ...),
     so such a file is refused by name instead of being left out without a word."""
     name = str(name)
     if name.lower().endswith(IMAGE_EXTENSIONS):
@@ -62,11 +63,18 @@ def is_image_name(name: str) -> bool:
     return False
 
 
+# Pillow's stubs for scientific data containers (they only identify the file): such files may sit next
+# to a dataset's images and are left alone like any other non-image file
+_NOT_IMAGES = ("BUFR", "GRIB", "HDF5")
+
+
 def _pillow_extensions() -> frozenset:
-    """Every file extension Pillow associates with an image format (names only: nothing is decoded)."""
+    """The file extensions of every format Pillow can open (names only: nothing is decoded), less the
+    data-container stubs; a PDF (which Pillow only writes) is not among them."""
     global _PILLOW_EXTENSIONS
     if _PILLOW_EXTENSIONS is None:
-        _PILLOW_EXTENSIONS = frozenset(e.lower() for e in Image.registered_extensions())
+        _PILLOW_EXTENSIONS = frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items()
+                                       if fmt in Image.OPEN and fmt not in _NOT_IMAGES)
     return _PILLOW_EXTENSIONS
 
 
