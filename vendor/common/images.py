@@ -100,11 +100,12 @@ def _allowed_formats(name: str, formats) -> tuple[str, ...]:
     return formats
 
 
-def _check_signature(head: bytes, name: str, formats: tuple[str, ...]) -> None:
+def _check_signature(head: bytes, name: str, formats: tuple[str, ...], by_name: bool) -> None:
     if not any(_SIGNATURE[f](head) for f in formats):
-        wanted = " or ".join(formats)
-        raise ImageFormatError(f"{name}: not a {wanted} file (its first bytes are {head[:10]!r}); "
-                               f"only PNG and JPEG images are read, by the format their name says")
+        why = "an image is decoded only as the format its name says (PNG or JPEG)" if by_name else \
+            "nothing else is decoded from this source"
+        raise ImageFormatError(f"{name}: not a {' or '.join(formats)} file (its first bytes are "
+                               f"{head[:10]!r}): {why}")
 
 
 def _as_stream(data):
@@ -133,7 +134,7 @@ def open_image(data, name: str, formats=None) -> Image.Image:
     through (callers wrap them with the file name)."""
     allowed = _allowed_formats(name, formats)
     stream, head = _as_stream(data)
-    _check_signature(head, name, allowed)
+    _check_signature(head, name, allowed, by_name=formats is None)
     image = _open(stream, name, allowed)
     try:
         image.load()
@@ -147,6 +148,6 @@ def read_header(data, name: str, formats=None) -> tuple[tuple[int, int], str]:
     """((width, height), mode) of an image without decoding its pixels; the same checks as open_image."""
     allowed = _allowed_formats(name, formats)
     stream, head = _as_stream(data)
-    _check_signature(head, name, allowed)
+    _check_signature(head, name, allowed, by_name=formats is None)
     with _open(stream, name, allowed) as image:
         return image.size, image.mode
