@@ -152,8 +152,10 @@ def charge_dense_flops(rows: list[dict]) -> None:
             r["flops_note"] = " (dense count)"
 
 
-TABLE_NOTES = ("s/kimg: wall seconds per kimg from the end of the first tick to the end of the run (the first "
-               "tick, with start-up and cold caches, is left out); wall time: the whole run, first tick included.")
+TABLE_NOTES = ("s/kimg after 1st tick: wall seconds per kimg from the end of the first tick to the end of the run "
+               "(stats.jsonl `timing/total_sec`; the first tick, with start-up and cold caches that depend on run "
+               "order, is left out; evaluations and sample grids after it are included); wall time (s): the whole "
+               "run, first tick included.")
 
 
 def table(rows: list[dict]) -> str:

@@ -82,7 +82,8 @@ def main(argv=None):
         "that classifier assigns a class with p ≥ 0.9 (all real digits 0.94, 50/50 blends of two digits 0.04, noise 0). "
         "'near a real digit' is an independent judge (bench/judge.py, no classifier): the share of the 64 samples "
         "of the last grid whose nearest real digit, in 8×8 grey pixels, is as close as 90 % of real digits' "
-        "nearest other digit (held-out real digits ≈ 0.9, noise 0). One seed: differences "
+        "nearest other digit (real digits held out of the reference 0.91, uniform noise 0, 50/50 blends of two "
+        "different digits 0.31: it reads closeness in pixels, not identity). One seed: differences "
         f"between the runs are not significant. Total wall time {time.time() - t0:.0f} s."
     )
     text = compare.report(dirs, out, metric="fid_digits", title="Main job: SNGAN on digits (10%)", preamble=preamble,
