@@ -98,6 +98,14 @@ def run_variants(vendor: str, out: Path, variants: list[str], common: list[str],
     return dirs
 
 
+def default_metric(metrics: dict) -> str | None:
+    """The table's metric when none is named: the run's FID-type metric if it logged one (the recognisable share
+    and KID have columns of their own), else its first other metric, else its first."""
+    names = sorted(metrics)
+    return next((n for n in names if n.startswith("fid")), None) or \
+        next((n for n in names if n != "confident_digits"), None) or next(iter(names), None)
+
+
 def summarize(name: str, run_dir: Path, metric: str | None) -> dict:
     d = find_run_dir(run_dir)
     stats = read_stats(d)
@@ -105,7 +113,7 @@ def summarize(name: str, run_dir: Path, metric: str | None) -> dict:
         raise ValueError(f"{d}/stats.jsonl is empty")
     last = stats[-1]
     metrics = read_metrics(d)
-    mname = metric or next(iter(metrics), None)
+    mname = metric or default_metric(metrics)
     series = metrics.get(mname, [])
     kid_name = mname.replace("fid", "kid") if mname else None
     kid = metrics.get(kid_name, [])
@@ -294,7 +302,7 @@ def plots(rows: list[dict], out: Path) -> list[Path]:
         _shade_sparse(ax, r["stats"], line.get_color(), f"{r['name']}: sparse phase")
     ax.set_xlabel("kimg (real images shown to D)")
     ax.set_ylabel(mname)
-    ax.set_title("quality vs real images shown (lower is better)")
+    ax.set_title("quality vs real images shown" + (" (lower is better)" if mname.startswith(("fid", "kid")) else ""))
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
     fig.tight_layout()
     made.append(out / "metric_vs_kimg.png")
@@ -316,8 +324,9 @@ def plots(rows: list[dict], out: Path) -> list[Path]:
         plotted = True
     if plotted:
         ax.set_xlabel("training FLOPs (forward + backward, G and D)")
-        ax.set_ylabel(f"{mname} (final: large dot; evaluations along the run: thin line)")
-        ax.set_title(f"final {mname} vs training FLOPs (lower-left is better)")
+        ax.set_ylabel(mname)
+        ax.set_title(f"final {mname} vs training FLOPs (dots; lines: the evaluations along each run)"
+                     + (", lower-left is better" if mname.startswith(("fid", "kid")) else ""), fontsize=9)
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
         fig.tight_layout()
         made.append(out / "metric_vs_flops.png")
@@ -390,12 +399,14 @@ def main(argv=None):
                         "copy with --sparse NAME), or `name:flags` for a variant with its own flags "
                         "(default: baseline,regan,rggan)")
     r.add_argument("--metric", default=None,
-                   help="the metric of the table and plots (default: the first metric-<name>.jsonl of each run)")
+                   help="the metric of the table and plots (default: the run's fid* metric, else its first "
+                        "metric-<name>.jsonl other than confident_digits)")
     p = sub.add_parser("report", help="write the report from existing run folders",
                        description="Write comparison.md and the plots into --out from existing run folders.")
     p.add_argument("--out", required=True, help="folder for comparison.md and the plots")
     p.add_argument("--metric", default=None,
-                   help="the metric of the table and plots (default: the first metric-<name>.jsonl of each run)")
+                   help="the metric of the table and plots (default: the run's fid* metric, else its first "
+                        "metric-<name>.jsonl other than confident_digits)")
     p.add_argument("runs", nargs="+", help="name=run_dir, one per run (a StyleGAN2-ADA / FastGAN output folder "
                                            "is searched for its stats.jsonl)")
     args = ap.parse_args(argv)

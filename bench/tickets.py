@@ -9,7 +9,8 @@ the previous round, rewinds every G parameter to its saved initial value and ret
 (20 %: 1 round, 46 %: 3 rounds, 48.8 % pruned). A ticket's cost is that of all rounds that produced it,
 round 0 included: #real images and training FLOPs are summed over those rounds (from each run's
 stats.jsonl, i.e. what the controller counted). A ticket's quality is the final value of --metric (default:
-the first metric the run logged) of the round trained with it. Writes tickets.json and tickets.md into --out.
+the run's fid* metric, as bench/compare.py picks it) of the round trained with it. Writes tickets.json and
+tickets.md into --out.
 The flags after `--` go to the vendor's patched train.py unchanged (same seed every round).
 """
 from __future__ import annotations
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tree", default=None, help="an already patched vendor tree (default: patch a copy)")
     ap.add_argument("--metric", default=None,
                     help="the quality column: final value of this metric-<name>.jsonl of each round (default: the "
-                         "first metric the run logged)")
+                         "run's fid* metric, else its first other than confident_digits)")
     args = ap.parse_args(own)
     try:
         targets = sorted({float(t) for t in args.targets.split(",") if t})
