@@ -2,8 +2,8 @@
 
     python bench/main_job.py [--out runs/main] [--steps 1400] [--seed 0]
 
-Patches a copy of vendor/sngan (patches/sngan.patch), trains the three variants with the same seed and the CPU
-preset below (about 8 minutes on 2 cores), and writes into --out (replaced if it exists): the three run folders,
+Patches a copy of vendor/sngan (patches/sngan.patch), trains the three variants with the same seed and a CPU
+preset (497 s measured on 2 cores), and writes into --out (replaced if it exists): the three run folders,
 comparison.md (final / best fid_digits, the digits classifier's recognisable share, an independent
 nearest-real-digit judge's share (bench/judge.py), FLOPs, sparsity, time) and the plots (metric vs kimg with
 sparse phases shaded, metric vs FLOPs, kept fraction per layer, the last sample grids side by side).
@@ -56,7 +56,7 @@ def variants(steps: int) -> list[str]:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/main", help="output folder, replaced if it exists (default runs/main)")
-    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="generator steps per run")
+    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"generator steps per run (default {DEFAULT_STEPS})")
     ap.add_argument("--seed", type=int, default=0, help="the seed of all three runs (default 0)")
     args = ap.parse_args(argv)
     if args.steps < 1:
