@@ -30,6 +30,16 @@ PRESET_SUMMARY = ("G width 32 (D 16), batch 16 (G 16), n_dis 1, Adam 4e-4 betas 
 NUM_EVALS = 8  # metric points per run: enough history (5) for RG-GAN's augmented regeneration
 
 
+def tick_steps(steps: int) -> int:
+    """Stats rows 40 to 160 times per run, at a step count that divides Re-GAN's phase length (variants():
+    steps // 8) where one exists, so a row falls on every phase change and the report shades the phases at their
+    exact steps; else every phase // 5 steps."""
+    phase = max(steps // 8, 1)
+    top = max(phase // 5, 1)
+    exact = [d for d in range(max(phase // 20, 1), top + 1) if phase % d == 0]
+    return max(exact) if exact else top
+
+
 def preset(steps: int, seed: int, ratio: float = 0.1) -> list[str]:
     """The SNGAN-on-digits CPU preset shared by the main job and bench/quality.py."""
     every = max(steps // NUM_EVALS, 1)
@@ -38,7 +48,7 @@ def preset(steps: int, seed: int, ratio: float = 0.1) -> list[str]:
         "--ch", "32", "--batch_size", "16", "--G_batch_size", "16", "--n_dis", "1",
         "--lr_G", "4e-4", "--lr_D", "4e-4", "--betas", "0.5", "0.999", "--diffaug", "translation",
         "--ema_decay", "0.99", "--total_steps", str(steps),
-        "--tick_steps", str(max(steps // 20, 1)), "--sample_step", str(every), "--eval_step", str(every),
+        "--tick_steps", str(tick_steps(steps)), "--sample_step", str(every), "--eval_step", str(every),
         "--num_images", "500", "--metric", "fid_digits", "--extra_metrics", "confident_digits",
         "--snapshot_steps", "0",
     ]

@@ -48,3 +48,16 @@ def test_main_job_table_has_the_judge_column(tmp_path, monkeypatch):
     got = {r.strip("|").split("|")[0].strip(): r.strip("|").split("|")[j].strip() for r in rows}
     assert got == {"baseline": "100.0%", "regan": "50.0%", "rggan": "0.0%"}
     assert "bench/judge.py" in text
+
+
+def test_main_job_ticks_land_on_every_regan_phase_change():
+    for steps in (1400, 1600, 2400, 100, 8, 776):
+        tick = main_job.tick_steps(steps)
+        words = main_job.variants(steps)[1].split()
+        phase = int(words[words.index("--interval") + 1])
+        assert phase == max(steps // 8, 1)
+        rows = steps // tick
+        if steps != 776:           # 776 // 8 = 97 is prime: no divisor in range, rows every 97 // 5 steps
+            assert phase % tick == 0, (steps, tick)
+        assert rows <= 200, (steps, rows)
+    assert main_job.tick_steps(1400) == 35   # the main job: 175-step phases, 5 rows each
