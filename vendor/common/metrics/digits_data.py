@@ -29,7 +29,7 @@ def _grey_hash(grey: np.ndarray) -> bytes:
 @lru_cache(maxsize=8)
 def digits_hashes(resolution: int) -> frozenset:
     """sha256 of every built-in digit's grey plane at `resolution` px, as the data loader makes it."""
-    from vendor.common import datasets
+    from .. import datasets
 
     # the loader's digits at their native 8 px (no resize there): the grey plane, then resized as the loader does
     native = np.ascontiguousarray(datasets.load_dataset("digits", resolution=8).images_uint8()[:, :1])
