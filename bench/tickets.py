@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     train_flags = argv[argv.index("--") + 1:] if "--" in argv else []
     own = argv[:argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--vendor", choices=sorted(compare.VENDORS), required=True)
+    ap.add_argument("--vendor", choices=sorted(compare.VENDORS), required=True, help="which patched vendor tree trains")
     ap.add_argument("--out", required=True, help="output folder (round folders, tickets, tickets.json/.md)")
     ap.add_argument("--targets", default="0.2,0.46", help="comma-separated G sparsities to report (default 0.2,0.46)")
     ap.add_argument("--rate", type=float, default=0.2, help="fraction of the remaining weights pruned per round")

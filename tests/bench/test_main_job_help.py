@@ -40,3 +40,4 @@ def test_main_job_help_is_short_and_every_compare_option_has_help():
     assert _options_without_help(text) == []
     for sub in ("run", "report"):
         assert _options_without_help(_help(str(ROOT / "bench" / "compare.py"), sub)) == [], sub
+    assert _options_without_help(_help(str(ROOT / "bench" / "tickets.py"))) == []
