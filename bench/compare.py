@@ -363,7 +363,11 @@ def report(dirs: dict[str, Path], out: Path, metric: str | None = None, title: s
     if judge is not None:
         for r in rows:
             grid = last_grid(r["dir"])
-            r["judge"] = judge(grid) if grid is not None else None
+            try:
+                r["judge"] = judge(grid) if grid is not None else None
+            except (OSError, ValueError) as error:  # the trained runs' report is still written; the cell says –
+                print(f"[compare] {r['name']}: no judge value for {grid}: {error}", file=sys.stderr, flush=True)
+                r["judge"] = None
     out.mkdir(parents=True, exist_ok=True)
     made = plots(rows, out)
     together = side_by_side(rows, out / "samples_side_by_side.png")
