@@ -58,6 +58,18 @@ def _flatten_row(row: dict) -> dict:
     return flat
 
 
+def is_derived(key: str, row: dict) -> bool:
+    """True for the `<key>/num` and `<key>/std` entries _flatten_row adds next to a flattened `<key>` (they are
+    sample counts and spreads, not series of their own)."""
+    head, sep, tail = key.rpartition("/")
+    return bool(sep) and tail in ("num", "std") and head in row
+
+
+def series_keys(row: dict, prefix: str) -> list[str]:
+    """The keys of `row` under `prefix` that are series of their own (no `/num` or `/std` companions), sorted."""
+    return sorted(k for k in row if k.startswith(prefix) and not is_derived(k, row))
+
+
 def read_stats(run_dir) -> list[dict]:
     """One flat dict per stats.jsonl row of `run_dir`."""
     return [_flatten_row(row) for row in read_jsonl(Path(run_dir) / "stats.jsonl")]

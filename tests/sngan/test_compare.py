@@ -78,7 +78,7 @@ def test_run_and_report_with_relative_and_absolute_out(tmp_path, vendor, absolut
 def test_sparse_spans_and_side_by_side(tmp_path):
     stats = [{"progress/kimg": k, "sparse/phase": p} for k, p in
              [(1, "warmup"), (2, "sparse"), (3, "sparse"), (4, "dense"), (5, "sparse")]]
-    assert compare.sparse_spans(stats) == [(1, 3), (4, 5)]
+    assert compare.sparse_spans(stats) == [(2, 4)]  # from the row that enters "sparse" to the row that leaves it
     from PIL import Image
     rows = []
     for name, size in (("a", 20), ("b", 30)):

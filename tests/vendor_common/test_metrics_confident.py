@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
+from vendor.common.datasets import load_dataset
 from vendor.common.metrics import compute_metric
 from vendor.common.metrics.digits_detector import confident_share, load_digits_detector
 from vendor.common.runlog import read_jsonl
@@ -61,8 +62,9 @@ def test_real_digits_are_recognisable_and_noise_is_not(cold_and_warm):
     noise = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (500, 3, 32, 32), dtype=np.uint8))
     assert confident_share(detector.probabilities(noise)) <= 0.05
     # through the metric entry point, as the training loops call it (generator output in [-1, 1])
-    value = compute_metric("confident_digits", lambda n: torch.rand(n, 3, 32, 32) * 2 - 1, None, num_gen=500,
-                           batch=100, cache_dir=cache)["confident_digits"]
+    value = compute_metric("confident_digits", lambda n: torch.rand(n, 3, 32, 32) * 2 - 1,
+                           load_dataset("digits", resolution=32), num_gen=500, batch=100,
+                           cache_dir=cache)["confident_digits"]
     assert value <= 0.05
 
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
+from vendor.common.datasets import load_dataset
 from vendor.common.metrics import MetricError, compute_metric, load_digits_detector
 from vendor.common.metrics import digits_detector as digits_module
 
@@ -118,7 +119,8 @@ def test_features_are_128d_and_colour_or_size_do_not_matter_for_grey_input(digit
 
 
 def test_fid_and_kid_digits_rank_real_digits_above_degraded_and_noise(digits_cache):
-    images, _ = _digits_uint8_32px()
+    # the digits as the data loader gives them: the digits metrics accept no other reference set
+    images = load_dataset("digits", resolution=32, channels=1).images_uint8()
     # 300 reference and 300 held-back digits keep KID's 100 subsets cheap on two shared cores.
     dataset = _Images(images[0:600:2])
     held_back = torch.from_numpy(images[1:600:2]).to(torch.float32) / 127.5 - 1.0

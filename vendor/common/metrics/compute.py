@@ -13,6 +13,7 @@ import torch
 from . import formulas
 from .cache import load_arrays, resolve_cache_dir, save_arrays, text_sha256
 from .detectors import load_detector, resolve_detector_file
+from .digits_data import check_digits_reference
 from .digits_detector import confident_share, load_digits_detector
 from .errors import MetricError
 from .features import ReferenceImages, generator_features, image_array_features, make_feature_fn
@@ -31,9 +32,7 @@ def _file_key(path) -> tuple:
 
 
 def _get_detector(spec: MetricSpec, detector, cache_dir, device):
-    if spec.space == "digits":
-        if detector is not None:
-            raise MetricError("detector must be None for the digits metrics: they use the built-in digits classifier")
+    if spec.space == "digits":  # compute_metric has refused a detector argument for these already
         loaded = load_digits_detector(cache_dir)
         key = ("digits",) + _file_key(loaded.path) + (str(device),)
         return _loaded_detectors.setdefault(key, loaded.to(device))
@@ -85,12 +84,17 @@ def compute_metric(name: str, G_sample, dataset, num_gen: int | None = None, bat
     """Evaluate metric `name` for a generator.
 
     G_sample(n) -> float Tensor [n, C, H, W] in [-1, 1]; `dataset` provides `.images_uint8()`
-    (and `.name` for readable cache file names). `detector` is the path or URL of the upstream
+    (and `.name` for readable cache file names); the digits metrics accept the built-in digits only
+    (digits_data.py). `detector` is the path or URL of the upstream
     TorchScript file for the standard metrics (Inception for fid/kid/is, VGG16 for pr) and must be
     None for fid_digits / kid_digits. Returns {result_key: float} (see registry.py for the keys).
     """
     spec = get_metric_spec(name)
     _check_arguments(num_gen, batch)
+    if spec.space == "digits":  # the digits classifier's numbers mean something on the built-in digits only
+        if detector is not None:
+            raise MetricError("detector must be None for the digits metrics: they use the built-in digits classifier")
+        check_digits_reference(name, dataset)
     # The dataset is checked before any detector loads or generator runs: the cheap failure comes first.
     # The Inception score needs no reference set (upstream reads the dataset only for labels).
     images = None if spec.kind in ("is", "confident") else ReferenceImages(dataset, spec.max_real)
