@@ -9,7 +9,7 @@ import torch
 
 import sparse_core as sc
 from sparse_core import integration, methods
-from sparse_core.masks import MaskMethod
+from sparse_core.methods import MaskMethod
 from sparse_core.methods import Flag
 from sc_nets import gan_step, make
 
