@@ -358,8 +358,9 @@ class SparseController:
         for k in ("iteration", "nimg"):
             if not count(state.get(k)) or state[k] < 0:
                 bad(k, f"must be an integer >= 0, got {state.get(k)!r}")
-        if not isinstance(state.get("phase"), str):
-            bad("phase", "must be a phase name")
+        phases = self.strategy.phases
+        if not isinstance(state.get("phase"), str) or (phases and state["phase"] not in phases):
+            bad("phase", f"is {state.get('phase')!r}; {self.method}'s phases are {phases}")
         hist = state.get("metric_history")
         if not isinstance(hist, list) or not all(number(v) for v in hist):
             bad("metric_history", "must be a list of finite numbers")

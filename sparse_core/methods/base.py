@@ -209,6 +209,8 @@ class Method:
     def lr_scale(self, net_name: str) -> float:
         return 1.0
 
+    phases: tuple[str, ...] = ()   # the names phase() returns (empty: not checked on load)
+
     def phase(self) -> str:
         return "dense"
 

@@ -19,3 +19,4 @@ class NoneConfig:
 class NoneMethod(Method):
     name = "none"
     config_cls = NoneConfig
+    phases = ("dense",)

@@ -99,6 +99,7 @@ def fresh_values(module: nn.Module, attr: str, fallback_mean: float, fallback_st
 class ReGAN(MaskMethod):
     name = "regan"
     config_cls = ReGANConfig
+    phases = (WARMUP, SPARSE, DENSE)
     flags = (
         Flag("--sparsity", "sparsity", finite_float, 0.3, "Re-GAN: fraction of each masked tensor pruned in sparse "
              "phases (default 0.3)", "sparsity"),

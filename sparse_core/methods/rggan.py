@@ -228,6 +228,7 @@ def regeneration_decision(history: Sequence[float], weights: Sequence[float]) ->
 class RGGAN(Method):
     name = "rggan"
     config_cls = RGGANConfig
+    phases = ("sparse", "dense")
     flags = (
         Flag("--rg-lambda", "rg_lambda", finite_float, 5e-12, "RG-GAN: sparsity regulariser λ (default 5e-12; "
              "official code: 1e-12)", "lam"),
@@ -429,8 +430,6 @@ class RGGAN(Method):
 
     def load_state_dict(self, state: dict, phase: str) -> None:
         c = self.ctx
-        if phase not in ("sparse", "dense"):
-            raise ConfigError(f"entry 'phase' is {phase!r}; RG-GAN's phases are 'sparse' and 'dense'")
         self._density = {(n, s.layer): 1.0 for n in c.targets for s in c.sites[n]}
         for key, d in state.get("owner_density", {}).items():
             n, _, layer = key.partition("/")

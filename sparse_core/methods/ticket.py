@@ -177,6 +177,7 @@ def read_ticket(path: str) -> dict:
 class Ticket(MaskMethod):
     name = "ticket"
     config_cls = TicketConfig
+    phases = ("ticket",)
     flags = (Flag("--ticket", "ticket", str, None, "tickets: mask + initial-values file of the previous IMP round "
                   "(sparse_core.tickets.write_ticket); none = round 0 (dense)"),
              ) + scope_flags()
