@@ -1,25 +1,8 @@
-"""SparseController: the one object a training loop talks to.
+"""SparseController: the one object a training loop talks to (call order: README "sparse_core API").
 
-Call order in a training loop (see README "sparse_core API"):
-
-    ctrl = sparse_core.prepare(cfg, G=G, D=D)            # after construction, before G_ema copy and optimizers
-    G_ema = copy.deepcopy(G)                             # masks / thresholds are copied with it
-    ctrl.bind(G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, sched_G=[...], sched_D=[...])
-    ctrl.measure_flops('G', lambda: G(z), batch=len(z), train_samples=...)   # optional accounting
-    loop:
-        loss_D = loss_D + ctrl.regularizer('D');  loss_D.backward()
-        ctrl.optimizer_step('D', opt_D)                  # = before_step('D'); opt_D.step(); after_step('D')
-        ... same for G ...
-        (EMA update);  ctrl.after_ema()
-        ctrl.advance(real_images_this_iteration)         # counters, FLOPs, phase changes
-        at metric time:  ctrl.feed_metric(fid, higher_is_better=False)   # RG-GAN augmented regeneration
-        per tick:        stats.update(ctrl.stats())
-        snapshot:        snap['sparse'] = ctrl.state_dict();   resume: ctrl.load_state_dict(snap['sparse'])
-    end: sparse_G, dense_G = ctrl.export('G_ema', sparse=True), ctrl.export('G_ema', sparse=False)
-
-The controller holds what every method shares (networks, selected sites, LR scaling, EMA binding, FLOPs,
-counters, persistence) in a `Context`; the method is a strategy from `sparse_core.methods` chosen by the
-config's `method` name and sees only that context. Mistakes in the call order are errors naming the fix.
+It holds what every method shares (networks, selected sites and G_ema in a `Context`, LR scaling, FLOPs,
+counters, persistence), checks the call order and loaded state, and delegates everything method-specific to
+the method chosen by the config's `method` name, which sees only the context.
 """
 from __future__ import annotations
 

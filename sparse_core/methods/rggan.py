@@ -354,7 +354,11 @@ class RGGAN(Method):
         for s, (w_before, keep) in zip(c.sites[net_name], stash):
             w = s.param(net)
             torch.where(keep, w, w_before, out=w)   # in place: no temporary of the weight's size
-            self._density[(net_name, s.layer)] = keep.sum() / keep.numel()   # 0-d tensor: no host sync
+            # FLOPs of the coming forwards: their mask (after this step, reset rule included), a 0-d tensor
+            # (no host sync)
+            nxt = self._keep(net, s, next_forward=True)
+            d = nxt.sum() / nxt.numel()
+            self._density[(net_name, s.layer)] = torch.where(d <= self.config.reset_density, torch.ones_like(d), d)
 
     def regularizer(self, net_name: str):
         c = self.ctx
