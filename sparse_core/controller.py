@@ -232,9 +232,9 @@ class SparseController:
             return {s.name: 1.0 for s in self.sites[net_name]}
         return self.strategy.layer_density(net_name)
 
-    def sparsity(self, net_name: str) -> float:
+    def sparsity(self, net_name: str, densities: dict[str, float] | None = None) -> float:
         """Fraction of masked-tensor entries the next forward prunes in `net_name` (0 if not targeted)."""
-        dens = self.layer_density(net_name)
+        dens = self.layer_density(net_name) if densities is None else densities
         if not dens:
             return 0.0
         sizes = {s.name: s.param(self.nets[net_name]).numel() for s in self.sites[net_name]}
@@ -258,7 +258,7 @@ class SparseController:
         for n in NETS:
             if n in self.nets:
                 dens = self.layer_density(n)
-                out[f"sparse/{n}/sparsity"] = self.sparsity(n)
+                out[f"sparse/{n}/sparsity"] = self.sparsity(n, dens)
                 out[f"sparse/{n}/lr_scale"] = self.lr[n].scale
                 if per_layer:
                     out.update({f"sparse/{n}/kept/{k}": d for k, d in dens.items()})

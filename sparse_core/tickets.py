@@ -1,4 +1,5 @@
 """The GAN-tickets helpers under their public name (`sc.tickets`); they live with the method in
 sparse_core/methods/ticket.py."""
-from .methods.ticket import (TICKET_FORMAT, TICKET_VERSION, next_ticket, prune_and_rewind, prune_masks,  # noqa: F401
-                             read_ticket, rounds_for, snapshot, ticket_sparsity, write_ticket)
+from .config import ConfigError  # noqa: F401
+from .methods.ticket import (TICKET_FORMAT, TICKET_VERSION, TicketConfig, next_ticket, prune_and_rewind,  # noqa: F401
+                             prune_masks, read_ticket, rounds_for, snapshot, ticket_sparsity, write_ticket)

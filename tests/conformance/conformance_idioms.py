@@ -104,14 +104,36 @@ class Persistent(nn.Module):
         return rebuild_persistent, (dict(cls=type(self), state=dict(self.__dict__)),)
 
 
+class PersistentConv(Persistent):
+    """Every class persistent, the layers included (so sparse_core's hooks sit on rebuilt objects)."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, 3, 3) / math.sqrt(cin * 9))
+        self.bias = nn.Parameter(torch.zeros(cout))
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, padding=1)
+
+
+class PersistentLinear(Persistent):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin) / math.sqrt(cin))
+
+    def forward(self, x):
+        return F.linear(x, self.weight)
+
+
 class PersistentNet(Persistent):
     def __init__(self):
         super().__init__()
-        self.conv = spectral_norm(nn.Conv2d(3, 8, 3, 1, 1))
-        self.fc = nn.Linear(8 * 16, 4)
+        self.conv = PersistentConv(3, 8)
+        self.sn = spectral_norm(nn.Conv2d(8, 8, 3, 1, 1))
+        self.fc = PersistentLinear(8 * 16, 4)
 
     def forward(self, x):
-        return self.fc(F.leaky_relu(self.conv(x), 0.2).flatten(1))
+        return self.fc(F.leaky_relu(self.sn(F.leaky_relu(self.conv(x), 0.2)), 0.2).flatten(1))
 
 
 # ---------------------------------------------------------------------------------------------- norms
