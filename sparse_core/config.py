@@ -51,7 +51,8 @@ class SparseConfig:
                 try:
                     re.compile(p)
                 except re.error as e:
-                    raise ConfigError(f"{name} pattern {p!r} is not a regular expression: {e}") from None
+                    flag = " (--sparse-exclude)" if name == "exclude" else ""
+                    raise ConfigError(f"{name}{flag} pattern {p!r} is not a regular expression: {e}") from None
 
     def targets(self) -> tuple[str, ...]:
         return ("G", "D") if self.target == "both" else (self.target,)
