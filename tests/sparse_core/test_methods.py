@@ -35,7 +35,7 @@ class EveryOther(MaskMethod):
 
     def attach(self):
         super().attach()
-        c = self.ctrl
+        c = self.ctx   # the context: targets, nets, sites per target, ema, counters
         for n in c.targets:
             masks = {}
             for s in c.sites[n]:
