@@ -1,27 +1,13 @@
-"""Training-cost accounting: FLOPs (dense and mask-aware) and real images shown.
+"""Training-cost accounting: FLOPs (dense and mask-aware) and real images shown (SPEC §2.5; docs/ARCHITECTURE.md).
 
-FLOPs are found once per network by running one forward with real input shapes under a dispatch mode that
-sees every convolution / matrix product at the ATen level (so custom layers that call F.conv2d on a derived
-weight, like StyleGAN2's modulated conv, are counted too). Each product is attributed to the innermost
-module on the call stack that owns a masked tensor; products outside any owner are dense by definition.
-
-Conventions (SPEC §2.5): conv 2·N·Hout·Wout·Cout·(Cin/groups)·k², transposed conv 2·N·Hin·Win·Cin·(Cout/groups)·k²,
-matrix product 2·M·N·K; a training pass (forward + backward) costs 3× the forward; a masked layer's
-FLOPs scale with its density. The training loop says how many samples each network processes per
-iteration forward-only and forward+backward (`IterationCost`); averages are fine for periodic passes
-(e.g. lazy regularisation every 16 iterations adds 1/16 of a pass).
-
-Two ways to know how many passes a loop runs:
-- counted at run time (the default: `measure(..., cost=None)`): after the measuring forward, a forward hook
-  on every module that does FLOPs charges each *training-mode* forward at its real batch (the leading size of
-  its first tensor argument), and a hook on that call's output charges its backward when a gradient reaches it:
-  2× the forward, plus 4× more when that backward builds a graph (create_graph=True: R1, path length), whose
-  differentiation is a second backward of twice its cost. Each forward call's backward is charged once. So
-  whatever the loop runs (phases, intervals, regularisers on or off, shrunk batches) is what is counted;
-  eval-mode forwards (metrics, sample grids) and copies of the network (G_ema) are not training and are not
-  charged. Per-sample costs assume the shapes of the measuring forward (fixed resolution).
-- declared (`cost=IterationCost(...)`): samples per iteration forward-only and forward+backward, added at
-  every `add_iteration()`; kept for loops that cannot be hooked.
+One measuring forward under a dispatch mode sees every convolution / matrix product at the ATen level (custom
+layers calling F.conv2d on a derived weight included) and attributes it to the innermost module owning a masked
+tensor (outside any owner: dense). conv 2·N·Hout·Wout·Cout·(Cin/groups)·k², transposed conv
+2·N·Hin·Win·Cin·(Cout/groups)·k², matrix product 2·M·N·K; a masked layer's FLOPs scale with its density.
+Then either every executed training-mode forward is charged at its real batch and its backward when a gradient
+reaches it (2×, or 6× when that backward builds a graph: R1, path length; copies such as G_ema and eval-mode
+forwards are not charged), or a declared per-iteration cost (`IterationCost`: samples forward-only and
+forward+backward, a training pass costing 3× the forward) is added at every `add_iteration()`.
 """
 from __future__ import annotations
 
@@ -135,17 +121,6 @@ def module_flops(net: nn.Module, run: Callable[[], object]) -> dict[str, tuple[i
         for m, t in was_training:
             m.training = t
     return {n: (f, batch.get(n, 0)) for n, f in mode.flops.items()}
-
-
-def forward_flops(net: nn.Module, run: Callable[[], object], owners: set[str]) -> dict[str, int]:
-    """Run `run()` (a forward of `net`) once and return FLOPs per owner module name ('' = not owned).
-
-    owners: names (inside `net`) of modules that own masked tensors.
-    """
-    out: dict[str, int] = defaultdict(int)
-    for name, (f, _) in module_flops(net, run).items():
-        out[_owner_of(name, owners)] += f
-    return dict(out)
 
 
 class _Site:
@@ -291,10 +266,6 @@ class FlopAccount:
     @total.setter
     def total(self, value) -> None:
         self._total, self._tensor_total, self._pending = float(value), 0.0, {}
-
-    @property
-    def measured(self) -> bool:
-        return bool(self.per_sample)
 
     def dense_per_iteration(self) -> float:
         """Declared networks only (counted ones are charged as they run)."""

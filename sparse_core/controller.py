@@ -1,29 +1,14 @@
-"""SparseController: the one object a training loop talks to.
+"""SparseController: the one object a training loop talks to (call order: README "sparse_core API").
 
-Call order in a training loop (see README "sparse_core API"):
-
-    ctrl = sparse_core.prepare(cfg, G=G, D=D)            # after construction, before G_ema copy and optimizers
-    G_ema = copy.deepcopy(G)                             # masks / thresholds are copied with it
-    ctrl.bind(G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, sched_G=[...], sched_D=[...])
-    ctrl.measure_flops('G', lambda: G(z), batch=len(z), train_samples=...)   # optional accounting
-    loop:
-        loss_D = loss_D + ctrl.regularizer('D');  loss_D.backward()
-        ctrl.optimizer_step('D', opt_D)                  # = before_step('D'); opt_D.step(); after_step('D')
-        ... same for G ...
-        (EMA update);  ctrl.after_ema()
-        ctrl.advance(real_images_this_iteration)         # counters, FLOPs, phase changes
-        at metric time:  ctrl.feed_metric(fid)           # RG-GAN augmented regeneration
-        per tick:        stats.update(ctrl.stats())
-        snapshot:        snap['sparse'] = ctrl.state_dict();   resume: ctrl.load_state_dict(snap['sparse'])
-    end: sparse_G, dense_G = ctrl.export('G_ema', sparse=True), ctrl.export('G_ema', sparse=False)
-
-The controller holds what every method shares (networks, selected sites, LR scaling, EMA binding, FLOPs,
-counters, persistence); the method itself is a strategy from `sparse_core.methods` chosen by the
-config's `method` name, and nothing here branches on that name.
+It holds what every method shares (networks, selected sites and G_ema in a `Context`, LR scaling, FLOPs,
+counters, persistence), checks the call order and loaded state, and delegates everything method-specific to
+the method chosen by the config's `method` name, which sees only the context.
 """
 from __future__ import annotations
 
 import copy
+import math
+import warnings
 import weakref
 from typing import Callable, Sequence
 
@@ -32,67 +17,70 @@ from torch import nn
 
 from . import accounting, methods, ops
 from .accounting import FlopAccount, IterationCost
-from .config import ConfigError, config_from_dict, config_to_dict
+from .config import ConfigError, config_to_dict, count, number
 from .lr import LRScaler
-from .selection import OWN_SUFFIXES, Site, find_sites
+from .selection import find_sites
 
 STATE_VERSION = 2
 NETS = ("G", "D")
+# Direction of well-known metrics by name prefix (lower first: 'ppl' before 'pr').
+_LOWER_IS_BETTER = ("fid", "kid", "ppl", "lpips")
+_HIGHER_IS_BETTER = ("is", "pr", "precision", "recall", "confident")
+
+
+def metric_direction(name: str | None) -> bool | None:
+    """higher_is_better of a known metric name (fid*, kid*, ppl*: False; is*, pr*, confident*: True), else None."""
+    n = (name or "").lower()
+    for prefixes, higher in ((_LOWER_IS_BETTER, False), (_HIGHER_IS_BETTER, True)):
+        if n.startswith(prefixes):
+            return higher
+    return None
 
 
 class SparseController:
     def __init__(self, config, G: nn.Module, D: nn.Module | None = None, **method_kwargs) -> None:
-        method_name = getattr(type(config), "method", None)
-        if not isinstance(method_name, str) or method_name not in methods.names() \
-                or not isinstance(config, methods.get(method_name).config_cls):
+        name = getattr(type(config), "method", None)
+        if not isinstance(name, str) or name not in methods.names() or not isinstance(config, methods.get(name).config_cls):
             raise ConfigError(f"config must be one of the method configs "
                               f"({', '.join(m.config_cls.__name__ for m in methods.all_methods())}), "
                               f"got {type(config).__name__}")
-        if not isinstance(G, nn.Module):
-            raise ConfigError(f"G must be an nn.Module, got {type(G).__name__}")
-        if D is not None and not isinstance(D, nn.Module):
-            raise ConfigError(f"D must be an nn.Module or None, got {type(D).__name__}")
-        self.config = config
-        self.method = method_name
+        for n, net in (("G", G), ("D", D)):
+            if not isinstance(net, nn.Module) and not (n == "D" and net is None):
+                raise ConfigError(f"{n} must be an nn.Module, got {type(net).__name__}")
+        self.config, self.method = config, name
         self.nets: dict[str, nn.Module] = {"G": G} if D is None else {"G": G, "D": D}
         for t in config.targets():
             if t not in self.nets:
                 raise ConfigError(f"target {config.target!r} needs network {t} but it was not given to prepare()")
-        self.targets = tuple(config.targets())
-        self.sites: dict[str, list[Site]] = {
-            n: find_sites(self.nets[n], config.scope, config.include, config.exclude, net_name=n) for n in self.targets}
-        self.G_ema: nn.Module | None = None
-        self._ema_list: list[torch.Tensor] | None = None
-        self._ema_index: dict[str, int] = {}
+        targets = tuple(config.targets())
+        sites = {n: find_sites(self.nets[n], config.scope, config.include, config.exclude, net_name=n) for n in targets}
+        self.ctx = methods.Context(self.nets, targets, sites)
         self.lr = {n: LRScaler() for n in self.nets}
+        self._bound: set[str] = set()      # networks whose optimizer is bound
         self._adapted: set[int] = set()
-        self.from_dense = False   # set by integration.controller_from_flags (--sparse-from-dense)
-        self.paused = False       # pause(): the method is held, training is plain dense
-        self.iteration = 0
-        self.nimg = 0
+        self.from_dense = False            # integration.controller_from_flags: --sparse-from-dense
         self.metric_history: list[float] = []
+        self.metric_higher_is_better: bool | None = None
         # run-time counted passes are charged at the density the method reports for each layer
         self.flops = FlopAccount(density=self._owner_density)
         self._ops_since = ops.backend_counts()   # stats() reports which backend served the ops from here on
-        self.strategy = methods.get(method_name)(self, config, **method_kwargs)
+        self.strategy = methods.get(name)(self.ctx, config, **method_kwargs)
         self.strategy.attach()
         for n in self.nets:
             self.lr[n].scale = self.strategy.lr_scale(n)   # applied to optimizers when they are bound
 
-    # ------------------------------------------------------------------ EMA access for the methods
-    @property
-    def ema_bound(self) -> bool:
-        return self.G_ema is not None or self._ema_list is not None
+    # the context's fields under their public names
+    targets = property(lambda self: self.ctx.targets)
+    sites = property(lambda self: self.ctx.sites)
+    G_ema = property(lambda self: self.ctx.ema.module)
+    iteration = property(lambda self: self.ctx.iteration)
+    nimg = property(lambda self: self.ctx.nimg)
+    paused = property(lambda self: self.ctx.paused)
 
-    @property
-    def ema_is_list(self) -> bool:
-        return self._ema_list is not None
-
-    def ema_tensor(self, s: Site) -> torch.Tensor:
-        """G_ema's copy of site `s` (module or list EMA)."""
-        if self._ema_list is not None:
-            return self._ema_list[self._ema_index[s.name]]
-        return s.module(self.G_ema)._parameters[s.attr]
+    def _net(self, net_name: str, what: str) -> str:
+        if net_name not in self.nets:
+            raise ConfigError(f"{what}: unknown network {net_name!r}; this controller has {tuple(self.nets)}")
+        return net_name
 
     # ------------------------------------------------------------------ bind
     def bind(self, G_ema: nn.Module | Sequence[torch.Tensor] | None = None,
@@ -103,64 +91,32 @@ class SparseController:
         Idempotent, and safe to call again whenever the loop rebuilds one of them: a new optimizer (or
         scheduler list) for a network replaces the previous one and gets the current LR scale exactly once.
         `G_ema` is a module (a copy of G) or a list of tensors aligned with `G.parameters()` (an EMA kept as
-        plain tensors); binding it never overwrites thresholds it already holds. Order with load_state_dict
-        does not matter.
+        plain tensors); binding it never overwrites thresholds it already holds. An optimizer that does not
+        train the parameters the method added (created before prepare()) is refused.
         """
-        if G_ema is not None:
-            self._bind_ema(G_ema)
         for n, opt, sch in (("G", opt_G, sched_G), ("D", opt_D, sched_D)):
             if opt is None and sch is None:
                 continue
-            if n not in self.nets:
-                raise ConfigError(f"opt_{n} / sched_{n} given but no network {n} was given to prepare()")
+            self._net(n, f"bind(opt_{n}=...)")
+            if opt is not None:
+                held = {id(p) for g in getattr(opt, "param_groups", []) for p in g["params"]}
+                missing = [t for t in self.strategy.added_parameters(n) if id(t) not in held]
+                if missing:
+                    raise ConfigError(f"opt_{n} does not train {len(missing)} parameters {self.method} added to {n} "
+                                      f"(its thresholds): create the optimizer after sc.prepare(...), from "
+                                      f"{n}.parameters()")
+        if G_ema is not None:
+            self.ctx.ema.bind(G_ema)
+            self.strategy.attach_ema()
+        for n, opt, sch in (("G", opt_G, sched_G), ("D", opt_D, sched_D)):
+            if opt is None and sch is None:
+                continue
             self.lr[n].bind(opt, None if sch is None else list(sch))
-            if opt is not None and id(opt) not in self._adapted:
-                opt.register_load_state_dict_pre_hook(_AddedParamsAdapter(self))
-                self._adapted.add(id(opt))
-
-    def _bind_ema(self, G_ema) -> None:
-        if isinstance(G_ema, nn.Module):
-            self._bind_ema_module(G_ema)
-        elif isinstance(G_ema, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in G_ema):
-            self._bind_ema_list(list(G_ema))
-        else:
-            raise ConfigError(f"G_ema must be an nn.Module or a list of tensors aligned with G.parameters(), "
-                              f"got {type(G_ema).__name__}")
-
-    def _bind_ema_list(self, tensors: list) -> None:
-        named = list(self.nets["G"].named_parameters())
-        plain = [(k, p) for k, p in named if not k.endswith(OWN_SUFFIXES)]
-        if len(tensors) == len(named):
-            aligned = named
-        elif len(tensors) == len(plain):
-            aligned = plain    # an EMA list taken before prepare() added the thresholds
-        else:
-            raise ConfigError(f"G_ema list has {len(tensors)} tensors; G.parameters() has {len(named)} "
-                              f"({len(plain)} without sparse_core's thresholds): it must be aligned with G.parameters()")
-        for (k, p), t in zip(aligned, tensors):
-            if tuple(t.shape) != tuple(p.shape):
-                raise ConfigError(f"G_ema list entry for {k!r} has shape {tuple(t.shape)}, G has {tuple(p.shape)}")
-        self.G_ema = None
-        self._ema_list = tensors
-        self._ema_index = {k: i for i, (k, _) in enumerate(aligned)}
-        self.strategy.after_ema()
-
-    def _bind_ema_module(self, G_ema: nn.Module) -> None:
-        if G_ema is self.nets["G"]:
-            raise ConfigError("G_ema is G itself; bind a copy (copy.deepcopy(G)) or leave G_ema out")
-        G = self.nets["G"]
-        for s in self.sites.get("G", []):
-            try:
-                p_ema = s.module(G_ema)._parameters[s.attr]
-            except (AttributeError, KeyError):
-                raise ConfigError(f"G_ema has no parameter {s.name!r}: it must be a copy of G") from None
-            if p_ema is None or tuple(p_ema.shape) != tuple(s.param(G).shape):
-                raise ConfigError(f"G_ema parameter {s.name!r} has shape "
-                                  f"{None if p_ema is None else tuple(p_ema.shape)}, G has {tuple(s.param(G).shape)}")
-        self.G_ema = G_ema
-        self._ema_list = None
-        self._ema_index = {}
-        self.strategy.attach_ema(G_ema)
+            if opt is not None:
+                self._bound.add(n)
+                if id(opt) not in self._adapted:
+                    opt.register_load_state_dict_pre_hook(_AddedParamsAdapter(self))
+                    self._adapted.add(id(opt))
 
     # ------------------------------------------------------------------ training-loop hooks
     def pause(self, paused: bool = True) -> None:
@@ -168,21 +124,27 @@ class SparseController:
         steps, no regulariser, RG-GAN thresholds out of the forward, no iterations counted towards the method's
         schedule; FLOPs and images are still counted, as dense). For loops that run the method in part of the
         training only (ProGAN: the final resolution). Not in state_dict(): the loop re-derives it on resume."""
-        self.paused = bool(paused)
-        self.strategy.set_paused(self.paused)
+        self.ctx.paused = bool(paused)
+        self.strategy.set_paused(self.ctx.paused)
 
     def _owner_density(self, net_name: str, owner: str):
         return 1.0 if self.paused else self.strategy.owner_density(net_name, owner)
 
+    def _check_bound(self, net_name: str, what: str) -> None:
+        if net_name in self.targets and net_name not in self._bound:
+            raise ConfigError(f"{what} before ctrl.bind(opt_{net_name}=...): bind {net_name}'s optimizer first "
+                              f"(the method's LR scale and parameters reach the optimizer through it)")
+
     def before_step(self, net_name: str) -> None:
         """Call right before `opt.step()` of network `net_name` (after backward)."""
+        self._check_bound(self._net(net_name, "before_step"), f"before_step({net_name!r})")
         if not self.paused:
             self.strategy.before_step(net_name)
 
     def after_step(self, net_name: str) -> None:
         """Call right after `opt.step()` of network `net_name`."""
         if not self.paused:
-            self.strategy.after_step(net_name)
+            self.strategy.after_step(self._net(net_name, "after_step"))
 
     def optimizer_step(self, net_name: str, optimizer: torch.optim.Optimizer) -> None:
         self.before_step(net_name)
@@ -191,76 +153,92 @@ class SparseController:
 
     def after_ema(self) -> None:
         """Call after every G_ema update: pruned entries of G_ema are zeroed too (mask methods)."""
-        if self.ema_bound and not self.paused:
+        if self.ctx.ema.bound and not self.paused:
             self.strategy.after_ema()
 
     def regularizer(self, net_name: str) -> torch.Tensor:
         """The method's loss term for `net_name` (RG-GAN: λ·Σexp(−t) while sparse), else a zero tensor."""
-        term = self.strategy.regularizer(net_name) if net_name in self.nets and not self.paused else None
-        if term is None:
-            net = self.nets.get(net_name, self.nets["G"])
-            return torch.zeros((), device=next(net.parameters()).device)
-        return term
+        net = self.nets[self._net(net_name, "regularizer")]
+        term = None if self.paused else self.strategy.regularizer(net_name)
+        return torch.zeros((), device=next(net.parameters()).device) if term is None else term
 
-    def feed_metric(self, value: float) -> str | None:
-        """Give the loop's periodic quality metric (lower is better, e.g. FID of G_ema) to the method.
-
-        Returns the mode for the coming period ('sparse' / 'dense') or None when the method does not use it.
-        """
+    def feed_metric(self, value: float, higher_is_better: bool | None = None, name: str | None = None) -> str | None:
+        """Give the loop's periodic quality metric (e.g. FID of G_ema) to the method, with its direction:
+        `higher_is_better`, or `name` of a known metric (fid / kid / ppl: lower; is / pr / confident: higher).
+        Returns the mode for the coming period ('sparse' / 'dense') or None when the method does not use it."""
         value = float(value)
-        if value != value:
-            raise ValueError("feed_metric got NaN")
+        if not math.isfinite(value):
+            raise ValueError(f"feed_metric got {value} ({name or 'metric'}): a non-finite metric cannot steer training")
+        direction = metric_direction(name) if higher_is_better is None else bool(higher_is_better)
+        if direction is None and self.strategy.uses_metric:
+            raise ConfigError(f"feed_metric: the direction of metric {name or '(unnamed)'!r} is unknown; pass "
+                              f"higher_is_better=True (e.g. IS, precision) or False (e.g. FID)")
+        if direction is not None and self.metric_higher_is_better not in (None, direction):
+            raise ConfigError(f"feed_metric: metric {name or ''!r} has higher_is_better={direction}, the values fed "
+                              f"before had {self.metric_higher_is_better}: feed one metric throughout a run")
+        if direction is not None:
+            self.metric_higher_is_better = direction
         self.metric_history.append(value)
-        return self.strategy.on_metric(self.metric_history)
+        return self.strategy.on_metric([-v if direction else v for v in self.metric_history])
 
     def advance(self, real_images: int) -> str | None:
         """Call once per training iteration with the number of real images D saw in it.
 
         Returns the name of the phase entered at this boundary (Re-GAN), else None.
         """
-        if real_images < 0:
-            raise ValueError(f"real_images must be >= 0, got {real_images}")
+        if not count(real_images) or real_images < 0:
+            raise ValueError(f"real_images must be an integer >= 0, got {real_images!r}")
+        for n in self.targets:
+            self._check_bound(n, "advance()")
         self.flops.add_iteration(self._owner_density)
-        self.nimg += int(real_images)
+        self.ctx.nimg += int(real_images)
         if self.paused:
             return None
-        self.iteration += 1
+        self.ctx.iteration += 1
         entered = self.strategy.on_iteration(self.iteration)
         if entered is not None:
             for n in self.nets:
                 self.lr[n].set_scale(self.strategy.lr_scale(n))
         return entered
 
+    def check_run_length(self, iterations: int, warn: bool = True) -> str | None:
+        """Warn (and return the message) when a run of `iterations` never reaches the method's sparse training."""
+        msg = self.strategy.schedule_warning(int(iterations)) if self.targets else None
+        if msg and warn:
+            warnings.warn(f"sparse_core ({self.method}): {msg}", stacklevel=2)
+        return msg
+
     def measure_flops(self, net_name: str, run: Callable[[], object], batch: int,
                       forward_samples: float | None = None, train_samples: float | None = None) -> None:
         """Count `net_name`'s forward FLOPs per sample once (run() = one forward of `batch` samples); from then on
         every training forward and backward it executes is charged (sparse_core.accounting). Giving
         forward_samples / train_samples (samples per iteration) declares a fixed cost per iteration instead."""
-        if net_name not in self.nets:
-            raise ConfigError(f"unknown network {net_name!r}; expected one of {tuple(self.nets)}")
-        owners = {s.layer for s in self.sites.get(net_name, [])}
+        owners = {s.layer for s in self.sites.get(self._net(net_name, "measure_flops"), [])}
         declared = None if forward_samples is None and train_samples is None else \
             IterationCost(float(forward_samples or 0.0), float(train_samples or 0.0))
         self.flops.measure(net_name, self.nets[net_name], run, batch, owners, declared)
 
     # ------------------------------------------------------------------ reporting
     def layer_density(self, net_name: str) -> dict[str, float]:
-        """Kept fraction of every masked tensor of `net_name` as the forward sees it now."""
-        if net_name not in self.targets:
+        """Kept fraction of every masked tensor of `net_name` as the next forward will see it. Non-finite
+        weights are refused (FloatingPointError naming the layer), never reported as pruned."""
+        if self._net(net_name, "layer_density") not in self.targets:
             return {}
+        for s in self.sites[net_name]:
+            if not bool(torch.isfinite(s.param(self.nets[net_name])).all()):
+                raise FloatingPointError(f"{net_name} layer {s.name!r} holds non-finite weights (NaN / inf): "
+                                         f"sparse_core does not report them as pruned")
         if self.paused:   # the forward reads every weight while the method is held
             return {s.name: 1.0 for s in self.sites[net_name]}
         return self.strategy.layer_density(net_name)
 
-    def sparsity(self, net_name: str) -> float:
-        """Fraction of masked-tensor entries that are currently pruned in `net_name` (0 if not targeted)."""
-        if net_name not in self.targets:
+    def sparsity(self, net_name: str, densities: dict[str, float] | None = None) -> float:
+        """Fraction of masked-tensor entries the next forward prunes in `net_name` (0 if not targeted)."""
+        dens = self.layer_density(net_name) if densities is None else densities
+        if not dens:
             return 0.0
-        net = self.nets[net_name]
-        dens = self.layer_density(net_name)
-        sizes = {s.name: s.param(net).numel() for s in self.sites[net_name]}
-        total = sum(sizes.values())
-        return 1.0 - sum(dens[k] * sizes[k] for k in sizes) / total
+        sizes = {s.name: s.param(self.nets[net_name]).numel() for s in self.sites[net_name]}
+        return 1.0 - sum(dens[k] * sizes[k] for k in sizes) / sum(sizes.values())
 
     def current_phase(self) -> str:
         return self.strategy.phase()
@@ -279,11 +257,11 @@ class SparseController:
         }
         for n in NETS:
             if n in self.nets:
-                out[f"sparse/{n}/sparsity"] = self.sparsity(n)
+                dens = self.layer_density(n)
+                out[f"sparse/{n}/sparsity"] = self.sparsity(n, dens)
                 out[f"sparse/{n}/lr_scale"] = self.lr[n].scale
-                if per_layer and n in self.targets:
-                    for name, d in self.layer_density(n).items():
-                        out[f"sparse/{n}/kept/{name}"] = d
+                if per_layer:
+                    out.update({f"sparse/{n}/kept/{k}": d for k, d in dens.items()})
         for family, share in ops.native_shares(self._ops_since).items():
             out[f"sparse/native/{family}"] = share   # share of this run's calls served by the native kernels
         out.update(self.strategy.stats())
@@ -301,54 +279,104 @@ class SparseController:
             "phase": self.current_phase(),
             "lr_scale": {n: self.lr[n].scale for n in self.nets},
             "metric_history": list(self.metric_history),
+            "metric_higher_is_better": self.metric_higher_is_better,
             "flops": self.flops.state_dict(),
             "tensors": {k: t.detach().clone() for k, t in self.strategy.tensors()},
             "method_state": self.strategy.state_dict(),
         }
 
     @torch.no_grad()
-    def load_state_dict(self, state: dict) -> None:
-        """Restore a saved controller. Raises ConfigError (nothing changed) if it came from another config."""
-        if not isinstance(state, dict) or "version" not in state:
-            raise ConfigError("not a sparse_core controller state (no 'version')")
-        if state["version"] != STATE_VERSION:
-            raise ConfigError(f"controller state version {state['version']!r} is not supported by this sparse_core "
-                              f"(it writes and reads version {STATE_VERSION})")
-        mine = config_to_dict(self.config)
-        theirs = dict(state["config"]) if isinstance(state.get("config"), dict) else {}
-        if theirs != mine:
-            keys = sorted(set(mine) | set(theirs), key=lambda k: (k != "method", k))
-            diff = [f"{k}: saved {theirs.get(k, '<unset>')!r}, given {mine.get(k, '<unset>')!r}"
-                    for k in keys if mine.get(k, "<unset>") != theirs.get(k, "<unset>")]
-            raise ConfigError("the snapshot was written with different sparse-training settings; " + "; ".join(diff))
-        config_from_dict(theirs)   # the saved settings are themselves valid
-        tensors = state["tensors"]
+    def load_state_dict(self, state: dict | None, allow_dense: bool = False, source: str | None = None) -> None:
+        """Restore a saved controller: the one entry point for resuming.
+
+        A dense run's state (nothing, or method 'none') starts a sparse run only with `allow_dense=True`
+        (--sparse-from-dense): the method keeps its fresh schedule and re-derives its masks from the restored
+        weights. Everything is checked before anything changes (settings, architecture, types and ranges,
+        finite values, 0/1 masks); a refusal is one ConfigError naming `source` (the file, if known) and the entry.
+        """
+        where = f"{source}: " if source else ""
+        dense = not state or (isinstance(state, dict) and isinstance(state.get("config"), dict)
+                              and state["config"].get("method") == "none")
+        if dense and self.targets:
+            if not (allow_dense or self.from_dense):
+                raise ConfigError(f"{where}the snapshot was written by a dense run (--sparse none); pass "
+                                  f"--sparse-from-dense (allow_dense=True) to start --sparse {self.method} from it")
+            self.strategy.restart_from_dense()
+            return
+        if not state:
+            return
+        self._check_state(state, where)
         items = list(self.strategy.tensors())
-        expected = {k for k, _ in items}
-        if set(tensors) != expected:
-            missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
-            raise ConfigError(f"controller state does not match these networks (same settings, different "
-                              f"architecture?): {len(missing)} masked tensors missing (e.g. {missing[:3]}), "
-                              f"{len(extra)} unexpected (e.g. {extra[:3]})")
         for k, dst in items:
-            if tuple(tensors[k].shape) != tuple(dst.shape):
-                raise ConfigError(f"controller state tensor {k!r} has shape {tuple(tensors[k].shape)}, "
-                                  f"expected {tuple(dst.shape)}")
-        method_state = state.get("method_state", {})
-        self.strategy.check_state(method_state)
-        # All checks passed: now change things.
-        for k, dst in items:
-            dst.copy_(tensors[k])
-        self.iteration = int(state["iteration"])
-        self.nimg = int(state["nimg"])
+            dst.copy_(state["tensors"][k])
+        self.ctx.iteration, self.ctx.nimg = int(state["iteration"]), int(state["nimg"])
         self.metric_history = [float(v) for v in state["metric_history"]]
+        self.metric_higher_is_better = state.get("metric_higher_is_better")
         self.flops.load_state_dict(state["flops"])
-        self.strategy.load_state_dict(method_state, state["phase"])
+        self.strategy.load_state_dict(state.get("method_state", {}), state["phase"])
         # Restored optimizers / schedulers carry the scale they were saved with (lr.MARK), so this only changes
         # those not restored yet or never scaled; bind() before or after gives the same LRs.
         for n, sc in state["lr_scale"].items():
             if n in self.lr:
                 self.lr[n].set_scale(float(sc))
+
+    def _check_state(self, state, where: str) -> None:
+        def bad(entry, why):
+            raise ConfigError(f"{where}sparse_core state entry {entry!r} {why}")
+
+        if not isinstance(state, dict) or "version" not in state:
+            raise ConfigError(f"{where}not a sparse_core controller state (no 'version')")
+        if state["version"] != STATE_VERSION:
+            bad("version", f"is {state['version']!r}; this sparse_core reads and writes {STATE_VERSION}")
+        mine, theirs = config_to_dict(self.config), state.get("config")
+        if not isinstance(theirs, dict):
+            bad("config", "is not a dict of settings")
+        if theirs != mine:
+            keys = sorted(set(mine) | set(theirs), key=lambda k: (k != "method", k))
+            diff = [f"{k}: saved {theirs.get(k, '<unset>')!r}, given {mine.get(k, '<unset>')!r}"
+                    for k in keys if mine.get(k, "<unset>") != theirs.get(k, "<unset>")]
+            raise ConfigError(f"{where}the snapshot was written with different sparse-training settings; "
+                              + "; ".join(diff))
+        methods.config_from_dict(theirs)   # the saved settings are themselves valid
+        for k in ("iteration", "nimg"):
+            if not count(state.get(k)) or state[k] < 0:
+                bad(k, f"must be an integer >= 0, got {state.get(k)!r}")
+        phases = self.strategy.phases
+        if not isinstance(state.get("phase"), str) or (phases and state["phase"] not in phases):
+            bad("phase", f"is {state.get('phase')!r}; {self.method}'s phases are {phases}")
+        hist = state.get("metric_history")
+        if not isinstance(hist, list) or not all(number(v) for v in hist):
+            bad("metric_history", "must be a list of finite numbers")
+        if state.get("metric_higher_is_better") not in (None, True, False):
+            bad("metric_higher_is_better", "must be true, false or null")
+        lr = state.get("lr_scale")
+        if not isinstance(lr, dict) or not all(number(v) and v > 0 for v in lr.values()):
+            bad("lr_scale", "must map networks to finite scales > 0")
+        if not _flops_state_ok(state.get("flops")):
+            bad("flops", "is not a FLOP account (finite totals, per-sample costs, declared costs)")
+        tensors, items = state.get("tensors"), list(self.strategy.tensors())
+        if not isinstance(tensors, dict) or set(tensors) != {k for k, _ in items}:
+            expected = {k for k, _ in items}
+            got = set(tensors) if isinstance(tensors, dict) else set()
+            missing, extra = sorted(expected - got), sorted(got - expected)
+            bad("tensors", f"does not match these networks (same settings, different architecture?): "
+                           f"{len(missing)} missing (e.g. {missing[:3]}), {len(extra)} unexpected (e.g. {extra[:3]})")
+        for k, dst in items:
+            t = tensors[k]
+            if not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(dst.shape) or not t.is_floating_point():
+                bad(f"tensors.{k}", f"must be a float tensor of shape {tuple(dst.shape)}, got "
+                                    f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+            why = self.strategy.check_tensor(k, t) or (None if bool(torch.isfinite(t).all()) else "has non-finite values")
+            if why:
+                bad(f"tensors.{k}", why)
+        for n in self.targets:
+            mine = [t for k, t in tensors.items() if k.startswith(n + "/") and k.endswith("_mask")]
+            if mine and not any(bool(t.any()) for t in mine):
+                bad("tensors", f"masks every weight of {n} (all-zero masks): that network could not train")
+        method_state = state.get("method_state", {})
+        if not isinstance(method_state, dict):
+            bad("method_state", "must be a dict")
+        self.strategy.check_state(method_state)
 
     # ------------------------------------------------------------------ export
     def export(self, which: str = "G", sparse: bool = True) -> nn.Module:
@@ -358,30 +386,61 @@ class SparseController:
         magnitude prune at ρ, i.e. the model a sparse phase would start from; RG-GAN: step(|W| − t)), the
         papers' "Sparse_*" model; sparse=False keeps every weight, the "Dense_*" model.
         """
-        ema_list = which == "G_ema" and self._ema_list is not None
+        ema = self.ctx.ema
+        ema_list = which == "G_ema" and ema.is_list
         source = {"G": self.nets.get("G"), "D": self.nets.get("D"),
-                  "G_ema": self.nets["G"] if ema_list else self.G_ema}.get(which)
+                  "G_ema": self.nets["G"] if ema_list else ema.module}.get(which)
         if source is None:
             raise ConfigError(f"cannot export {which!r}: expected 'G', 'G_ema' or 'D' among the bound networks")
         net_name = "D" if which == "D" else "G"
-        out = copy.deepcopy(source)
+        out = _copy(source)
         with torch.no_grad():
             if ema_list:   # G's structure with the EMA's values
                 for k, p in out.named_parameters():
-                    if k in self._ema_index:
-                        p.copy_(self._ema_list[self._ema_index[k]])
-            for s in self.sites.get(net_name, []) if net_name in self.targets else []:
+                    v = ema.list_value(k)
+                    if v is not None:
+                        p.copy_(v)
+            for s in self.sites.get(net_name, []):
                 self.strategy.export_site(s.module(out), s, sparse)
+            self.strategy.export_done(out)
         accounting.strip(out)   # FLOP-charging hooks (inert on a copy) go too
         out.train(source.training)
         return out
+
+    def export_files(self, out_dir: str) -> list[str]:
+        """The method's own end-of-run files (tickets: ticket.pt) written into `out_dir`."""
+        return self.strategy.export_files(out_dir)
+
+
+def _copy(net: nn.Module) -> nn.Module:
+    """deepcopy, also of a network holding weights a pre-hook derived in the last forward (non-leaf tensors in
+    a module's __dict__: weight norm, equalised LR), which deepcopy refuses: the copy gets them detached (its
+    next forward derives them again)."""
+    derived = [(m, k, v) for m in net.modules() for k, v in m.__dict__.items()
+               if isinstance(v, torch.Tensor) and v.grad_fn is not None]
+    try:
+        for m, k, v in derived:
+            m.__dict__[k] = v.detach()
+        return copy.deepcopy(net)
+    finally:
+        for m, k, v in derived:
+            m.__dict__[k] = v
+
+
+def _flops_state_ok(f) -> bool:
+    def numbers(d):
+        return isinstance(d, dict) and all(isinstance(k, str) and number(v) and v >= 0 for k, v in d.items())
+    return (isinstance(f, dict) and number(f.get("total")) and number(f.get("dense_equiv"))
+            and isinstance(f.get("per_sample"), dict) and all(numbers(d) for d in f["per_sample"].values())
+            and isinstance(f.get("cost"), dict) and all(isinstance(c, (list, tuple)) and len(c) == 2 and
+                                                         all(number(x) and x >= 0 for x in c) for c in f["cost"].values()))
 
 
 class _AddedParamsAdapter:
     """Optimizer load pre-hook: an optimizer state saved without the method's own parameters (a dense or
     Re-GAN run's, no RG-GAN thresholds) gets fresh entries for them, so the loop's own
-    `optimizer.load_state_dict` succeeds; `integration.load_resume_state` then decides whether that snapshot
-    may start this run. Holds the controller weakly (optimizers outlive nothing, but never keep it alive)."""
+    `optimizer.load_state_dict` succeeds; `load_state_dict(allow_dense=...)` then decides whether that snapshot
+    may start this run. Holds the controller weakly."""
 
     def __init__(self, ctrl: SparseController) -> None:
         self._ctrl = weakref.ref(ctrl)
@@ -420,6 +479,8 @@ def prepare(config, G: nn.Module, D: nn.Module | None = None,
     Call it after the networks are built, before copying G into G_ema and before creating optimizers:
     thresholds are new parameters the optimizers must see, masks are buffers the copy must carry.
     `masks=` ({'G': {site name: mask}}) and `init=` are the ticket method's fixed mask and rewind values.
+    Every selected layer is probed: a layer whose forward sparse_core cannot make its mask reach is refused by
+    name with the `exclude=` that skips it (sparse_core.selection).
     """
     if masks is not None:
         method_kwargs["masks"] = masks

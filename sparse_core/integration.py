@@ -5,8 +5,7 @@
   `--sparse` and `--sparse-from-dense`; identical in every vendor.
 - `controller_from_flags(args, G, D)`: a SparseController for every `--sparse` value, `none` included (its
   hooks do nothing), so the patched loop calls the hooks unconditionally.
-- `load_resume_state(ctrl, state)`: restore the controller from a snapshot's entry; a dense run's snapshot
-  starts a sparse run only with `--sparse-from-dense`.
+- `load_resume_state(ctrl, state)`: `ctrl.load_state_dict(state, allow_dense=<--sparse-from-dense>)`.
 - `export_generators(ctrl, which, out_dir)`: the sparse and the dense generator, as plain state_dicts (atomic
   write), and the method's own end-of-run files (tickets: ticket.pt).
 """
@@ -154,8 +153,10 @@ def config_from_flags(args):
     return None if cls.name == "none" else cfg
 
 
-def controller_from_flags(args, G, D, on_error=None):
-    """on_error: e.g. `parser.error`, so a bad flag value ends with the CLI's usual one-line message."""
+def controller_from_flags(args, G, D, on_error=None, run_length: int | None = None):
+    """on_error: e.g. `parser.error`, so a bad flag value ends with the CLI's usual one-line message.
+    run_length: the iterations the method will run (its advance() calls while not paused); a schedule that never
+    reaches its sparse training within it is reported on stderr, naming the flags."""
     try:
         cls, values = _method_values(args)
         cfg = cls.config_from_flags(values)
@@ -168,31 +169,17 @@ def controller_from_flags(args, G, D, on_error=None):
         raise
     for note in unused_flags(args):
         print(f"sparse training: --sparse {cls.name} ignores {note}", file=sys.stderr, flush=True)
+    if run_length is not None and ctrl.targets:
+        msg = ctrl.check_run_length(run_length, warn=False)
+        if msg:
+            print(f"sparse training: warning: --sparse {cls.name}: {msg}", file=sys.stderr, flush=True)
     ctrl.from_dense = bool(_getter(args)("sparse_from_dense", False))
     return ctrl
 
 
-def is_dense_state(state) -> bool:
-    """A snapshot entry written by a dense run: nothing (unpatched or older patched runs) or method 'none'."""
-    return not state or (isinstance(state, dict) and state.get("config", {}).get("method") == "none")
-
-
-def load_resume_state(ctrl, state) -> None:
-    """ctrl.load_state_dict for a snapshot's sparse entry, plus the dense-snapshot case.
-
-    A dense run's snapshot into a sparse run is refused unless the run was started with --sparse-from-dense;
-    then the method keeps its fresh schedule (iteration 0) and re-derives its masks from the restored weights.
-    Raises ConfigError naming what differs (the patches turn it into their CLI's usage error).
-    """
-    if ctrl.targets and is_dense_state(state):
-        if not getattr(ctrl, "from_dense", False):
-            raise ConfigError(f"the snapshot was written by a dense run (--sparse none); pass --sparse-from-dense "
-                              f"to start --sparse {ctrl.method} from its weights")
-        ctrl.strategy.restart_from_dense()
-        return
-    if not state:
-        return
-    ctrl.load_state_dict(state)
+def load_resume_state(ctrl, state, source: str | None = None) -> None:
+    """The patches' name for `ctrl.load_state_dict(state, allow_dense=<--sparse-from-dense>)`."""
+    ctrl.load_state_dict(state, allow_dense=ctrl.from_dense, source=source)
 
 
 def export_generators(ctrl, which: str, out_dir: str, extra: dict | None = None, key: str = "G") -> list[str]:
@@ -209,4 +196,4 @@ def export_generators(ctrl, which: str, out_dir: str, extra: dict | None = None,
         path = os.path.join(out_dir, f"G_{kind}.pt")
         save_atomic({key: net.state_dict(), "kind": kind, "method": ctrl.method, **(extra or {})}, path)
         paths.append(path)
-    return paths + ctrl.strategy.export_files(out_dir)
+    return paths + ctrl.export_files(out_dir)

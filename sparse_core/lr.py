@@ -49,14 +49,6 @@ class LRScaler:
             self._schedulers = scheds
         self._apply()
 
-    @property
-    def bound(self) -> bool:
-        return bool(self._optimizers)
-
-    @property
-    def optimizers(self) -> tuple:
-        return tuple(self._optimizers)
-
     def set_scale(self, scale: float) -> None:
         """Make the effective LR `scale` × the vendor's LR (relative to the unscaled schedule)."""
         self.scale = float(scale)

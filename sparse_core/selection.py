@@ -13,6 +13,12 @@ weight the forward uses is derived from the trainable tensor:
            `<layer>.parametrizations.<name>.original` (weight norm: `original1`, the direction). Only these two
            parametrizations are known to keep zeros zero; any other parametrized tensor is refused by name.
 
+- 'hook':  any other forward pre-hook that derives the weight the forward reads (equalised learning rate:
+           `weight = weight_orig * c`, a plain attribute set before every call). At selection time a probe runs
+           the layer's pre-hooks on a test pattern and on the same pattern masked: the attribute that follows the
+           tensor is the derived weight, and masking must commute with the derivation (derive(W ⊙ M) =
+           derive(W) ⊙ M); otherwise the layer is refused by name with the `exclude=` that skips it.
+
 Zeros of the trainable tensor stay zeros of the derived weight for every kind, so masking the site masks
 the forward's weight.
 """
@@ -40,8 +46,9 @@ class Site:
     module_name: str   # owner module name ('' for the root)
     attr: str          # attribute on the owner, e.g. 'weight_orig'
     channel_dim: int   # output-channel dimension (1 for transposed convolutions)
-    kind: str = "plain"   # 'plain' | 'sn' | 'wn' | 'param' (see the module docstring)
+    kind: str = "plain"   # 'plain' | 'sn' | 'wn' | 'param' | 'hook' (see the module docstring)
     layer: str = ""       # the layer whose forward uses the weight (FLOPs owner); == module_name except 'param'
+    derived: str | None = None   # 'hook': the attribute the pre-hook derives
 
     @property
     def mask_attr(self) -> str:
@@ -53,8 +60,8 @@ class Site:
 
     @property
     def derived_attr(self) -> str | None:
-        """Attribute the forward reads when it is recomputed from the site by a hook ('sn', 'wn')."""
-        return "weight" if self.kind in ("sn", "wn") else None
+        """Attribute the forward reads when it is recomputed from the site by a pre-hook ('sn', 'wn', 'hook')."""
+        return "weight" if self.kind in ("sn", "wn") else self.derived
 
     def module(self, net: nn.Module) -> nn.Module:
         return net.get_submodule(self.module_name) if self.module_name else net
@@ -89,6 +96,68 @@ def _parametrization_kind(plist: nn.Module) -> str | None:
     return None
 
 
+def foreign_pre_hooks(module: nn.Module) -> list:
+    """(key, hook) of the forward pre-hooks that are neither old-API norms nor sparse_core's own."""
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+    return [(k, h) for k, h in module._forward_pre_hooks.items()
+            if not isinstance(h, (SpectralNorm, WeightNorm)) and not getattr(h, "sparse_core_hook", False)]
+
+
+def run_pre_hooks(module: nn.Module, hooks) -> None:
+    """Run forward pre-hooks as a call would, with no inputs (derivations of weights do not read them)."""
+    for k, h in hooks:
+        h(module, (), {}) if k in module._forward_pre_hooks_with_kwargs else h(module, ())
+
+
+@torch.no_grad()
+def _probe_derivation(module: nn.Module, attr: str, net_name: str, module_name: str, full: str) -> str | None:
+    """The attribute a foreign pre-hook derives from `attr` (None: none follows it); refuses a derivation that
+    masking does not commute with. Leaves the module as it found it."""
+    hooks = foreign_pre_hooks(module)
+    if not hooks:
+        return None
+    p = module._parameters[attr]
+    saved = (p.detach().clone(), {k: b.clone() for k, b in module._buffers.items() if b is not None},
+             {k: v for k, v in module.__dict__.items() if isinstance(v, torch.Tensor)})
+    g = torch.Generator().manual_seed(0)
+    pattern = (torch.rand(p.shape, generator=g) + 0.5) * (torch.randint(0, 2, p.shape, generator=g) * 2 - 1)
+    pattern = pattern.to(p.device, p.dtype)
+    keep = (torch.arange(p.numel(), device=p.device) % 3 != 0).view(p.shape).to(p.dtype)
+    where = f"{net_name}: layer {module_name or '<root>'!r}"
+    fix = f"exclude it (exclude=[{re.escape(module_name or full)!r}])"
+    outs = []
+    try:
+        for values in (pattern, pattern * keep):
+            p.copy_(values)
+            run_pre_hooks(module, hooks)
+            outs.append({k: v.detach().clone() for k, v in module.__dict__.items()
+                         if isinstance(v, torch.Tensor) and tuple(v.shape) == tuple(p.shape)})
+    except Exception as e:  # noqa: BLE001  (any failure means we cannot know what the forward reads)
+        raise ConfigError(f"{where} has forward pre-hooks ({_names(hooks)}) that sparse_core cannot run to see how "
+                          f"they derive its weight from {full!r} ({type(e).__name__}: {e}); {fix}") from None
+    finally:
+        p.copy_(saved[0])
+        for k, b in saved[1].items():
+            module._buffers[k].copy_(b)
+        for k in [k for k, v in module.__dict__.items() if isinstance(v, torch.Tensor) and k not in saved[2]]:
+            del module.__dict__[k]
+        module.__dict__.update(saved[2])
+    whole, masked = outs
+    follow = [k for k in masked if k in whole and not torch.equal(whole[k], masked[k])]
+    if not follow:
+        return None
+    if len(follow) > 1 or not torch.equal(masked[follow[0]], whole[follow[0]] * keep):
+        raise ConfigError(f"{where} derives the weight its forward reads ({', '.join(follow)}) from {full!r} in forward "
+                          f"pre-hooks ({_names(hooks)}) that do not carry a mask through (derive(W * M) != "
+                          f"derive(W) * M): sparse_core cannot make its mask reach that forward; {fix}")
+    return follow[0]
+
+
+def _names(hooks) -> str:
+    return ", ".join(getattr(h, "__qualname__", type(h).__name__) for _, h in hooks)
+
+
 def find_sites(net: nn.Module, scope: str, include: Sequence[str] = (), exclude: Sequence[str] = (),
                net_name: str = "network") -> list[Site]:
     """Return the masked sites of `net` in parameter order.
@@ -108,14 +177,15 @@ def find_sites(net: nn.Module, scope: str, include: Sequence[str] = (), exclude:
             return False
         return not any(r.search(full) for r in exc)
 
-    sites = []
+    sites, seen = [], set()   # a tensor tied into several layers is one site, owned by its first holder
     for module_name, module in net.named_modules():
         if isinstance(module, parametrize.ParametrizationList):
             continue   # handled from the parametrized layer below
         dim = 1 if _is_transposed(module) else 0
         for attr, p in module._parameters.items():
-            if p is None or attr.endswith(OWN_SUFFIXES):
+            if p is None or attr.endswith(OWN_SUFFIXES) or id(p) in seen:
                 continue
+            seen.add(id(p))
             full = f"{module_name}.{attr}" if module_name else attr
             kind = _hook_kind(module, attr)
             if kind == "wn" and attr.endswith("_g"):
@@ -124,7 +194,9 @@ def find_sites(net: nn.Module, scope: str, include: Sequence[str] = (), exclude:
                 continue
             if not wanted(full):
                 continue
-            sites.append(Site(full, module_name, attr, dim if p.ndim >= 2 else 0, kind, module_name))
+            derived = _probe_derivation(module, attr, net_name, module_name, full) if kind == "plain" else None
+            sites.append(Site(full, module_name, attr, dim if p.ndim >= 2 else 0, "hook" if derived else kind,
+                              module_name, derived))
         if parametrize.is_parametrized(module):
             for tname, plist in module.parametrizations.items():
                 pkind = _parametrization_kind(plist)

@@ -1,10 +1,9 @@
-"""The method protocol: what a sparse-training method does at each point of a training loop.
+"""The method contract: the registry, the context a method sees, the `Method` base class and the shared part
+of the mask-buffer methods (`MaskMethod`). A new method is one file (docs/METHODS.md).
 
-The controller owns what every method shares (networks, selected sites, LR scaling, EMA binding, FLOPs,
-counters, persistence) and calls these hooks; a method owns its masks / thresholds and schedule. The
-defaults do nothing, so a method overrides only what it uses. `self.ctrl` gives the shared things:
-`nets`, `targets`, `sites`, `G_ema` (module or None), `ema_tensor(site)` (module or list EMA),
-`iteration`, `metric_history`.
+A method sees the run only through its `Context` (`self.ctx`): `targets` (names of the networks it acts on),
+`nets` / `sites` per target, `ema` (G_ema, a module or a tensor list, behind one object), and the counters
+`iteration` / `nimg` / `paused`. The controller calls the hooks below; the defaults do nothing.
 """
 from __future__ import annotations
 
@@ -12,7 +11,42 @@ import dataclasses
 from typing import Any, Callable, Iterator
 
 import torch
+import torch.distributed as dist
 from torch import nn
+
+from ..config import ConfigError
+from ..selection import OWN_SUFFIXES, Site
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(cls):
+    """Add a method (usable as a class decorator). Its config class's `method` must equal `cls.name`."""
+    if not (isinstance(cls, type) and issubclass(cls, Method)) or not cls.name:
+        raise TypeError(f"{cls!r} is not a named sparse_core Method subclass")
+    if getattr(cls.config_cls, "method", None) != cls.name:
+        raise TypeError(f"{cls.__name__}.config_cls.method must be {cls.name!r}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def get(name):
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown sparse training method {name!r}; known: {names()}") from None
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def all_methods() -> tuple:
+    return tuple(_REGISTRY.values())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,20 +68,95 @@ class Flag:
         return self.type is bool
 
 
+class EMA:
+    """G_ema as the methods see it: nothing, a module copy of G, or a list of tensors aligned with G.parameters()."""
+
+    def __init__(self, G: nn.Module, sites: list[Site]) -> None:
+        self.G, self.sites = G, sites
+        self.module: nn.Module | None = None
+        self._list: list[torch.Tensor] | None = None
+        self._index: dict[str, int] = {}
+
+    @property
+    def bound(self) -> bool:
+        return self.module is not None or self._list is not None
+
+    @property
+    def is_list(self) -> bool:
+        return self._list is not None
+
+    def tensor(self, s: Site) -> torch.Tensor:
+        """G_ema's copy of site `s`."""
+        if self._list is not None:
+            return self._list[self._index[s.name]]
+        return s.module(self.module)._parameters[s.attr]
+
+    def list_value(self, name: str) -> torch.Tensor | None:
+        return self._list[self._index[name]] if self._list is not None and name in self._index else None
+
+    def bind(self, ema) -> None:
+        G = self.G
+        if isinstance(ema, nn.Module):
+            if ema is G:
+                raise ConfigError("G_ema is G itself; bind a copy (copy.deepcopy(G)) or leave G_ema out")
+            for s in self.sites:
+                p = s.module(ema)._parameters.get(s.attr) if _has_module(ema, s) else None
+                if p is None or tuple(p.shape) != tuple(s.param(G).shape):
+                    raise ConfigError(f"G_ema has no parameter {s.name!r} of G's shape {tuple(s.param(G).shape)}: "
+                                      f"it must be a copy of G")
+            self.module, self._list, self._index = ema, None, {}
+            return
+        if not (isinstance(ema, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in ema)):
+            raise ConfigError(f"G_ema must be an nn.Module or a list of tensors aligned with G.parameters(), "
+                              f"got {type(ema).__name__}")
+        named = list(G.named_parameters())
+        plain = [(k, p) for k, p in named if not k.endswith(OWN_SUFFIXES)]
+        aligned = named if len(ema) == len(named) else plain if len(ema) == len(plain) else None
+        if aligned is None:
+            raise ConfigError(f"G_ema list has {len(ema)} tensors; G.parameters() has {len(named)} ({len(plain)} "
+                              f"without sparse_core's thresholds): it must be aligned with G.parameters()")
+        for (k, p), t in zip(aligned, ema):
+            if tuple(t.shape) != tuple(p.shape):
+                raise ConfigError(f"G_ema list entry for {k!r} has shape {tuple(t.shape)}, G has {tuple(p.shape)}")
+        self.module, self._list = None, list(ema)
+        self._index = {k: i for i, (k, _) in enumerate(aligned)}
+
+
+def _has_module(net: nn.Module, s: Site) -> bool:
+    try:
+        s.module(net)
+        return True
+    except AttributeError:
+        return False
+
+
+class Context:
+    """The narrow view of a run a method works against (see the module docstring)."""
+
+    def __init__(self, nets: dict[str, nn.Module], targets: tuple[str, ...], sites: dict[str, list[Site]]) -> None:
+        self.nets, self.targets, self.sites = nets, targets, sites
+        self.ema = EMA(nets["G"], sites.get("G", []))
+        self.iteration = 0
+        self.nimg = 0
+        self.paused = False
+
+    def param(self, net_name: str, s: Site) -> torch.Tensor:
+        return s.param(self.nets[net_name])
+
+    def module(self, net_name: str, s: Site) -> nn.Module:
+        return s.module(self.nets[net_name])
+
+
 class Method:
     name: str = ""
     config_cls: type = type(None)
     flags: tuple[Flag, ...] = ()
 
-    # ------------------------------------------------------------------ construction from flags
     @classmethod
     def config_from_flags(cls, values: dict):
         """Config from flag values (dest -> value, defaults filled in)."""
-        kwargs = {}
-        for f in cls.flags:
-            if f.field is not None and values.get(f.dest) is not None:
-                v = values[f.dest]
-                kwargs[f.field] = f.parse(v) if f.parse else v
+        kwargs = {f.field: (f.parse(values[f.dest]) if f.parse else values[f.dest]) for f in cls.flags
+                  if f.field is not None and values.get(f.dest) is not None}
         return cls.config_cls(**kwargs)
 
     @classmethod
@@ -55,27 +164,29 @@ class Method:
         """Extra keyword arguments for prepare() taken from the flags (e.g. a ticket file's masks)."""
         return {}
 
-    def __init__(self, ctrl, config, **kwargs) -> None:
+    def __init__(self, ctx: Context, config, **kwargs) -> None:
         if kwargs:
             raise TypeError(f"{self.name}: unexpected prepare() arguments {sorted(kwargs)}")
-        self.ctrl = ctrl
+        self.ctx = ctx
         self.config = config
 
-    # ------------------------------------------------------------------ attaching
-    def attach(self) -> None:
-        """Install masks / thresholds on the selected sites of the targeted networks (at prepare())."""
+    @property
+    def ctrl(self) -> Context:   # older name of the context
+        return self.ctx
 
-    def attach_ema(self, G_ema: nn.Module) -> None:
-        """G_ema (a module copy of G) was bound; never overwrite state it already holds."""
+    # attaching: install masks / thresholds at prepare(); G_ema (a module) bound: never overwrite its state
+    def attach(self) -> None: ...
 
-    def added_parameters(self) -> list[torch.Tensor]:
-        """Parameters the method added to the networks (RG-GAN thresholds); the optimizers train them."""
+    def attach_ema(self) -> None: ...
+
+    def added_parameters(self, net_name: str | None = None) -> list[torch.Tensor]:
+        """Parameters the method added to the networks (RG-GAN thresholds); the optimizers must train them."""
         return []
 
     def restart_from_dense(self) -> None:
         """The loop restored a dense run's weights into the attached networks (--sparse-from-dense)."""
 
-    # ------------------------------------------------------------------ training loop
+    # training loop
     def before_step(self, net_name: str) -> None: ...
 
     def after_step(self, net_name: str) -> None: ...
@@ -87,7 +198,10 @@ class Method:
         return None
 
     def on_metric(self, history: list[float]) -> str | None:
+        """`history`: the fed metric values, oriented so that lower is better."""
         return None
+
+    uses_metric = False   # True: feed_metric must know the metric's direction
 
     def regularizer(self, net_name: str) -> torch.Tensor | None:
         return None
@@ -95,34 +209,46 @@ class Method:
     def lr_scale(self, net_name: str) -> float:
         return 1.0
 
+    phases: tuple[str, ...] = ()   # the names phase() returns (empty: not checked on load)
+
     def phase(self) -> str:
         return "dense"
 
-    # ------------------------------------------------------------------ reporting
+    def set_paused(self, paused: bool) -> None:
+        """The controller holds (or releases) the method: the forward must then read the plain weights."""
+
+    def schedule_warning(self, run_length: int) -> str | None:
+        """A message when a run of `run_length` iterations never reaches the method's sparse training."""
+        return None
+
+    # reporting: as the next forward sees the weights
     def owner_density(self, net_name: str, layer: str):
         """Kept fraction of `layer`'s weight for FLOPs (float or 0-d tensor); 1.0 where unmasked."""
         return 1.0
 
     def layer_density(self, net_name: str) -> dict[str, float]:
-        return {s.name: 1.0 for s in self.ctrl.sites.get(net_name, [])}
+        return {s.name: 1.0 for s in self.ctx.sites.get(net_name, [])}
 
     def stats(self) -> dict:
         return {}
 
-    # ------------------------------------------------------------------ export
-    def export_site(self, module: nn.Module, site, sparse: bool) -> None:
+    # export / persistence
+    def export_site(self, module: nn.Module, site: Site, sparse: bool) -> None:
         """On an exported copy: bake the mask into the site's tensor (sparse=True), then remove own state."""
 
-    # ------------------------------------------------------------------ persistence
+    def export_done(self, net: nn.Module) -> None:
+        """On an exported copy, after every site: remove what remains of the method (e.g. hooks on tied layers)."""
+
     def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(key, tensor) of every tensor state_dict() saves and load_state_dict() restores in place."""
         return iter(())
 
+    def check_tensor(self, key: str, value: torch.Tensor) -> str | None:
+        """Why a saved tensor cannot be loaded (None: it can)."""
+        return None if bool(torch.isfinite(value).all()) else "has non-finite values"
+
     def state_dict(self) -> dict:
         return {}
-
-    def set_paused(self, paused: bool) -> None:
-        """The controller holds (or releases) the method: the forward must then read the plain weights."""
 
     def check_state(self, state: dict) -> None:
         """Raise ConfigError if `state` (this method's part of a saved state) cannot be loaded."""
@@ -130,5 +256,160 @@ class Method:
     def load_state_dict(self, state: dict, phase: str) -> None: ...
 
     def export_files(self, out_dir: str) -> list[str]:
-        """Extra files written at the end of a run (export_generators)."""
+        """Extra files written at the end of a run (integration.export_generators)."""
         return []
+
+
+# ---------------------------------------------------------------------------------------------- mask buffers
+def _loaded_without_masks(module, incompatible_keys) -> None:
+    """Load post-hook: a state_dict without this layer's masks (a dense run's snapshot) loads and keeps the current
+    ones; whether such a snapshot may start this run is decided on the controller's state. A plain function
+    (no module reference), so copies rebuilt from reduce arguments and pickles carry no dead hook."""
+    own = tuple("." + k for k in module._buffers if k.endswith("_mask"))
+    missing = incompatible_keys.missing_keys
+    missing[:] = [k for k in missing if not ("." + k).endswith(own)]
+
+
+def add_mask(module: nn.Module, attr: str, value: torch.Tensor) -> None:
+    module.register_buffer(attr + "_mask", value)
+    if _loaded_without_masks not in module._load_state_dict_post_hooks.values():
+        module.register_load_state_dict_post_hook(_loaded_without_masks)
+
+
+def remove_mask(module: nn.Module, mask_attr: str) -> None:
+    module._buffers.pop(mask_attr, None)
+    if not any(k.endswith("_mask") for k in module._buffers):
+        hooks = module._load_state_dict_post_hooks
+        for key in [k for k, h in hooks.items() if h is _loaded_without_masks]:
+            hooks.pop(key)
+
+
+def broadcast(t: torch.Tensor) -> None:
+    """Keep masks bit-identical on every DDP rank (rank 0 decides)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.broadcast(t, src=0)
+
+
+class MaskMethod(Method):
+    """`<attr>_mask` buffers next to the masked tensors (in the networks' state_dicts and the controller's).
+    Pruned entries stay exactly zero: gradients are masked before the optimizer step and weights after it
+    (Adam's momentum or weight decay would revive them otherwise), G_ema after every EMA update. Subclasses
+    decide when masks change (`masking_active`, `set_masks`)."""
+
+    def masking_active(self) -> bool:
+        return True
+
+    def attach(self) -> None:
+        c = self.ctx
+        for n in c.targets:
+            for s in c.sites[n]:
+                add_mask(c.module(n, s), s.attr, torch.ones_like(c.param(n, s).detach()))
+        self._static = {}
+
+    def mask(self, s: Site, net_name: str) -> torch.Tensor:
+        return self.ctx.module(net_name, s)._buffers[s.mask_attr]
+
+    @torch.no_grad()
+    def sync_ema(self, zero_only: bool = False) -> None:
+        """G_ema's masks are G's (schedule state, not EMA state); its pruned entries are zero."""
+        c = self.ctx
+        if "G" not in c.targets or not c.ema.bound:
+            return
+        for s in c.sites["G"]:
+            mask = self.mask(s, "G")
+            if c.ema.module is not None and not zero_only:
+                m_ema = s.module(c.ema.module)
+                if s.mask_attr not in m_ema._buffers:
+                    add_mask(m_ema, s.attr, mask.detach().clone())
+                m_ema._buffers[s.mask_attr].copy_(mask)
+            if self.masking_active():
+                c.ema.tensor(s).mul_(mask)
+
+    def attach_ema(self) -> None:
+        self.sync_ema()
+
+    def after_ema(self) -> None:
+        self.sync_ema(zero_only=True)
+
+    @torch.no_grad()
+    def apply_masks(self, net_name: str, grads: bool = False) -> None:
+        for s in self.ctx.sites[net_name]:
+            m = self.ctx.module(net_name, s)
+            p, mask = m._parameters[s.attr], m._buffers[s.mask_attr]
+            if not grads:
+                p.mul_(mask)
+            elif p.grad is not None:
+                p.grad.mul_(mask)
+
+    @torch.no_grad()
+    def set_masks(self, net_name: str, masks: dict) -> None:
+        """New masks {site name: mask} for `net_name` (and G_ema), zeroing what they prune."""
+        for s in self.ctx.sites[net_name]:
+            if s.name in masks:
+                self.mask(s, net_name).copy_(masks[s.name])
+        self.apply_masks(net_name)
+        self.sync_ema()
+        self.refresh_density()
+
+    def before_step(self, net_name: str) -> None:
+        if net_name in self.ctx.targets and self.masking_active():
+            self.apply_masks(net_name, grads=True)
+
+    def after_step(self, net_name: str) -> None:
+        if net_name in self.ctx.targets and self.masking_active():
+            self.apply_masks(net_name)
+
+    def refresh_density(self) -> None:
+        """Densities only change when masks do: cache them as plain floats for the per-step FLOPs sum."""
+        c = self.ctx
+        self._static = {}
+        for n in c.targets:
+            # Ascending size: a layer with several masked tensors (scope 'all') ends up with its largest one's
+            # density, i.e. the weight's, which is what its FLOPs scale with.
+            for s in sorted(c.sites[n], key=lambda s: c.param(n, s).numel()):
+                self._static[(n, s.layer)] = float(self.mask(s, n).mean()) if self.masking_active() else 1.0
+
+    def owner_density(self, net_name: str, layer: str):
+        return self._static.get((net_name, layer), 1.0)
+
+    @torch.no_grad()
+    def layer_density(self, net_name: str) -> dict[str, float]:
+        return {s.name: float(self.mask(s, net_name).float().mean()) if self.masking_active() else 1.0
+                for s in self.ctx.sites.get(net_name, [])}
+
+    @torch.no_grad()
+    def export_site(self, module: nn.Module, s: Site, sparse: bool) -> None:
+        p = module._parameters[s.attr]
+        if sparse:
+            p.mul_(self.export_mask(module, s, p))
+        remove_mask(module, s.mask_attr)
+
+    def export_mask(self, module: nn.Module, s: Site, p: torch.Tensor) -> torch.Tensor:
+        return module._buffers[s.mask_attr]
+
+    def tensors(self):
+        c = self.ctx
+        for n in c.targets:
+            for s in c.sites[n]:
+                yield f"{n}/{s.module_name + '.' if s.module_name else ''}{s.mask_attr}", self.mask(s, n)
+
+    def check_tensor(self, key: str, value: torch.Tensor) -> str | None:
+        if not bool(((value == 0) | (value == 1)).all()):
+            return "is not a 0/1 mask"
+        return None
+
+    def after_load(self) -> None:
+        self.sync_ema()
+        self.refresh_density()
+
+    def check_masks(self, masks: dict, what: str) -> None:
+        c = self.ctx
+        for n, given in masks.items():
+            if n not in c.targets:
+                raise ConfigError(f"{what} has masks for {n}, which is not a target ({c.targets})")
+            shapes = {s.name: tuple(c.param(n, s).shape) for s in c.sites[n]}
+            for k, v in given.items():
+                if k not in shapes:
+                    raise ConfigError(f"{what}: {n} has no masked tensor {k!r}")
+                if tuple(v.shape) != shapes[k]:
+                    raise ConfigError(f"{what}: mask {n}/{k} has shape {tuple(v.shape)}, expected {shapes[k]}")

@@ -5,20 +5,101 @@ them (zero, or Re-GAN-RI: fresh initializer values) and train with the LR scaled
 """
 from __future__ import annotations
 
-import torch
+import copy
+import dataclasses
 
-from .. import regan as R
-from ..config import ConfigError, ReGANConfig
-from ..masks import MaskMethod, broadcast
-from . import register
-from .base import Flag
+import torch
+from torch import nn
+
+from ..config import ConfigError, SparseConfig, count, number
+from .base import Flag, MaskMethod, broadcast, register
 from .shared import finite_float, integer, scope_flags
+
+WARMUP, SPARSE, DENSE = "warmup", "sparse", "dense"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReGANConfig(SparseConfig):
+    """sparsity:        fraction ρ of each masked tensor pruned when a sparse phase starts (uniform per tensor).
+    interval:        g, length of every sparse and every dense phase, in iterations.
+    warmup:          dense iterations before the first prune.
+    regrow:          'zero' (paper) or 'random' (Re-GAN-RI ablation: pruned entries restart from the initializer).
+    dense_lr_scale:  LR multiplier of the targeted networks' optimizers in dense phases (1.0 = Re-GAN-lr ablation).
+    target / scope / include / exclude: see SparseConfig (target 'G' is the paper's default).
+    """
+
+    sparsity: float = 0.3
+    interval: int = 5000
+    warmup: int = 0
+    regrow: str = "zero"
+    dense_lr_scale: float = 0.1
+
+    method = "regan"
+
+    def __post_init__(self) -> None:
+        if not number(self.sparsity) or not 0.0 <= float(self.sparsity) < 1.0:
+            raise ConfigError(f"sparsity must be in [0, 1), got {self.sparsity!r}")
+        if not count(self.interval) or self.interval <= 0:
+            raise ConfigError(f"interval must be a positive integer number of iterations, got {self.interval!r}")
+        if not count(self.warmup) or self.warmup < 0:
+            raise ConfigError(f"warmup must be a non-negative integer number of iterations, got {self.warmup!r}")
+        if self.regrow not in ("zero", "random"):
+            raise ConfigError(f"regrow must be 'zero' or 'random', got {self.regrow!r}")
+        if not number(self.dense_lr_scale) or not float(self.dense_lr_scale) > 0.0:
+            raise ConfigError(f"dense_lr_scale must be a finite number > 0, got {self.dense_lr_scale!r}")
+        super().__post_init__()
+
+
+def phase_at(iteration: int, warmup: int, interval: int) -> str:
+    """Phase that iteration `iteration` (0-based) trains in: dense for `warmup` iterations, then alternating
+    blocks of `interval` iterations: sparse, dense, sparse, ..."""
+    if iteration < warmup:
+        return WARMUP
+    return SPARSE if ((iteration - warmup) // interval) % 2 == 0 else DENSE
+
+
+def magnitude_mask(w: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Mask (same dtype as w) pruning the k = round(sparsity · numel) entries of smallest |w|, ties kept whole.
+
+    Entries strictly below the (k+1)-th smallest magnitude are pruned: exactly k when that value is not tied
+    with the k-th, fewer when a tie straddles the cut (e.g. BatchNorm γ, all 1 at init: none of the tie is
+    pruned, as the official |w| < quantile rule does). The mask says how many were really pruned.
+    """
+    n = w.numel()
+    k = int(round(float(sparsity) * n))
+    if k <= 0:
+        return torch.ones_like(w)
+    if k >= n:
+        return torch.zeros_like(w)
+    mag = w.detach().abs()
+    cut = torch.kthvalue(mag.flatten().float(), k + 1).values
+    return (mag.float() >= cut).to(w.dtype)
+
+
+def init_std(w: torch.Tensor) -> float:
+    """Spread of a freshly initialised tensor, recorded at prepare time for `regrow='random'`."""
+    return float(w.detach().float().std()) if w.numel() > 1 else 0.0
+
+
+def fresh_values(module: nn.Module, attr: str, fallback_mean: float, fallback_std: float) -> torch.Tensor:
+    """Values the layer's initializer would give `attr` now (Re-GAN-RI regrowth).
+
+    Only a plain 'weight' / 'bias' is what `reset_parameters` re-draws (on a throw-away copy); for weight_orig,
+    weight_v, parametrization originals and layers without it, N(mean, std²) of the tensor at prepare time.
+    """
+    p = module._parameters[attr]
+    if attr in ("weight", "bias") and hasattr(module, "reset_parameters"):
+        twin = copy.deepcopy(module)
+        twin.reset_parameters()
+        return twin._parameters[attr].detach().to(p.device, p.dtype)
+    return torch.randn_like(p) * fallback_std + fallback_mean
 
 
 @register
 class ReGAN(MaskMethod):
     name = "regan"
     config_cls = ReGANConfig
+    phases = (WARMUP, SPARSE, DENSE)
     flags = (
         Flag("--sparsity", "sparsity", finite_float, 0.3, "Re-GAN: fraction of each masked tensor pruned in sparse "
              "phases (default 0.3)", "sparsity"),
@@ -38,17 +119,15 @@ class ReGAN(MaskMethod):
             values["warmup"] = values.get("interval")
         return super().config_from_flags(values)
 
-    # ------------------------------------------------------------------ schedule
     def attach(self) -> None:
         super().attach()
-        c = self.ctrl
+        c = self.ctx
         # The initializer's statistics, for Re-GAN-RI regrowth of layers without reset_parameters. Saved in
         # state_dict(): after a resume, prepare() sees trained weights, not the initial ones.
-        self.init_stats = {f"{n}/{s.name}": (float(s.param(c.nets[n]).detach().float().mean()),
-                                              R.init_std(s.param(c.nets[n])))
+        self.init_stats = {f"{n}/{s.name}": (float(c.param(n, s).detach().float().mean()), init_std(c.param(n, s)))
                            for n in c.targets for s in c.sites[n]}
-        self._phase = R.phase_at(0, self.config.warmup, self.config.interval)
-        if self._phase == R.SPARSE:
+        self._phase = phase_at(0, self.config.warmup, self.config.interval)
+        if self._phase == SPARSE:
             self._prune()
         self.refresh_density()
 
@@ -56,71 +135,71 @@ class ReGAN(MaskMethod):
         return self._phase
 
     def masking_active(self) -> bool:
-        return self._phase == R.SPARSE
+        return self._phase == SPARSE
 
     def lr_scale(self, net_name: str) -> float:
-        if net_name in self.ctrl.targets and self._phase == R.DENSE:
-            return float(self.config.dense_lr_scale)
-        return 1.0
+        return float(self.config.dense_lr_scale) if net_name in self.ctx.targets and self._phase == DENSE else 1.0
+
+    def schedule_warning(self, run_length: int) -> str | None:
+        if self.config.warmup >= run_length:
+            return (f"the first sparse phase starts after --warmup {self.config.warmup} iterations (default: "
+                    f"--interval), but the run has {run_length}: it never prunes; lower --warmup / --interval")
+        return None
 
     def on_iteration(self, iteration: int) -> str | None:
-        nxt = R.phase_at(iteration, self.config.warmup, self.config.interval)
+        nxt = phase_at(iteration, self.config.warmup, self.config.interval)
         if nxt == self._phase:
             return None
-        if nxt == R.SPARSE:
-            self._prune()
-        elif nxt == R.DENSE:
-            self._grow()
         self._phase = nxt
-        self.refresh_density()
+        if nxt == SPARSE:
+            self._prune()
+        elif nxt == DENSE:
+            self._grow()
         return nxt
 
     def restart_from_dense(self) -> None:
-        if self._phase == R.SPARSE:     # the mask prepare() chose was for the weights the loop then replaced
+        if self._phase == SPARSE:     # the mask prepare() chose was for the weights the loop then replaced
             self._prune()
-        self.refresh_density()
 
     @torch.no_grad()
     def _prune(self) -> None:
-        c = self.ctrl
+        c = self.ctx
         for n in c.targets:
             masks = {}
             for s in c.sites[n]:
-                mask = R.magnitude_mask(s.param(c.nets[n]), self.config.sparsity)
-                broadcast(mask)
-                masks[s.name] = mask
+                masks[s.name] = magnitude_mask(c.param(n, s), self.config.sparsity)
+                broadcast(masks[s.name])
             self.set_masks(n, masks)
 
     @torch.no_grad()
     def _grow(self) -> None:
-        c = self.ctrl
+        c = self.ctx
         for n in c.targets:
             for s in c.sites[n]:
-                m = s.module(c.nets[n])
+                m = c.module(n, s)
                 mask = m._buffers[s.mask_attr]
                 if self.config.regrow == "random":
-                    mean, std = self.init_stats[f"{n}/{s.name}"]
-                    fresh = R.fresh_values(m, s.attr, mean, std)
+                    fresh = fresh_values(m, s.attr, *self.init_stats[f"{n}/{s.name}"])
                     broadcast(fresh)
                     p = m._parameters[s.attr]
                     p.copy_(torch.where(mask.bool(), p, fresh))
                 mask.fill_(1)
-                if n == "G" and c.G_ema is not None:
-                    s.module(c.G_ema)._buffers[s.mask_attr].fill_(1)
+        self.sync_ema()
+        self.refresh_density()
 
-    # ------------------------------------------------------------------ export / persistence
     def export_mask(self, module, s, p):
         # Outside a sparse phase: the model a sparse phase would start from (a fresh magnitude prune at ρ).
-        return module._buffers[s.mask_attr] if self.masking_active() else R.magnitude_mask(p, self.config.sparsity)
+        return module._buffers[s.mask_attr] if self.masking_active() else magnitude_mask(p, self.config.sparsity)
 
     def state_dict(self) -> dict:
         return {"init_stats": {k: [m, sd] for k, (m, sd) in self.init_stats.items()}}
 
     def check_state(self, state: dict) -> None:
         stats = state.get("init_stats")
-        if not isinstance(stats, dict) or set(stats) != set(self.init_stats):
-            raise ConfigError("Re-GAN state lacks the initializer statistics of these networks' masked tensors "
-                              "(written by another network or an older sparse_core)")
+        if not isinstance(stats, dict) or set(stats) != set(self.init_stats) or not all(
+                isinstance(v, (list, tuple)) and len(v) == 2 and all(number(x) for x in v) for v in stats.values()):
+            raise ConfigError("entry 'method_state.init_stats' lacks (finite) initializer statistics of these "
+                              "networks' masked tensors (written by another network or an older sparse_core)")
 
     def load_state_dict(self, state: dict, phase: str) -> None:
         self.init_stats = {k: (float(v[0]), float(v[1])) for k, v in state["init_stats"].items()}

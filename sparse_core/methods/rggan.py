@@ -1,21 +1,234 @@
 """RG-GAN (Saxena et al., AAAI 2024): learned per-output-channel thresholds (dynamic pruning), the reset
 rule (recurrent regeneration) and metric-driven switches between sparse and dense training (augmented
-regeneration). Thresholds are parameters of the networks; see sparse_core.rggan for the forward."""
+regeneration).
+
+Forward masking without changing checkpoint keys: a forward pre-hook, registered after every other pre-hook,
+replaces the weight the module's code reads by `W ⊙ step(|W| − t)` for the duration of the call and a forward
+hook (always called, also on error) puts it back. Plain layers: the parameter entry itself is swapped (the
+module keeps reading `self.weight`, the parameter stays the leaf the optimizer and DDP know). Layers whose
+weight a pre-hook derives (old-API spectral_norm `weight = weight_orig / σ`, weight_norm, equalised learning
+rate `weight = weight_orig · c`; see sparse_core.selection): our hook masks the derived attribute, so the
+mask compares the weight the forward reads with t (spectral norm: σ from the unmasked weight, as the official
+code, spectral_norm wrapped around its masked conv). The reset rule runs in the same pre-hook, before the mask
+is used: a layer whose mask would keep <= reset_density of its entries has its thresholds set to 0 first; it
+runs in every forward of every copy that carries the hooks, G_ema included. A parameter tied into several
+layers gets the hooks on each, sharing one threshold parameter. Hooks are module-level functions and the
+per-module state a small picklable object, so deepcopy, pickling (also through `__reduce__` arguments) and DDP
+see no closures and no references to modules.
+"""
 from __future__ import annotations
 
-import torch
+import dataclasses
+from typing import Sequence
 
-from .. import rggan as R
-from ..config import ConfigError, RGGANConfig
-from . import register
-from .base import Flag, Method
+import torch
+from torch import nn
+
+from .. import ops
+from ..config import ConfigError, SparseConfig, number
+from ..selection import Site, run_pre_hooks
+from .base import Flag, Method, register
 from .shared import finite_float, scope_flags
 
+STATE_ATTR = "_rg_threshold_state"
 
+
+@dataclasses.dataclass(frozen=True)
+class RGGANConfig(SparseConfig):
+    """lam:             λ of the sparsity regulariser λ·Σ exp(−t) added to the G and D losses (paper 5e-12; the
+                     official code uses 1e-12).
+    reset_density:   a layer whose kept fraction falls to or below this is reset (thresholds back to 0); 0.01.
+    official:        reproduce the official code's detached (bool-cast) mask: thresholds learn only from the
+                     regulariser. Off by default; for comparisons only.
+    augmented:       run augmented regeneration from the metric values fed in (feed_metric); False keeps training
+                     sparse throughout (dynamic pruning + recurrent regeneration only).
+    target:          networks that get thresholds; the paper prunes both. scope: 'weights' only.
+    """
+
+    lam: float = 5e-12
+    reset_density: float = 0.01
+    official: bool = False
+    augmented: bool = True
+    target: str = "both"
+
+    method = "rggan"
+    scopes = ("weights",)   # thresholds are per output channel of conv / linear weights
+    # Weights of f_-4 .. f_0 in the augmented-regeneration rule (official code).
+    history_weights = (0.1, 0.1, 0.2, 0.2, 0.4)
+
+    def __post_init__(self) -> None:
+        if not number(self.lam) or float(self.lam) < 0.0:
+            raise ConfigError(f"lam (rg-lambda) must be a finite number >= 0, got {self.lam!r}")
+        if not number(self.reset_density) or not 0.0 <= float(self.reset_density) < 1.0:
+            raise ConfigError(f"reset_density must be in [0, 1), got {self.reset_density!r}")
+        super().__post_init__()
+
+
+# ---------------------------------------------------------------------------------------------- the forward
+@dataclasses.dataclass
+class ThresholdState:
+    """Per-module RG-GAN settings; `active` False means dense (all masks one, thresholds unused)."""
+
+    # (trainable attribute, output-channel dim, derived attribute the forward reads or None)
+    attrs: tuple[tuple[str, int, str | None], ...]
+    official: bool = False
+    active: bool = True
+    reset_density: float = 0.01
+    stash: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def __deepcopy__(self, memo):
+        return ThresholdState(self.attrs, self.official, self.active, self.reset_density)
+
+    def __getstate__(self):
+        return {"attrs": self.attrs, "official": self.official, "active": self.active,
+                "reset_density": self.reset_density}
+
+    def __setstate__(self, state):
+        self.__init__(tuple(state["attrs"]), state["official"], state["active"], state["reset_density"])
+
+
+def effective_weight(module: nn.Module, attr: str, derived: str | None) -> torch.Tensor:
+    """The unmasked weight the last forward's mask was computed on."""
+    return module._parameters[attr] if derived is None else module.__dict__[derived]
+
+
+@torch.no_grad()
+def next_forward_weight(module: nn.Module, attr: str, derived: str | None) -> torch.Tensor:
+    """The unmasked weight the next forward will read: a derived weight is re-derived by the module's own
+    pre-hooks (spectral norm: with the power iteration the next call does in this mode), nothing kept."""
+    if derived is None:
+        return module._parameters[attr]
+    buffers = {k: b.clone() for k, b in module._buffers.items() if b is not None}
+    before = module.__dict__.get(derived)
+    run_pre_hooks(module, [(k, h) for k, h in module._forward_pre_hooks.items()
+                           if not getattr(h, "sparse_core_hook", False)])
+    w = module.__dict__[derived]
+    for k, b in buffers.items():
+        module._buffers[k].copy_(b)
+    if before is None:
+        del module.__dict__[derived]
+    else:
+        module.__dict__[derived] = before
+    return w
+
+
+@torch.no_grad()
+def reset_collapsed(w: torch.Tensor, t: torch.Tensor, dim: int, reset_density: float) -> None:
+    """Set t to 0 when step(|w| − t) keeps <= reset_density of w. Branch-free (no host sync); writes through
+    .data so a graph that saved t in an earlier forward of this step is not invalidated."""
+    keep = hard_mask(w, t, dim)
+    collapsed = keep.sum() <= reset_density * keep.numel()
+    t.data.copy_(torch.where(collapsed, torch.zeros_like(t), t))
+
+
+def _pre_hook(module: nn.Module, args):
+    st: ThresholdState = module.__dict__.get(STATE_ATTR)
+    if st is None or not st.active:
+        return None
+    for attr, dim, derived in st.attrs:
+        t = module._parameters[attr + "_threshold"]
+        w = effective_weight(module, attr, derived)
+        reset_collapsed(w, t, dim, st.reset_density)
+        masked = ops.threshold_masked_weight(w, t, channel_dim=dim, official=st.official)
+        if derived is None:
+            st.stash[attr] = w
+            module._parameters[attr] = masked
+        else:
+            st.stash[derived] = w
+            module.__dict__[derived] = masked
+    return None
+
+
+def _post_hook(module: nn.Module, args, output):
+    st: ThresholdState = module.__dict__.get(STATE_ATTR)
+    if st is not None:
+        for key, w in st.stash.items():
+            if key in module._parameters:
+                module._parameters[key] = w
+            else:
+                module.__dict__[key] = w
+        st.stash.clear()
+    return None
+
+
+def _loaded_without_thresholds(module, incompatible_keys) -> None:
+    """Load post-hook: a state_dict without this layer's thresholds (a dense or Re-GAN run's) loads and keeps the
+    current ones (0 at prepare); whether it may start this run is decided on the controller's state."""
+    st = module.__dict__.get(STATE_ATTR)
+    if st is not None:
+        own = tuple(f".{a}_threshold" for a, _, _ in st.attrs)
+        missing = incompatible_keys.missing_keys
+        missing[:] = [k for k in missing if not ("." + k).endswith(own)]
+
+
+_pre_hook.sparse_core_hook = _post_hook.sparse_core_hook = True
+
+
+def install(module: nn.Module, attrs: Sequence[tuple[str, int, str | None]], official: bool, reset_density: float,
+            thresholds: dict | None = None) -> None:
+    """Add zero-initialised thresholds (one per output channel; `thresholds` {attr: parameter} shares existing
+    ones) and the masking hooks to `module`, after its existing pre-hooks (a hook deriving the weight runs first)."""
+    for attr, dim, _ in attrs:
+        w = module._parameters[attr]
+        t = (thresholds or {}).get(attr)
+        module.register_parameter(attr + "_threshold", t if t is not None else nn.Parameter(
+            torch.zeros(w.shape[dim], device=w.device, dtype=w.dtype)))
+    module.__dict__[STATE_ATTR] = ThresholdState(tuple(attrs), official, True, float(reset_density))
+    module.register_forward_pre_hook(_pre_hook)
+    module.register_forward_hook(_post_hook, always_call=True)
+    module.register_load_state_dict_post_hook(_loaded_without_thresholds)
+
+
+def uninstall(module: nn.Module) -> None:
+    """Remove thresholds and hooks (on exported copies)."""
+    st = module.__dict__.pop(STATE_ATTR, None)
+    if st is None:
+        return
+    for attr, _, _ in st.attrs:
+        module._parameters.pop(attr + "_threshold", None)
+    for hooks in (module._forward_pre_hooks, module._forward_hooks, module._load_state_dict_post_hooks):
+        for key in [k for k, fn in hooks.items() if fn in (_pre_hook, _post_hook, _loaded_without_thresholds)]:
+            hooks.pop(key)
+            getattr(module, "_forward_hooks_always_called", {}).pop(key, None)
+
+
+def state_of(module: nn.Module) -> ThresholdState | None:
+    return module.__dict__.get(STATE_ATTR)
+
+
+def hard_mask(w: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
+    """The forward mask step(|w| − t) as a bool tensor (no autograd)."""
+    shape = [1] * w.ndim
+    shape[dim] = -1
+    return w.detach().abs() > t.detach().view(shape)
+
+
+def regularizer(thresholds: Sequence[torch.Tensor], lam: float) -> torch.Tensor:
+    """λ · Σ_layers Σ_i exp(−t_i)."""
+    return sum(torch.exp(-t).sum() for t in thresholds) * lam
+
+
+def regeneration_decision(history: Sequence[float], weights: Sequence[float]) -> str | None:
+    """Augmented regeneration: 'sparse' while the metric still improves, 'dense' otherwise, None if too early.
+
+    `history` is oriented so that lower is better (feed_metric negates higher-is-better metrics). With f_0 the
+    newest value, m = Σ weights[k] · f_{k−4}; m >= f_0 (the newest value is no worse than the weighted recent
+    mean) means still improving: keep training sparse; else regenerate densely.
+    """
+    n = len(weights)
+    if len(history) < n:
+        return None
+    recent = [float(v) for v in history[-n:]]
+    mean = sum(w * f for w, f in zip(weights, recent))
+    return "sparse" if mean >= recent[-1] else "dense"
+
+
+# ---------------------------------------------------------------------------------------------- the method
 @register
 class RGGAN(Method):
     name = "rggan"
     config_cls = RGGANConfig
+    phases = ("sparse", "dense")
     flags = (
         Flag("--rg-lambda", "rg_lambda", finite_float, 5e-12, "RG-GAN: sparsity regulariser λ (default 5e-12; "
              "official code: 1e-12)", "lam"),
@@ -32,62 +245,77 @@ class RGGAN(Method):
             values["rg_no_augmented"] = None       # leave the config default
         return super().config_from_flags(values)
 
-    # ------------------------------------------------------------------ attaching
+    @property
+    def uses_metric(self) -> bool:
+        return bool(self.config.augmented)
+
     def attach(self) -> None:
-        c = self.ctrl
+        c = self.ctx
         for n in c.targets:
             for s in c.sites[n]:
                 if s.kind == "param":
                     raise ConfigError(
                         f"RG-GAN cannot threshold {n} layer {s.layer!r}: its weight is a torch.nn.utils.parametrize "
                         f"parametrization ({s.name}); use torch.nn.utils.spectral_norm / weight_norm (old API) "
-                        f"or exclude it")
+                        f"or exclude it (exclude=[{s.layer!r}])")
             self._install(c.nets[n], n)
         self._mode = "sparse"
         self._density = {(n, s.layer): 1.0 for n in c.targets for s in c.sites[n]}
         self._stash: dict[str, list] = {}
 
-    def _install(self, net, net_name: str) -> set[str]:
-        """Thresholds on every owner of `net` that lacks them; returns the owners that got new ones."""
+    def _install(self, net: nn.Module, net_name: str) -> set[str]:
+        """Thresholds on every owner of `net` that lacks them (and on every other layer holding the same
+        parameter: tied weights); returns the owners that got new ones."""
         fresh: set[str] = set()
-        by_owner: dict[str, list] = {}
-        for s in self.ctrl.sites[net_name]:
+        by_owner: dict[str, list[Site]] = {}
+        for s in self.ctx.sites[net_name]:
             by_owner.setdefault(s.module_name, []).append(s)
+        holders: dict[int, list[tuple[nn.Module, str]]] = {}
+        for m in net.modules():
+            for a, p in m._parameters.items():
+                if p is not None:
+                    holders.setdefault(id(p), []).append((m, a))
         for owner, sites in by_owner.items():
             module = net.get_submodule(owner) if owner else net
-            if R.state_of(module) is None:
-                R.install(module, [(s.attr, s.channel_dim, s.derived_attr) for s in sites], self.config.official,
-                          self.config.reset_density)
-                fresh.add(owner)
+            if state_of(module) is not None:
+                continue
+            install(module, [(s.attr, s.channel_dim, s.derived_attr) for s in sites], self.config.official,
+                    self.config.reset_density)
+            fresh.add(owner)
+            for s in sites:
+                for other, a in holders[id(module._parameters[s.attr])]:
+                    if other is not module and state_of(other) is None:
+                        install(other, [(a, s.channel_dim, None)], self.config.official, self.config.reset_density,
+                                {a: module._parameters[s.threshold_attr]})
         return fresh
 
     @torch.no_grad()
-    def attach_ema(self, G_ema) -> None:
-        c = self.ctrl
-        if "G" not in c.targets:
+    def attach_ema(self) -> None:
+        c = self.ctx
+        if "G" not in c.targets or c.ema.module is None:
             return
         # A copy made after prepare() (or restored from a snapshot) already holds its thresholds: keep them.
         # Only a copy made before prepare() gets thresholds here, initialised from G's.
+        G_ema = c.ema.module
         fresh = self._install(G_ema, "G")
         for s in c.sites["G"]:
-            m, m_ema = s.module(c.nets["G"]), s.module(G_ema)
+            m_ema = s.module(G_ema)
             if s.threshold_attr not in m_ema._parameters:
                 raise ConfigError(f"G_ema module {s.module_name!r} has RG-GAN hooks but no {s.threshold_attr}")
             if s.module_name in fresh:
-                m_ema._parameters[s.threshold_attr].copy_(m._parameters[s.threshold_attr])
+                m_ema._parameters[s.threshold_attr].copy_(c.module("G", s)._parameters[s.threshold_attr])
         self._set_mode(self._mode)
 
-    def added_parameters(self):
-        c = self.ctrl
-        return [self._threshold(c.nets[n], s) for n in c.targets for s in c.sites[n]]
+    def added_parameters(self, net_name: str | None = None):
+        c = self.ctx
+        return [self._threshold(c.nets[n], s) for n in c.targets if net_name in (None, n) for s in c.sites[n]]
 
     def _set_mode(self, mode: str) -> None:
         self._mode = mode
-        c = self.ctrl
-        nets = [c.nets[n] for n in c.targets] + ([c.G_ema] if c.G_ema is not None else [])
-        for net in nets:
+        c = self.ctx
+        for net in [c.nets[n] for n in c.targets] + ([c.ema.module] if c.ema.module is not None else []):
             for m in net.modules():
-                st = R.state_of(m)
+                st = state_of(m)
                 if st is not None:
                     st.active = mode == "sparse" and not c.paused
 
@@ -97,26 +325,26 @@ class RGGAN(Method):
     def phase(self) -> str:
         return self._mode
 
-    def _threshold(self, net, s) -> torch.Tensor:
+    def _threshold(self, net: nn.Module, s: Site) -> torch.Tensor:
         return s.module(net)._parameters[s.threshold_attr]
 
-    def _keep(self, net, s) -> torch.Tensor:
+    def _keep(self, net: nn.Module, s: Site, next_forward: bool = False) -> torch.Tensor:
         m = s.module(net)
-        return R.hard_mask(R.effective_weight(m, s.attr, s.derived_attr), m._parameters[s.threshold_attr],
-                           s.channel_dim)
+        w = (next_forward_weight if next_forward else effective_weight)(m, s.attr, s.derived_attr)
+        return hard_mask(w, m._parameters[s.threshold_attr], s.channel_dim)
 
     # ------------------------------------------------------------------ training loop
     def before_step(self, net_name: str) -> None:
-        c = self.ctrl
+        c = self.ctx
         if net_name not in c.targets or self._mode != "sparse":
             return
         net = c.nets[net_name]
-        # Snapshot what must stay frozen: the optimizer (momentum, weight decay) may move entries with zero grad.
+        # What must stay frozen: the optimizer (momentum, weight decay) may move entries with zero grad.
         self._stash[net_name] = [(s.param(net).detach().clone(), self._keep(net, s)) for s in c.sites[net_name]]
 
     @torch.no_grad()
     def after_step(self, net_name: str) -> None:
-        c = self.ctrl
+        c = self.ctx
         if net_name not in c.targets or self._mode != "sparse":
             return
         stash = self._stash.pop(net_name, None)
@@ -126,18 +354,22 @@ class RGGAN(Method):
         for s, (w_before, keep) in zip(c.sites[net_name], stash):
             w = s.param(net)
             torch.where(keep, w, w_before, out=w)   # in place: no temporary of the weight's size
-            self._density[(net_name, s.layer)] = keep.sum() / keep.numel()   # 0-d tensor: no host sync
+            # FLOPs of the coming forwards: their mask (after this step, reset rule included), a 0-d tensor
+            # (no host sync)
+            nxt = self._keep(net, s, next_forward=True)
+            d = nxt.sum() / nxt.numel()
+            self._density[(net_name, s.layer)] = torch.where(d <= self.config.reset_density, torch.ones_like(d), d)
 
     def regularizer(self, net_name: str):
-        c = self.ctrl
+        c = self.ctx
         if net_name not in c.targets or self._mode != "sparse":
             return None
-        return R.regularizer([self._threshold(c.nets[net_name], s) for s in c.sites[net_name]], self.config.lam)
+        return regularizer([self._threshold(c.nets[net_name], s) for s in c.sites[net_name]], self.config.lam)
 
     def on_metric(self, history):
         if not self.config.augmented:
             return None
-        decision = R.regeneration_decision(history, self.config.history_weights)
+        decision = regeneration_decision(history, self.config.history_weights)
         if decision is not None and decision != self._mode:
             self._set_mode(decision)
         return self._mode
@@ -148,34 +380,44 @@ class RGGAN(Method):
 
     @torch.no_grad()
     def layer_density(self, net_name: str) -> dict[str, float]:
-        net = self.ctrl.nets[net_name]
-        return {s.name: float(self._keep(net, s).float().mean()) if self._mode == "sparse" else 1.0
-                for s in self.ctrl.sites.get(net_name, [])}
+        """The next forward's masks, the reset rule included (a collapsed layer is reset by that forward)."""
+        if self._mode != "sparse":
+            return {s.name: 1.0 for s in self.ctx.sites.get(net_name, [])}
+        out = {}
+        for s in self.ctx.sites.get(net_name, []):
+            keep = self._keep(self.ctx.nets[net_name], s, next_forward=True)
+            out[s.name] = 1.0 if int(keep.sum()) <= self.config.reset_density * keep.numel() else \
+                float(keep.sum()) / keep.numel()
+        return out
 
     def stats(self) -> dict:
-        c = self.ctrl
-        out = {}
-        for n in c.targets:
-            ts = [self._threshold(c.nets[n], s).detach().flatten() for s in c.sites[n]]
-            out[f"sparse/{n}/threshold_mean"] = float(torch.cat(ts).mean())
-        return out
+        c = self.ctx
+        return {f"sparse/{n}/threshold_mean": float(torch.cat([self._threshold(c.nets[n], s).detach().flatten()
+                                                                for s in c.sites[n]]).float().mean())
+                for n in c.targets}
 
     # ------------------------------------------------------------------ export / persistence
     @torch.no_grad()
-    def export_site(self, module, s, sparse: bool) -> None:
-        if sparse:
-            p = module._parameters[s.attr]
-            t = module._parameters[s.threshold_attr]
-            if s.kind == "plain":
-                p.mul_(R.hard_mask(p, t, s.channel_dim).to(p.dtype))
-            elif s.kind == "sn":
+    def export_site(self, module: nn.Module, s: Site, sparse: bool) -> None:
+        p, t = module._parameters[s.attr], module._parameters[s.threshold_attr]
+        keep = hard_mask(next_forward_weight(module, s.attr, s.derived_attr), t, s.channel_dim)
+        # also while dense (augmented regeneration): the model the thresholds define; a collapsed layer is
+        # what the reset rule makes of it (dense)
+        if sparse and int(keep.sum()) > self.config.reset_density * keep.numel():
+            if s.kind == "sn":
                 _export_spectral_norm(module, s, t)
             elif s.kind == "wn":
                 _export_weight_norm(module, s, t)
-        R.uninstall(module)
+            else:   # plain, or a derivation masking commutes with (selection's probe)
+                p.mul_(keep.to(p.dtype))
+        uninstall(module)
+
+    def export_done(self, net: nn.Module) -> None:
+        for m in net.modules():   # layers holding a tied weight carry the hooks too
+            uninstall(m)
 
     def tensors(self):
-        c = self.ctrl
+        c = self.ctx
         for n in c.targets:
             for s in c.sites[n]:
                 yield (f"{n}/{s.module_name + '.' if s.module_name else ''}{s.threshold_attr}",
@@ -185,46 +427,50 @@ class RGGAN(Method):
         # the densities the next forwards are charged at, so FLOPs continue exactly after a resume
         return {"owner_density": {f"{n}/{layer}": float(d) for (n, layer), d in self._density.items()}}
 
+    def check_state(self, state: dict) -> None:
+        d = state.get("owner_density", {})
+        if not isinstance(d, dict) or not all(isinstance(k, str) and number(v) and 0 <= v <= 1 for k, v in d.items()):
+            raise ConfigError("entry 'method_state.owner_density' must map layer names to densities in [0, 1]")
+
     def load_state_dict(self, state: dict, phase: str) -> None:
-        c = self.ctrl
+        c = self.ctx
         self._density = {(n, s.layer): 1.0 for n in c.targets for s in c.sites[n]}
         for key, d in state.get("owner_density", {}).items():
-            n, layer = key.split("/", 1)
+            n, _, layer = key.partition("/")
             if (n, layer) in self._density:
                 self._density[(n, layer)] = float(d)
         self._set_mode(phase)
 
 
-def _sn_sigma(module, hook) -> torch.Tensor:
+def _sn_sigma(module: nn.Module, hook) -> torch.Tensor:
     """σ as the old spectral_norm computes it without a power iteration (eval mode): uᵀ W v."""
-    w = module._parameters[hook.name + "_orig"]
-    mat = hook.reshape_weight_to_matrix(w)
+    mat = hook.reshape_weight_to_matrix(module._parameters[hook.name + "_orig"])
     return torch.dot(module._buffers[hook.name + "_u"], torch.mv(mat, module._buffers[hook.name + "_v"]))
 
 
-def _norm_hook(module, cls):
+def _norm_hook(module: nn.Module, cls):
     return next(h for h in module._forward_pre_hooks.values() if isinstance(h, cls))
 
 
-def _export_spectral_norm(module, s, t) -> None:
+def _export_spectral_norm(module: nn.Module, s: Site, t: torch.Tensor) -> None:
     """weight_orig ⊙ M with M = step(|W_orig/σ| − t); u is rescaled so that the eval-mode σ of the masked
     weight equals the trained σ, i.e. the exported layer computes (W_orig/σ) ⊙ M exactly (in eval mode)."""
     from torch.nn.utils.spectral_norm import SpectralNorm
     hook = _norm_hook(module, SpectralNorm)
     w = module._parameters[s.attr]
     sigma = _sn_sigma(module, hook)
-    w.mul_(R.hard_mask(w / sigma, t, s.channel_dim).to(w.dtype))
+    w.mul_(hard_mask(w / sigma, t, s.channel_dim).to(w.dtype))
     sigma_masked = _sn_sigma(module, hook)
     if float(sigma_masked) != 0.0:
         module._buffers[hook.name + "_u"].mul_(sigma / sigma_masked)
 
 
-def _export_weight_norm(module, s, t) -> None:
+def _export_weight_norm(module: nn.Module, s: Site, t: torch.Tensor) -> None:
     """v ⊙ M with M = step(|g·v/‖v‖| − t); g is rescaled by ‖v ⊙ M‖ / ‖v‖ so g·(v⊙M)/‖v⊙M‖ = (g·v/‖v‖) ⊙ M."""
     from torch.nn.utils.weight_norm import WeightNorm
     hook = _norm_hook(module, WeightNorm)
     v, g = module._parameters[hook.name + "_v"], module._parameters[hook.name + "_g"]
     before = torch.norm_except_dim(v, 2, hook.dim)
-    v.mul_(R.hard_mask(g * v / before, t, s.channel_dim).to(v.dtype))
+    v.mul_(hard_mask(g * v / before, t, s.channel_dim).to(v.dtype))
     after = torch.norm_except_dim(v, 2, hook.dim)
     g.mul_(torch.where(after > 0, after / before, torch.zeros_like(after)))

@@ -1,29 +1,183 @@
-"""GAN tickets (Chen et al. 2021): a fixed mask from a file, weights rewound to the saved initial values.
+"""GAN tickets (Chen et al. 2021, "GANs can play lottery tickets too"): iterative magnitude pruning with
+rewinding. Each round is a training run with a fixed mask, weights rewound to the saved initial values:
 
-`--sparse ticket --ticket FILE`: FILE (written by sparse_core.tickets.write_ticket, e.g. by bench/tickets.py)
+    init = tickets.snapshot(G, cfg)                  # right after initialisation
+    train dense
+    for round in range(tickets.rounds_for(0.46)):    # 20% of the remaining weights per round
+        masks = tickets.prune_and_rewind(G, init, cfg, masks, rate=0.2)
+        ctrl = sparse_core.prepare(cfg, G, D, masks={'G': masks})   # fixed mask, pruned weights stay 0
+        retrain from the rewound weights
+
+From a command line: `--sparse ticket --ticket FILE` (FILE written by write_ticket, e.g. by bench/tickets.py)
 holds the masks and the initial values of every parameter of the targeted networks. Without `--ticket` the
-run is round 0 of iterative magnitude pruning: all-ones masks (dense training), and the initial values are
-the network's own at prepare(). Either way the run ends by writing `ticket.pt` (initial values, masks and
-final weights) next to the exported generators, from which the next round's ticket is cut.
+run is round 0: all-ones masks (dense training), the initial values the network's own at prepare(). Either
+way the run ends by writing `ticket.pt` (initial values, masks, final weights), from which next_ticket cuts
+the next round's. Every round is a full training run: report the summed #real images and FLOPs of all rounds.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
+import pickle
 
 import torch
+from torch import nn
 
-from .. import tickets as T
-from ..config import ConfigError, TicketConfig
-from ..masks import MaskMethod
-from . import register
-from .base import Flag
+from ..atomic import save_atomic
+from ..config import ConfigError, SparseConfig, config_to_dict
+from ..selection import find_sites
+from .base import Flag, MaskMethod, register
 from .shared import scope_flags
+
+
+@dataclasses.dataclass(frozen=True)
+class TicketConfig(SparseConfig):
+    """A fixed mask: masks come from `prune_and_rewind` / a ticket file and stay fixed for the whole run; the
+    controller keeps pruned weights at zero exactly like a Re-GAN sparse phase."""
+
+    method = "ticket"
+
+
+def snapshot(net: nn.Module, config: TicketConfig) -> dict[str, torch.Tensor]:
+    """Copies of the maskable tensors at initialisation (the rewind point)."""
+    return {s.name: s.param(net).detach().clone()
+            for s in find_sites(net, config.scope, config.include, config.exclude)}
+
+
+def rounds_for(target_sparsity: float, rate: float = 0.2) -> int:
+    """Rounds of pruning `rate` of the remaining weights needed to reach at least `target_sparsity`."""
+    if not 0.0 <= target_sparsity < 1.0:
+        raise ConfigError(f"target_sparsity must be in [0, 1), got {target_sparsity!r}")
+    _check_rate(rate, "layer")
+    return 0 if target_sparsity == 0.0 else math.ceil(math.log(1.0 - target_sparsity) / math.log(1.0 - rate) - 1e-9)
+
+
+def _check_rate(rate: float, scope: str) -> None:
+    if not 0.0 < rate < 1.0:
+        raise ConfigError(f"rate must be in (0, 1), got {rate!r}")
+    if scope not in ("layer", "global"):
+        raise ConfigError(f"scope must be 'layer' or 'global', got {scope!r}")
+
+
+@torch.no_grad()
+def prune_and_rewind(net: nn.Module, init: dict[str, torch.Tensor], config: TicketConfig,
+                     masks: dict[str, torch.Tensor] | None = None, rate: float = 0.2,
+                     scope: str = "layer") -> dict[str, torch.Tensor]:
+    """Prune `rate` of the still-unpruned weights by magnitude, rewind survivors to `init`, zero the pruned.
+
+    scope 'layer': the same fraction in every tensor (uniform, as Re-GAN); 'global': one magnitude threshold
+    over all masked tensors together. Returns the new masks {name: mask}; the network is modified in place.
+    """
+    _check_rate(rate, scope)
+    sites = find_sites(net, config.scope, config.include, config.exclude)
+    missing = [s.name for s in sites if s.name not in init]
+    if missing:
+        raise ConfigError(f"init snapshot lacks {missing[:3]}: take it with tickets.snapshot() on the same network")
+    masks = prune_masks({s.name: s.param(net).detach() for s in sites}, masks or {}, rate, scope)
+    for s in sites:
+        p = s.param(net)
+        p.copy_(init[s.name].to(p.device, p.dtype) * masks[s.name])
+    return masks
+
+
+def prune_masks(final: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], rate: float = 0.2,
+                scope: str = "layer") -> dict[str, torch.Tensor]:
+    """New masks pruning `rate` of the still-unpruned entries by |final| (per tensor or one global cut)."""
+    _check_rate(rate, scope)
+    masks = {k: (masks[k].clone() if k in masks else torch.ones_like(final[k])) for k in final}
+    scores = {k: torch.where(masks[k].bool(), final[k].detach().abs().float(),
+                             torch.full_like(final[k], float("inf"), dtype=torch.float)) for k in final}
+    if scope == "layer":
+        for k in final:
+            n_prune = int(round(rate * int(masks[k].sum())))
+            if n_prune:
+                masks[k].view(-1)[torch.argsort(scores[k].flatten(), stable=True)[:n_prune]] = 0
+        return masks
+    names = list(final)
+    flat = torch.cat([scores[k].flatten() for k in names])
+    n_prune = int(round(rate * int(torch.isfinite(flat).sum())))
+    if n_prune:
+        chosen = torch.zeros_like(flat, dtype=torch.bool)
+        chosen[torch.argsort(flat, stable=True)[:n_prune]] = True
+        start = 0
+        for k in names:
+            n = scores[k].numel()
+            masks[k].view(-1)[chosen[start:start + n]] = 0
+            start += n
+    return masks
+
+
+def next_ticket(previous: dict, rate: float = 0.2, scope: str = "layer") -> dict:
+    """From a finished round's ticket.pt (read_ticket): the next round's {init, masks} (IMP with rewinding)."""
+    if not previous.get("final"):
+        raise ConfigError("this ticket file has no final weights (it is an input ticket, not a finished round's)")
+    masks = {n: prune_masks(previous["final"][n], previous["masks"].get(n, {}), rate, scope)
+             for n in previous["final"]}
+    return {"init": previous["init"], "masks": masks}
+
+
+def ticket_sparsity(masks: dict) -> float:
+    """Pruned fraction over every mask of every network in {net: {name: mask}}."""
+    total = sum(m.numel() for d in masks.values() for m in d.values())
+    kept = sum(float(m.sum()) for d in masks.values() for m in d.values())
+    return 1.0 - kept / total if total else 0.0
+
+
+# ---------------------------------------------------------------------- ticket files (the CLI's --ticket)
+TICKET_FORMAT = "sparse_core.ticket"
+TICKET_VERSION = 1
+
+
+def write_ticket(path: str, init: dict, masks: dict, final: dict | None = None, config=None) -> None:
+    """Write a ticket file: {net: {param name: initial value}}, {net: {site name: mask}}, optionally the
+    final trained values of the masked tensors (what the next IMP round prunes by). Atomic."""
+    def cpu(d):
+        return {n: {k: v.detach().cpu().clone() for k, v in dd.items()} for n, dd in (d or {}).items()}
+    save_atomic({"format": TICKET_FORMAT, "version": TICKET_VERSION, "init": cpu(init), "masks": cpu(masks),
+                 "final": cpu(final), "config": config_to_dict(config) if config is not None else {}},
+                path, prefix=".tmp-ticket-")
+
+
+def read_ticket(path: str) -> dict:
+    """Load and check a ticket file (tensors only: weights_only=True). Raises ConfigError naming the file and
+    the entry: masks 0/1 and none all-zero (a layer with every weight pruned cannot train), values finite."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(f"--ticket: no such file {path!r}") from None
+    except pickle.UnpicklingError:
+        raise ConfigError(f"--ticket: {path!r} is not a tensors-only file (it holds objects a safe load refuses; "
+                          f"ticket files hold tensors, numbers and strings only)") from None
+    except Exception as e:  # noqa: BLE001  (any unreadable file is the same user error)
+        raise ConfigError(f"--ticket: cannot read {path!r} ({type(e).__name__})") from None
+    if not isinstance(obj, dict) or obj.get("format") != TICKET_FORMAT:
+        raise ConfigError(f"--ticket: {path!r} is not a sparse_core ticket file")
+    if obj.get("version") != TICKET_VERSION:
+        raise ConfigError(f"--ticket: {path!r} has version {obj.get('version')!r}, expected {TICKET_VERSION}")
+    for key in ("init", "masks", "final"):
+        d = obj.get(key)
+        if not isinstance(d, dict) or not all(isinstance(n, str) and isinstance(v, dict) and all(
+                isinstance(k, str) and isinstance(t, torch.Tensor) and t.is_floating_point() for k, t in v.items())
+                for n, v in d.items()):
+            raise ConfigError(f"--ticket: {path!r} has a malformed {key!r} entry (expected {{net: {{name: float tensor}}}})")
+        for n, v in d.items():
+            for k, t in v.items():
+                where = f"--ticket: {path!r}: {key} {n}/{k}"
+                if not bool(torch.isfinite(t).all()):
+                    raise ConfigError(f"{where} has non-finite values")
+                if key == "masks" and not bool(((t == 0) | (t == 1)).all()):
+                    raise ConfigError(f"{where} is not 0/1")
+                if key == "masks" and not bool(t.any()):
+                    raise ConfigError(f"{where} prunes every entry: that layer could not train")
+    return obj
 
 
 @register
 class Ticket(MaskMethod):
     name = "ticket"
     config_cls = TicketConfig
+    phases = ("ticket",)
     flags = (Flag("--ticket", "ticket", str, None, "tickets: mask + initial-values file of the previous IMP round "
                   "(sparse_core.tickets.write_ticket); none = round 0 (dense)"),
              ) + scope_flags()
@@ -33,18 +187,22 @@ class Ticket(MaskMethod):
         path = values.get("ticket")
         if not path:
             return {}
-        data = T.read_ticket(path)
+        data = read_ticket(path)
         return {"masks": data["masks"], "init": data["init"]}
 
-    def __init__(self, ctrl, config, masks=None, init=None) -> None:
-        super().__init__(ctrl, config)
+    def __init__(self, ctx, config, masks=None, init=None) -> None:
+        super().__init__(ctx, config)
         self._given_masks = masks or {}
         self._given_init = init
 
     def attach(self) -> None:
         super().attach()
-        c = self.ctrl
+        c = self.ctx
         self.check_masks(self._given_masks, "ticket")
+        for n, given in self._given_masks.items():
+            for k, m in given.items():
+                if not bool(((m == 0) | (m == 1)).all()) or not bool(m.any()):
+                    raise ConfigError(f"ticket: mask {n}/{k} must be 0/1 and keep at least one entry")
         if self._given_init is not None:
             self._rewind(self._given_init)
         # The rewind point: the initial values of every parameter of the targeted networks.
@@ -52,11 +210,10 @@ class Ticket(MaskMethod):
         for n in c.targets:
             self.set_masks(n, self._given_masks.get(n, {}))
         self._given_masks, self._given_init = None, None
-        self.refresh_density()
 
     @torch.no_grad()
     def _rewind(self, init: dict) -> None:
-        c = self.ctrl
+        c = self.ctx
         for n in c.targets:
             if n not in init:
                 raise ConfigError(f"ticket: no initial values for {n}")
@@ -69,36 +226,41 @@ class Ticket(MaskMethod):
                 if tuple(init[n][k].shape) != tuple(p.shape):
                     raise ConfigError(f"ticket: initial value of {n}/{k} has shape {tuple(init[n][k].shape)}, "
                                       f"expected {tuple(p.shape)}")
+                if not bool(torch.isfinite(init[n][k]).all()):
+                    raise ConfigError(f"ticket: initial value of {n}/{k} has non-finite values")
             for k, p in params.items():
                 p.copy_(init[n][k])
 
     def restart_from_dense(self) -> None:
-        for n in self.ctrl.targets:
+        for n in self.ctx.targets:
             self.apply_masks(n)
-        self.refresh_density()
+        self.sync_ema()
 
     def phase(self) -> str:
         return "ticket"
 
-    # ------------------------------------------------------------------ persistence / files
     def state_dict(self) -> dict:
         return {"init": {n: {k: v.clone() for k, v in d.items()} for n, d in self.init.items()}}
 
     def check_state(self, state: dict) -> None:
-        init = state.get("init")
-        c = self.ctrl
-        if not isinstance(init, dict) or any(
-                set(init.get(n, {})) != {k for k, _ in c.nets[n].named_parameters()} for n in c.targets):
-            raise ConfigError("ticket state lacks the initial values of these networks' parameters")
+        init, c = state.get("init"), self.ctx
+        for n in c.targets:
+            params = dict(c.nets[n].named_parameters())
+            got = init.get(n) if isinstance(init, dict) else None
+            if not isinstance(got, dict) or set(got) != set(params) or not all(
+                    isinstance(v, torch.Tensor) and v.shape == params[k].shape and bool(torch.isfinite(v).all())
+                    for k, v in got.items()):
+                raise ConfigError(f"entry 'method_state.init' lacks finite initial values of {n}'s parameters "
+                                  f"in their shapes")
 
     def load_state_dict(self, state: dict, phase: str) -> None:
         self.init = {n: {k: v.detach().clone() for k, v in d.items()} for n, d in state["init"].items()}
         self.after_load()
 
     def export_files(self, out_dir: str) -> list[str]:
-        c = self.ctrl
+        c = self.ctx
         masks = {n: {s.name: self.mask(s, n).detach().clone() for s in c.sites[n]} for n in c.targets}
-        final = {n: {s.name: s.param(c.nets[n]).detach().clone() for s in c.sites[n]} for n in c.targets}
+        final = {n: {s.name: c.param(n, s).detach().clone() for s in c.sites[n]} for n in c.targets}
         path = os.path.join(out_dir, "ticket.pt")
-        T.write_ticket(path, init=self.init, masks=masks, final=final, config=self.config)
+        write_ticket(path, init=self.init, masks=masks, final=final, config=self.config)
         return [path]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from patch_checks import assert_applies_with_standard_tools
-from sparse_core import regan
+from sparse_core.methods import regan
 from sparse_core.patching import apply_to_copy
 from vendor.autogan import train as baseline_train
 from vendor.autogan.models import Generator

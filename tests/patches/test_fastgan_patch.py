@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from patch_checks import assert_applies_with_standard_tools
-from sparse_core import regan
+from sparse_core.methods import regan
 from sparse_core.patching import apply_to_copy
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sparse_core import regan
+from sparse_core.methods import regan
 from patch_checks import assert_applies_with_standard_tools, read_stats, run_train
 from sparse_core.patching import apply_to_copy
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sparse_core import regan
+from sparse_core.methods import regan
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from run_readers import read_metrics, read_stats  # noqa: E402
 from patch_checks import assert_applies_with_standard_tools

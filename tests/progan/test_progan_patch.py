@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sparse_core import RGGANConfig, regan, rggan
+from sparse_core import RGGANConfig
+from sparse_core.methods import regan, rggan
 from sparse_core.patching import apply_to_copy
 
 ROOT = Path(__file__).resolve().parents[2]

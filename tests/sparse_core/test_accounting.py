@@ -39,6 +39,7 @@ def test_training_flops_scale_with_density_and_passes():
     G, D = make()
     rho = 0.5
     ctrl = sc.prepare(sc.ReGANConfig(sparsity=rho, interval=2, warmup=1), G=G, D=D)
+    ctrl.bind(opt_G=torch.optim.SGD(G.parameters(), lr=0.0))   # advance() needs the optimizer bound
     z, x = torch.randn(N, Z), torch.randn(N, 3, 8, 8)
     ctrl.measure_flops("G", lambda: G(z), batch=N, forward_samples=2, train_samples=4)
     ctrl.measure_flops("D", lambda: D(x), batch=N, train_samples=8)

@@ -93,7 +93,7 @@ class Run:
         ctrl.after_ema()
         ctrl.advance(4)
         if ctrl.iteration % 2 == 0:
-            ctrl.feed_metric(metric_at(ctrl.iteration // 2))
+            ctrl.feed_metric(metric_at(ctrl.iteration // 2), higher_is_better=False)
         return float(loss_D.detach()), float(loss_G.detach()), ctrl.current_phase()
 
     def snapshot(self):

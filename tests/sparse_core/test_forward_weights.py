@@ -12,7 +12,7 @@ from torch.nn.utils import parametrizations as P
 from torch.nn.utils import parametrize, spectral_norm, weight_norm
 
 import sparse_core as sc
-from sparse_core import rggan
+from sparse_core.methods import rggan
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import torch
 
 import sparse_core as sc
 from sparse_core import integration, methods
-from sparse_core.masks import MaskMethod
+from sparse_core.methods import MaskMethod
 from sparse_core.methods import Flag
 from sc_nets import gan_step, make
 
@@ -35,7 +35,7 @@ class EveryOther(MaskMethod):
 
     def attach(self):
         super().attach()
-        c = self.ctrl
+        c = self.ctx   # the context: targets, nets, sites per target, ema, counters
         for n in c.targets:
             masks = {}
             for s in c.sites[n]:
@@ -138,3 +138,31 @@ def test_flags_a_method_does_not_read_are_reported_and_rggan_honours_target(caps
     assert "ignores --sparsity" in capsys.readouterr().err
     with pytest.raises(sc.ConfigError, match="scope"):
         integration.controller_from_flags(p.parse_args(["--sparse", "rggan", "--sparse-scope", "all"]), *make())
+
+
+def test_the_method_guide_example_is_a_working_method_in_one_file():
+    """docs/METHODS.md's example, executed as written: one-shot pruning at iteration 3."""
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "docs" / "METHODS.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    ns = {}
+    exec(compile(code, "docs/METHODS.md", "exec"), ns)
+    try:
+        G, D = make()
+        ctrl = sc.prepare(ns["OneShotConfig"](sparsity=0.5, at=3), G=G, D=D)
+        opt_G, opt_D = torch.optim.Adam(G.parameters(), 1e-2), torch.optim.Adam(D.parameters(), 1e-2)
+        ctrl.bind(opt_G=opt_G, opt_D=opt_D)
+        for _ in range(2):
+            gan_step(G, D, opt_G, opt_D, ctrl)
+        assert ctrl.sparsity("G") == 0.0 and ctrl.current_phase() == "dense"
+        for _ in range(3):
+            gan_step(G, D, opt_G, opt_D, ctrl)
+        sizes = [s.param(G).numel() for s in ctrl.sites["G"]]
+        pruned = sum(int((s.param(G) == 0).sum()) for s in ctrl.sites["G"])   # a hand count of zeros
+        assert ctrl.current_phase() == "sparse" and ctrl.sparsity("G") == pytest.approx(pruned / sum(sizes))
+        assert pruned == sum(round(0.5 * n) for n in sizes)
+        with pytest.warns(UserWarning, match="never prunes"):
+            ctrl.check_run_length(3)
+    finally:
+        methods.unregister("oneshot")

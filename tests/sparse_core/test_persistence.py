@@ -27,7 +27,7 @@ def run(objs, n):
         losses.append(gan_step(objs["G"], objs["D"], objs["opt_G"], objs["opt_D"], objs["ctrl"], ema=objs["G_ema"]))
         objs["sched"].step()
         if objs["ctrl"].iteration % 7 == 0:
-            objs["ctrl"].feed_metric(10.0 - 0.1 * objs["ctrl"].iteration + (objs["ctrl"].iteration % 3))
+            objs["ctrl"].feed_metric(10.0 - 0.1 * objs["ctrl"].iteration + (objs["ctrl"].iteration % 3), name="fid")
     return losses
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import sparse_core as sc
-from sparse_core import regan
+from sparse_core.methods import regan
 from sc_nets import TinyD, TinyG, gan_step, make
 
 
@@ -81,6 +81,7 @@ def test_without_after_step_adam_would_revive_pruned_weights():
     """Guards the test above: Adam(β1=0.5) moves zero-grad entries, so only re-masking keeps them at 0."""
     G, D = make()
     ctrl = sc.prepare(sc.ReGANConfig(sparsity=0.3, interval=1000, warmup=2), G=G, D=D)
+    ctrl.bind(opt_G=torch.optim.SGD(G.parameters(), lr=0.0))   # steps / advance() need it bound
     opt = torch.optim.Adam(G.parameters(), 1e-2, betas=(0.5, 0.999), weight_decay=1e-2)
 
     def step(re_mask):
@@ -141,6 +142,7 @@ def test_lr_scale_composes_with_prescaled_base_lr():
 def test_regrow(regrow):
     G, D = make()
     ctrl = sc.prepare(sc.ReGANConfig(sparsity=0.5, interval=1, warmup=0, regrow=regrow), G=G, D=D)
+    ctrl.bind(opt_G=torch.optim.SGD(G.parameters(), lr=0.0))   # steps / advance() need it bound
     before = {s.name: (p.detach().clone(), m.clone()) for s, p, m in masked_params(ctrl)}
     ctrl.advance(4)   # grow (no optimizer step in between: values only change by regrowth)
     assert ctrl.current_phase() == "dense"
@@ -175,7 +177,7 @@ def test_name_filters_and_scope_all():
 
 
 def test_ties_at_the_cut_are_kept_whole_and_the_true_count_reported():
-    from sparse_core import regan as R
+    from sparse_core.methods import regan as R
     w = torch.tensor([0.5, 1.0, 1.0, 1.0, 1.0, 2.0, 3.0, 4.0])
     m = R.magnitude_mask(w, 0.5)                       # k = 4: the 4th and 5th smallest are tied (1.0)
     assert m.tolist() == [0, 1, 1, 1, 1, 1, 1, 1]      # only what is strictly below the tie
