@@ -71,8 +71,8 @@ def _pre_hook(module: nn.Module, args):
     for attr, dim, derived in st.attrs:
         t = module._parameters[attr + "_threshold"]
         w = effective_weight(module, attr, derived)
-        reset_collapsed(w, t, dim, st.reset_density)
-        masked = ops.threshold_masked_weight(w, t, channel_dim=dim, official=st.official)
+        masked = ops.threshold_masked_weight(w, t, channel_dim=dim, official=st.official,
+                                             reset_density=st.reset_density)  # reset rule fused into the pass
         if derived is None:
             st.stash[attr] = w
             module._parameters[attr] = masked
