@@ -115,6 +115,7 @@ def _native(family: str, w: torch.Tensor, *others: torch.Tensor | None, styles: 
     return ext
 
 
+@torch.compiler.assume_constant_result  # read while torch.compile traces: a constant of the compiled graph
 def precision_context(device_type: str) -> tuple:
     """The caller's settings that change what a kernel's results are compared against: autocast (on, dtype) for
     this device type and the float32 matmul precision (TF32 / bf16 passes), plus cuBLAS's TF32 switch on CUDA."""
