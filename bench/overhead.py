@@ -167,12 +167,17 @@ def main(argv=None):
     ap.add_argument("--z-dim", dest="z_dim", type=int, default=128)
     ap.add_argument("--amp", choices=("none", "bf16"), default="none",
                     help="sngan: run the forwards under torch.autocast in bfloat16 (weights and optimizers stay fp32)")
+    ap.add_argument("--tf32", action="store_true",
+                    help="allow TF32 in float32 matmuls and convolutions (float32 matmul precision 'high')")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per mode before timing")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: leave torch's default)")
     ap.add_argument("--out", default=None, help="markdown file to write the result to")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.tf32:
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     device = torch.device(args.device)
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     modes = ["baseline", "regan", "rggan"]
@@ -215,7 +220,7 @@ def main(argv=None):
     backends = {m: {f: f"{n}/{n + r} native" for f, (n, r) in c.items() if n + r} or "no sparse_core op calls"
                 for m, c in calls.items()}
     model = (f"vendor SNGAN (ResGenerator32 ch 256, ResDiscriminator32 ch 128, n_dis 5), D batch {args.batch}, "
-             f"G batch {2 * args.batch}, autocast {args.amp}" if args.model == "sngan" else
+             f"G batch {2 * args.batch}, autocast {args.amp}, TF32 {'on' if args.tf32 else 'off'}" if args.model == "sngan" else
              f"DCGAN-style G/D 32×32, ch {args.ch}, batch {args.batch}")
     methods = ("Re-GAN at the CLI defaults inside a sparse phase (ρ 0.3, G), RG-GAN at the CLI defaults (G and D)"
                if args.model == "sngan" else "Re-GAN in a sparse phase (ρ 0.3, G and D), RG-GAN (G and D)")

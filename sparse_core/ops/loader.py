@@ -377,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Build the sparse_core native extension ahead of time.")
     parser.add_argument("--cuda", action="store_true",
                         help="also compile and link the CUDA sources, even without a GPU (CI); fails loudly on errors")
+    parser.add_argument("--no-cpu", action="store_true",
+                        help="skip the CPU extension (a GPU machine's runs use only the CUDA one)")
     parser.add_argument("--verbose", action="store_true", help="show the compiler commands")
     parser.add_argument("--check", action="store_true",
                         help="then run the numeric self-check of every op family on every device that built, per "
@@ -385,7 +387,9 @@ def main(argv: list[str] | None = None) -> int:
 
     status: dict[str, str] = {}
     exit_code = 0
-    kinds = ["cpu"] + (["cuda"] if args.cuda or torch.cuda.is_available() else [])
+    kinds = ([] if args.no_cpu else ["cpu"]) + (["cuda"] if args.cuda or torch.cuda.is_available() else [])
+    if not kinds:
+        parser.error("--no-cpu without a GPU (or --cuda) leaves nothing to build")
     for kind in kinds:
         try:
             ext = build(kind, verbose=args.verbose)
@@ -400,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
                 status[kind] = "reference (build failed)"
                 print(message, file=sys.stderr)
                 exit_code = 1
+    if "cpu" not in status:
+        status["cpu"] = "not built (--no-cpu)"
     if "cuda" not in status:
         status["cuda"] = "reference (no GPU; not built)"
     elif status["cuda"] == "native" and not torch.cuda.is_available():

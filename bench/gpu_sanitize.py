@@ -1,0 +1,60 @@
+"""A small workload for compute-sanitizer (run by bench/gpu_check.sh): every native CUDA kernel once, forward and
+backward, at odd sizes that exercise the tails of the grid-stride loops and warp reductions.
+
+    compute-sanitizer --tool memcheck  python bench/gpu_sanitize.py all
+    compute-sanitizer --tool racecheck python bench/gpu_sanitize.py modconv
+
+Run it with PYTORCH_NO_CUDA_MEMORY_CACHING=1, or out-of-bounds accesses inside PyTorch's cached blocks go unseen.
+Exits 1 if a kernel did not serve its call (a sanitizer run over the reference would prove nothing).
+"""
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import sparse_core.ops as ops  # noqa: E402
+
+
+def threshold(device) -> None:
+    for dtype in (torch.float32, torch.bfloat16):
+        for shape, dim in (((37, 19, 3, 3), 0), ((19, 37, 3, 3), 1), ((33, 65), 0)):
+            w = torch.randn(shape, device=device, dtype=dtype, requires_grad=True)
+            t = torch.full((shape[dim],), 0.3, device=device, requires_grad=True)
+            out = ops.threshold_masked_weight(w, t, dim, reset_density=0.01)
+            out.square().sum().backward()
+            t.data.fill_(50.0)   # the collapsing branch of the reset kernel
+            ops.threshold_masked_weight(w, t, dim, reset_density=0.01).sum().backward()
+
+
+def modconv(device) -> None:
+    for dtype in (torch.float32, torch.float16):
+        w = torch.randn(33, 47, 3, 3, device=device, dtype=dtype, requires_grad=True)
+        styles = (torch.rand(5, 47, device=device, dtype=dtype) + 0.5).requires_grad_()
+        mask = (torch.rand(w.shape, device=device) > 0.3).to(dtype)
+        x = torch.randn(5, 47, 6, 6, device=device, dtype=dtype)
+        for fused in (False, True):
+            ops.modulated_conv2d(x, w, styles, mask, padding=1, fused=fused).float().square().sum().backward()
+            per_sample, dcoefs = ops.modulation(w, styles, fused=fused)
+            (per_sample if fused else dcoefs).float().sum().backward()
+
+
+def main() -> int:
+    which = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if which not in ("all", "threshold", "modconv"):
+        print(f"gpu_sanitize: unknown workload {which!r} (all, threshold, modconv)", file=sys.stderr)
+        return 2
+    device = torch.device("cuda")
+    before = ops.backend_counts()
+    if which in ("all", "threshold"):
+        threshold(device)
+    if which in ("all", "modconv"):
+        modconv(device)
+    torch.cuda.synchronize()
+    shares = ops.native_shares(before)
+    print(f"native share per op family under the sanitizer: {shares}")
+    return 0 if shares and all(v == 1.0 for v in shares.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
