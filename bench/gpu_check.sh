@@ -209,8 +209,9 @@ step() {  # step NAME COMMAND...: run under the plan's limit (cut to the time le
 
 R="$WORK/results"
 step build "$PY" -m sparse_core.ops.build --no-cpu
-step cuda-tests "$PY" -m pytest -q -p no:cacheprovider -p no:xdist -o addopts= tests/ops/test_native_cuda.py
-step self-check "$PY" -m sparse_core.ops.build --no-cpu --check
+step cuda-tests "$PY" -m pytest -q -rs tests/ops/test_native_cuda.py
+step self-check bash -c '"$0" -m sparse_core.ops.build --no-cpu --check > "$1"; rc=$?; cat "$1"; exit $rc' \
+    "$PY" "$R/selfcheck-gpu.md"
 step kernels-fp32 "$PY" bench/kernels.py --device cuda --dtype float32 --reps 7 --out "$R/kernels-gpu-fp32.md"
 step overhead-fp32 "$PY" bench/overhead.py --model sngan --device cuda --batch 64 --reps 10 --steps 3 \
     --out "$R/overhead-gpu-fp32.md"
