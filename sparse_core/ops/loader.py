@@ -192,12 +192,18 @@ class _BuildLock:
             print(f"[sparse_core] waiting for another process building {self.path.stem}...", file=sys.stderr,
                   flush=True)
             fcntl.flock(self.handle, fcntl.LOCK_EX)
+        except OSError as exc:  # a file system without flock (some network mounts): build unlocked, say so
+            warnings.warn(f"sparse_core: cannot lock {self.path} ({exc}); building without the lock (set {CACHE_ENV} "
+                          "to a local folder if several processes start together)", RuntimeWarning, stacklevel=3)
         return self
 
     def __exit__(self, *exc):
         import fcntl
 
-        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+        except OSError:
+            pass
         self.handle.close()
         return False
 
