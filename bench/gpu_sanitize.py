@@ -3,6 +3,7 @@ backward, at odd sizes that exercise the tails of the grid-stride loops and warp
 
     compute-sanitizer --tool memcheck  python bench/gpu_sanitize.py all
     compute-sanitizer --tool racecheck python bench/gpu_sanitize.py modconv
+    python bench/gpu_sanitize.py all --device cpu     # the same workload on the CPU build (a smoke test)
 
 Run it with PYTORCH_NO_CUDA_MEMORY_CACHING=1, or out-of-bounds accesses inside PyTorch's cached blocks go unseen.
 Exits 1 if a kernel did not serve its call (a sanitizer run over the reference would prove nothing).
@@ -16,8 +17,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import sparse_core.ops as ops  # noqa: E402
 
 
+def dtypes(device, *wanted):
+    """The wanted dtypes that have native kernels on this device (the CPU build: fp32 / fp64 only)."""
+    return [d for d in wanted if d in ops.NATIVE_DTYPES[device.type]]
+
+
 def threshold(device) -> None:
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in dtypes(device, torch.float32, torch.bfloat16):
         for shape, dim in (((37, 19, 3, 3), 0), ((19, 37, 3, 3), 1), ((33, 65), 0)):
             w = torch.randn(shape, device=device, dtype=dtype, requires_grad=True)
             t = torch.full((shape[dim],), 0.3, device=device, requires_grad=True)
@@ -28,7 +34,7 @@ def threshold(device) -> None:
 
 
 def modconv(device) -> None:
-    for dtype in (torch.float32, torch.float16):
+    for dtype in dtypes(device, torch.float32, torch.float16):
         w = torch.randn(33, 47, 3, 3, device=device, dtype=dtype, requires_grad=True)
         styles = (torch.rand(5, 47, device=device, dtype=dtype) + 0.5).requires_grad_()
         mask = (torch.rand(w.shape, device=device) > 0.3).to(dtype)
@@ -40,17 +46,21 @@ def modconv(device) -> None:
 
 
 def main() -> int:
-    which = sys.argv[1] if len(sys.argv) > 1 else "all"
-    if which not in ("all", "threshold", "modconv"):
-        print(f"gpu_sanitize: unknown workload {which!r} (all, threshold, modconv)", file=sys.stderr)
-        return 2
+    args = sys.argv[1:]
     device = torch.device("cuda")
+    if args[-2:-1] == ["--device"]:
+        device, args = torch.device(args[-1]), args[:-2]
+    which = args[0] if args else "all"
+    if len(args) > 1 or which not in ("all", "threshold", "modconv") or device.type not in ops.NATIVE_DTYPES:
+        print("usage: python bench/gpu_sanitize.py [all|threshold|modconv] [--device cuda|cpu]", file=sys.stderr)
+        return 2
     before = ops.backend_counts()
     if which in ("all", "threshold"):
         threshold(device)
     if which in ("all", "modconv"):
         modconv(device)
-    torch.cuda.synchronize()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     shares = ops.native_shares(before)
     print(f"native share per op family under the sanitizer: {shares}")
     return 0 if shares and all(v == 1.0 for v in shares.values()) else 1

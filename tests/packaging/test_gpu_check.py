@@ -129,3 +129,15 @@ def test_dry_run_goes_through_every_step_and_fills_out(checkout, fake_python, tm
     assert "--tf32" in logs["overhead-tf32.log"] and "--amp bf16" in logs["overhead-bf16.log"]
     assert "gpu-check-gpu.md" in logs
     assert sorted(p.name for p in (checkout / "bench" / "results").iterdir()) == results_before   # dry: untouched
+
+
+def test_sanitizer_workload_runs_every_kernel_natively_on_the_cpu_build():
+    """bench/gpu_sanitize.py (what memcheck / racecheck run on the GPU) on the CPU build: every op family it
+    calls is served by the native kernels, so a sanitizer run over it examines the kernels, not the reference."""
+    r = subprocess.run([sys.executable, "bench/gpu_sanitize.py", "all", "--device", "cpu"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "{'threshold_masked_weight': 1.0, 'modulated_conv2d': 1.0}" in r.stdout
+    bad = subprocess.run([sys.executable, "bench/gpu_sanitize.py", "everything"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "usage:" in bad.stderr
