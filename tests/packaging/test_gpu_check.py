@@ -138,6 +138,3 @@ def test_sanitizer_workload_runs_every_kernel_natively_on_the_cpu_build():
                        capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "{'threshold_masked_weight': 1.0, 'modulated_conv2d': 1.0}" in r.stdout
-    bad = subprocess.run([sys.executable, "bench/gpu_sanitize.py", "everything"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)
-    assert bad.returncode == 2 and "usage:" in bad.stderr
