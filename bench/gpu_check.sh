@@ -237,7 +237,7 @@ fi
 if [ "$DRY_RUN" = 1 ] || [ "$SANITIZER" != "not found" ]; then
     step memcheck env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool memcheck --error-exitcode 1 \
         "$PY" bench/gpu_sanitize.py all
-    step racecheck "$SANITIZER" --tool racecheck --error-exitcode 1 "$PY" bench/gpu_sanitize.py modconv
+    step racecheck "$SANITIZER" --tool racecheck --error-exitcode 1 "$PY" bench/gpu_sanitize.py modconv-weights
 else
     rows+=("| memcheck, racecheck | not run: compute-sanitizer not found |  |  |")
 fi

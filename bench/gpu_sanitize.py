@@ -2,7 +2,7 @@
 backward, at odd sizes that exercise the tails of the grid-stride loops and warp reductions.
 
     compute-sanitizer --tool memcheck  python bench/gpu_sanitize.py all
-    compute-sanitizer --tool racecheck python bench/gpu_sanitize.py modconv
+    compute-sanitizer --tool racecheck python bench/gpu_sanitize.py modconv-weights
     python bench/gpu_sanitize.py all --device cpu     # the same workload on the CPU build (a smoke test)
 
 Run it with PYTORCH_NO_CUDA_MEMORY_CACHING=1, or out-of-bounds accesses inside PyTorch's cached blocks go unseen.
@@ -45,20 +45,42 @@ def modconv(device) -> None:
             (per_sample if fused else dcoefs).float().sum().backward()
 
 
+def modconv_weights(device) -> None:
+    """The modulated-conv weight kernel alone, forward, no convolution: racecheck then instruments little besides
+    this kernel (cuDNN's convolutions use shared memory too, and are not ours to check)."""
+    from sparse_core.ops import loader, native
+
+    ext = loader.load(device.type)
+    with torch.no_grad():
+        for dtype in dtypes(device, torch.float32, torch.float16):
+            w = torch.randn(33, 47, 3, 3, device=device, dtype=dtype)
+            styles = torch.rand(5, 47, device=device, dtype=dtype) + 0.5
+            mask = (torch.rand(w.shape, device=device) > 0.3).to(dtype)
+            native.ModconvWeights.apply(ext, w, mask, styles, 1e-8)
+            native.ModconvDemod.apply(ext, w, styles, 1e-8)
+            for demodulate in (True, False):
+                native.ModconvFusedWeights.apply(ext, w, mask, styles, demodulate, 1e-8)
+
+
 def main() -> int:
     args = sys.argv[1:]
     device = torch.device("cuda")
     if args[-2:-1] == ["--device"]:
         device, args = torch.device(args[-1]), args[:-2]
     which = args[0] if args else "all"
-    if len(args) > 1 or which not in ("all", "threshold", "modconv") or device.type not in ops.NATIVE_DTYPES:
-        print("usage: python bench/gpu_sanitize.py [all|threshold|modconv] [--device cuda|cpu]", file=sys.stderr)
+    workloads = ("all", "threshold", "modconv", "modconv-weights")
+    if len(args) > 1 or which not in workloads or device.type not in ops.NATIVE_DTYPES:
+        print(f"usage: python bench/gpu_sanitize.py [{'|'.join(workloads)}] [--device cuda|cpu]", file=sys.stderr)
         return 2
     before = ops.backend_counts()
     if which in ("all", "threshold"):
         threshold(device)
     if which in ("all", "modconv"):
         modconv(device)
+    if which == "modconv-weights":
+        modconv_weights(device)   # the kernels called directly (loader.load raises if they are not built)
+        print("modulated-conv weight kernels: called directly")
+        return 0
     if device.type == "cuda":
         torch.cuda.synchronize()
     shares = ops.native_shares(before)
