@@ -60,6 +60,8 @@ def modconv_weights(device) -> None:
             native.ModconvDemod.apply(ext, w, styles, 1e-8)
             for demodulate in (True, False):
                 native.ModconvFusedWeights.apply(ext, w, mask, styles, demodulate, 1e-8)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def main() -> int:
