@@ -4,8 +4,8 @@
 #   bash bench/gpu_check.sh [--out DIR] [--plan] [--dry-run]
 #
 # Needs only a Python with torch (>= 2.11) and pytest; the project need not be installed: the checkout is put
-# on PYTHONPATH. The interpreter is the first of: $PYTHON, .venv/bin/python, python3, python (one that imports
-# torch; $PYTHON, when set, must). The CUDA toolkit is found the way the extension's loader finds it
+# on PYTHONPATH. The interpreter is the first of: $PYTHON, .venv/bin/python, python3, python (one that has
+# torch installed; $PYTHON, when set, must). The CUDA toolkit is found the way the extension's loader finds it
 # (CUDA_HOME / CUDA_PATH, /usr/local/cuda, nvcc on PATH): this script sets neither.
 #
 # Steps, most informative per second first, each under its own time limit (the plan below; `--plan` prints it
@@ -101,15 +101,17 @@ SUMMARY="$OUT_DIR/summary.md"
 # ---- the interpreter and the import path ---------------------------------------------------------------------
 PY=""
 tried=()
+# Whether torch is installed, without importing it (an import takes seconds; the probe below imports it once).
+HAS_TORCH='import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is None)'
 if [ -n "${PYTHON:-}" ]; then
     tried+=("\$PYTHON=$PYTHON")
-    "$PYTHON" -c 'import torch' >/dev/null 2>&1 || die "\$PYTHON=$PYTHON cannot import torch"
+    "$PYTHON" -c "$HAS_TORCH" >/dev/null 2>&1 || die "\$PYTHON=$PYTHON has no torch"
     PY="$PYTHON"
 else
     for cand in "$ROOT/.venv/bin/python" python3 python; do
         if [ "${cand#/}" != "$cand" ]; then [ -x "$cand" ] || continue; else command -v "$cand" >/dev/null 2>&1 || continue; fi
         tried+=("$cand")
-        if "$cand" -c 'import torch' >/dev/null 2>&1; then PY="$cand"; break; fi
+        if "$cand" -c "$HAS_TORCH" >/dev/null 2>&1; then PY="$cand"; break; fi
     done
 fi
 if [ -z "$PY" ]; then
