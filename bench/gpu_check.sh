@@ -131,6 +131,8 @@ print(f"python: {sys.executable} ({sys.version.split()[0]})")
 print(f"python bin: {os.path.dirname(sys.executable)}")
 import torch
 print(f"torch: {torch.__version__} (CUDA {torch.version.cuda})")
+if tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) < (2, 11):
+    sys.exit(f"torch {torch.__version__} is older than 2.11, the oldest this project supports")
 n = torch.cuda.device_count() if torch.cuda.is_available() else 0
 print(f"gpus: {n}" + "".join(f"\n  cuda:{i}: {torch.cuda.get_device_name(i)}, capability "
                              f"{'.'.join(map(str, torch.cuda.get_device_capability(i)))}" for i in range(n)))
