@@ -52,11 +52,23 @@ _calls: dict[str, list[int]] = {f: [0, 0] for f in FAMILIES}
 
 
 def _count(family: str, ext) -> None:
+    if torch.compiler.is_compiling():
+        _count_at_trace(family, ext is not None)  # a counter inside the graph would guard on its value
+        return
     _calls[family][0 if ext is not None else 1] += 1
 
 
+@torch.compiler.assume_constant_result
+def _count_at_trace(family: str, native_call: bool) -> int:
+    """A call site inside a torch.compile'd region is counted once, when it is traced (which backend it uses is
+    fixed then), not on every run of the compiled graph."""
+    _calls[family][0 if native_call else 1] += 1
+    return 0
+
+
 def backend_counts() -> dict[str, tuple[int, int]]:
-    """{family: (calls served natively, calls served by the reference)} since the process started."""
+    """{family: (calls served natively, calls served by the reference)} since the process started (a call site
+    in a torch.compile'd region counts once, when traced)."""
     return {f: (n, r) for f, (n, r) in _calls.items()}
 
 
@@ -103,6 +115,14 @@ def _native(family: str, w: torch.Tensor, *others: torch.Tensor | None, styles: 
         if mode == "ext":
             raise RuntimeError(f"{loader.MODE_ENV}=ext forces the native extension, but {reason}")
         return None
+    if torch.compiler.is_compiling():
+        # torch.compile traces this call: build and self-check eagerly, outside the trace (a constant of the graph)
+        problem = _decide_outside_trace(family, device.type, str(device), w.dtype, mode)
+        if problem:
+            if mode == "ext":
+                raise RuntimeError(f"{loader.MODE_ENV}=ext forces the native extension, but {problem}")
+            return None
+        return loader.load(device.type)
     if mode == "ext":
         ext = loader.load(device.type)
         problem = _verify(ext, family, device, w.dtype)
@@ -113,6 +133,20 @@ def _native(family: str, w: torch.Tensor, *others: torch.Tensor | None, styles: 
     if ext is not None and _verify(ext, family, device, w.dtype):
         return None
     return ext
+
+
+@torch.compiler.assume_constant_result  # run eagerly while torch.compile traces; its result is a graph constant
+def _decide_outside_trace(family: str, device_type: str, device: str, dtype: torch.dtype, mode: str) -> str:
+    """'' if op `family` runs natively on `device` in `dtype` under the current settings, else why not: the
+    build (or cache lookup) and the self-check of _native, for a call that torch.compile is tracing."""
+    try:
+        ext = loader.load(device_type) if mode == "ext" else loader.try_load(device_type)
+    except loader.ExtensionBuildError as exc:
+        return str(exc).splitlines()[0]
+    if ext is None:
+        return f"the native {device_type} extension is unavailable"
+    problem = _verify(ext, family, torch.device(device), dtype)
+    return f"its self-check failed: {problem}" if problem else ""
 
 
 @torch.compiler.assume_constant_result  # read while torch.compile traces: a constant of the compiled graph

@@ -233,11 +233,12 @@ def test_fake_kernels_give_shapes_on_the_meta_device(cpu_ext):
 
 
 def test_torch_compile_fullgraph_traces_the_native_ops(cpu_ext, monkeypatch, rng):
+    """Compiled first (the build lookup and the self-check run eagerly, outside the trace), then compared with the
+    eager call; the reset's write to t happens in the compiled graph too."""
     from torch._dynamo.testing import CompileCounterWithBackend
 
     _fresh_auto(monkeypatch, cpu_ext)
     w = torch.randn(8, 4, 3, 3, generator=rng, requires_grad=True)
-    t = torch.full((8,), 0.3, requires_grad=True)
     styles = torch.rand(2, 4, generator=rng) + 0.5
 
     def step(w, t, styles):
@@ -245,14 +246,21 @@ def test_torch_compile_fullgraph_traces_the_native_ops(cpu_ext, monkeypatch, rng
         _, dcoefs = ops.modulation(masked, styles)
         return masked.square().sum() + dcoefs.sum()
 
-    eager = step(w, t, styles)
-    grads_eager = torch.autograd.grad(eager, (w, t))
     counter = CompileCounterWithBackend("aot_eager")
-    compiled = torch.compile(step, backend=counter, fullgraph=True)(w, t, styles)
-    assert counter.frame_count == 1
-    assert torch.allclose(compiled, eager)
-    for a, b in zip(torch.autograd.grad(compiled, (w, t)), grads_eager):
-        assert torch.allclose(a, b)
+    compiled_step = torch.compile(step, backend=counter, fullgraph=True)
+    for level in (0.3, 50.0, 0.2):   # keeps most of w / collapses (t reset to 0) / keeps most
+        t_c, t_e = (torch.full((8,), level, requires_grad=True) for _ in range(2))
+        before = ops.backend_counts()
+        compiled = compiled_step(w, t_c, styles)
+        # counted once, when traced (the first call): both op families chose the native kernels
+        expected = {"threshold_masked_weight": 1.0, "modulated_conv2d": 1.0} if level == 0.3 else {}
+        assert ops.native_shares(before) == expected
+        eager = step(w, t_e, styles)
+        assert torch.allclose(compiled, eager) and torch.equal(t_c.detach(), t_e.detach())
+        assert bool((t_c == 0).all()) == (level == 50.0)
+        for a, b in zip(torch.autograd.grad(compiled, (w, t_c)), torch.autograd.grad(eager, (w, t_e))):
+            assert torch.allclose(a, b)
+    assert counter.frame_count == 1   # one graph, no break, reused (no recompilation) by the later calls
 
 
 # ---- a first build safe with several processes -----------------------------------------------------------------
