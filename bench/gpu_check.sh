@@ -22,7 +22,8 @@
 # Exit status: 0 every step that ran passed; 1 a step failed; 2 nothing could run (no interpreter with torch,
 # no GPU, a bad argument, a plan over the budget).
 # --plan: print the steps, limits and budget arithmetic and exit (0, or 2 when the plan exceeds the budget).
-# --dry-run: go through the whole sequence without a GPU, each step only echoing its command (tests use this).
+# --dry-run: go through the whole sequence without a GPU, each step only echoing its command (tests use this;
+# GPU_CHECK_DRY_FAIL=STEP makes that step report a failure).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT" || exit 2
@@ -198,6 +199,7 @@ step() {  # step NAME COMMAND...: run under the plan's limit (cut to the time le
     local rc
     if [ "$DRY_RUN" = 1 ]; then
         { printf 'dry run:'; printf ' %q' "$@"; echo; } > "$WORK/logs/$name.log"; rc=0
+        [ "$name" = "${GPU_CHECK_DRY_FAIL:-}" ] && rc=3   # lets a test see how a failed step is reported
     else
         timeout -k 5 "$limit" "$@" > "$WORK/logs/$name.log" 2>&1; rc=$?
     fi

@@ -129,6 +129,12 @@ def test_dry_run_goes_through_every_step_and_fills_out(checkout, fake_python, tm
     assert "--tf32" in logs["overhead-tf32.log"] and "--amp bf16" in logs["overhead-bf16.log"]
     assert "gpu-check-gpu.md" in logs
     assert sorted(p.name for p in (checkout / "bench" / "results").iterdir()) == results_before   # dry: untouched
+    # a failed step: exit 1, the failure named in the summary, and the later steps still run
+    out2 = tmp_path / "out2"
+    r = run(checkout, ["--dry-run", "--out", str(out2)], f"{bindir}:{BASE_PATH}", {"GPU_CHECK_DRY_FAIL": "self-check"})
+    assert r.returncode == 1, r.stdout + r.stderr
+    summary = (out2 / "summary.md").read_text()
+    assert "| self-check | FAIL (exit 3) |" in summary and "| racecheck | dry run |" in summary
 
 
 def test_sanitizer_workload_runs_every_kernel_natively_on_the_cpu_build():
