@@ -251,7 +251,8 @@ def build(kind: str, verbose: bool = False) -> NativeOps:
 def _build_into(kind, final_dir: Path, namespace: str, sources, headers, src: Path, cuda_home, verbose) -> None:
     """Compile in a private folder, then rename it to `final_dir` (called with the build lock held)."""
     partial = final_dir.with_name(f"{final_dir.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
+    for stale in final_dir.parent.glob(f"{final_dir.name}.partial-*"):  # left by a builder that died (we hold the lock)
+        shutil.rmtree(stale, ignore_errors=True)
     shutil.rmtree(final_dir, ignore_errors=True)  # an old layout or a library deleted by hand: start clean
     # Compile a snapshot of the sources: edits made during a build cannot leak in.
     snapshot = partial / "src"

@@ -315,6 +315,7 @@ def test_a_failed_build_leaves_no_folder_and_the_next_one_works(tmp_path, monkey
         raise RuntimeError("compiler says no")
 
     monkeypatch.setattr(loader, "_compile", broken)
+    (tmp_path / "cache" / "ext-cpu-00000000deadbeef.partial-999999").mkdir(parents=True)   # a builder that died
     with pytest.raises(loader.ExtensionBuildError, match="compiler says no"):
         loader.build("cpu")
     assert not [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
