@@ -173,8 +173,8 @@ elif [ "${ngpu:-0}" -lt 1 ]; then
     die "no CUDA GPU visible to torch ($PY); nothing was run. Environment written to $ENV_TXT"
 fi
 if [ -z "${TORCH_CUDA_ARCH_LIST:-}" ] && [ "$DRY_RUN" = 0 ]; then   # build for this GPU only: half the nvcc time
-    TORCH_CUDA_ARCH_LIST="$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability(0))')"
-    export TORCH_CUDA_ARCH_LIST
+    TORCH_CUDA_ARCH_LIST="$(sed -n 's/^  cuda:0: .*, capability \([0-9.]*\)$/\1/p' "$ENV_TXT")"
+    [ -n "$TORCH_CUDA_ARCH_LIST" ] && export TORCH_CUDA_ARCH_LIST || unset TORCH_CUDA_ARCH_LIST
 fi
 
 # ---- steps ----------------------------------------------------------------------------------------------------
