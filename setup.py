@@ -1,5 +1,6 @@
-"""Installs sparse_core (the library, with the native extension's C++/CUDA sources in sparse_core/ops/csrc/,
-compiled on first use from the installed copy).
+"""Installs sparse_core (the library, with the native extension's C++/CUDA sources, which live in the top-level
+cuda/ folder of the checkout and are mapped into the package as sparse_core/ops/csrc/ at build time, compiled on
+first use from the installed copy).
 
 vendor.common (data, DiffAugment and metrics shared by the vendor training trees) is a development-checkout
 package: the documented editable install (`pip install -e .`) maps it, so vendor trees and patched copies
@@ -15,14 +16,18 @@ from setuptools import find_packages, setup
 # or the legacy `develop`.
 EDITABLE = any(cmd in sys.argv[1:] for cmd in ("editable_wheel", "develop"))
 PACKAGES = ["sparse_core", "sparse_core.*"] + (["vendor", "vendor.common", "vendor.common.*"] if EDITABLE else [])
+# The native sources: top-level cuda/ in the checkout, `sparse_core/ops/csrc/` inside an installed package (the
+# loader looks there first, then at the checkout's cuda/). A data-only package mapped onto the folder.
+NATIVE_PACKAGE, NATIVE_DIR = "sparse_core.ops.csrc", "cuda"
 
 setup(
     name="sparse-gan",
     version="0.1.0",
     description="Re-GAN and RG-GAN (prune / regrow / regenerate during GAN training) as a small library",
     python_requires=">=3.10",
-    packages=find_packages(include=PACKAGES),
-    package_data={"sparse_core.ops": ["csrc/*.cpp", "csrc/*.cu", "csrc/*.h", "csrc/README.md"]},
+    packages=find_packages(include=PACKAGES) + [NATIVE_PACKAGE],
+    package_dir={NATIVE_PACKAGE: NATIVE_DIR},
+    package_data={NATIVE_PACKAGE: ["*.cpp", "*.cu", "*.h", "README.md"]},
     include_package_data=False,
     install_requires=[
         "torch>=2.11,<2.15",

@@ -153,7 +153,7 @@ def render(results, device: torch.device, args, started: str) -> str:
         "",
         f"- command: `{' '.join(shlex.quote(a) for a in [sys.executable.split('/')[-1]] + sys.argv)}`",
         f"- device: {device_name}" + (f", torch threads {torch.get_num_threads()}" if device.type == "cpu" else ""),
-        f"- torch {torch.__version__}, dtype {args.dtype}, sparse_core ops backend for this device: "
+        f"- torch {torch.__version__}, dtype {args.dtype}{' with TF32' if args.tf32 else ''}, sparse_core ops backend for this device: "
         f"{ops.backend_for(torch.zeros(1, device=device, dtype=getattr(torch, args.dtype)))}",
         f"- date: {started}",
         f"- forward+backward wall time per call, median of {args.reps} interleaved repetitions "
@@ -205,8 +205,15 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--layers", default="", help="comma-separated substrings of layer names to keep")
+    parser.add_argument("--tf32", action="store_true",
+                        help="allow TF32 in float32 matmuls and convolutions (float32 matmul precision 'high')")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     args = parser.parse_args(argv)
+    if args.tf32:
+        if args.dtype != "float32":
+            parser.error("--tf32 applies to --dtype float32 only")
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no GPU visible to torch")

@@ -13,6 +13,11 @@ baseline, ...) so drift in machine load hits all three alike; medians are report
 baseline. Goal: ≤ 1.05× on the CPU, ≤ 1.02× on a GPU.
 
     python bench/overhead.py [--model sngan|toy] [--device cpu] [--reps 15] [--steps 5] [--batch 4] [--out FILE]
+    python bench/overhead.py --reset-parts [--device cpu] [--reps 15]
+
+`--reset-parts` times RG-GAN's per-forward weight work alone, over the vendor SNGAN generator's weights at the CLI
+defaults: the reset rule as separate reference ops followed by the threshold op (before issue 20) against the
+reset fused into the native threshold pass (`reset_density=`), interleaved, in CPU time (or wall time on a GPU).
 """
 from __future__ import annotations
 
@@ -156,6 +161,62 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def reset_parts(args, device, argv) -> str:
+    """Per-forward RG-GAN weight work over SNGAN G's weights: separate reset ops + threshold op vs the fused op."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    sys.path.insert(0, os.path.join(root, "vendor", "sngan"))
+    from models import ResGenerator32
+    from sparse_core.ops import reference
+
+    torch.manual_seed(0)
+    G = ResGenerator32(128, ch=256, img_channels=3).to(device)
+    weights = [(p.detach(), torch.full((p.shape[0],), 0.02, device=device)) for n, p in G.named_parameters()
+               if n.endswith("weight") and p.dim() >= 2]
+
+    def separate():
+        for w, t in weights:
+            reference.reset_collapsed_thresholds(w, t, 0, 0.01)
+            ops.threshold_masked_weight(w, t, 0)
+
+    def fused():
+        for w, t in weights:
+            ops.threshold_masked_weight(w, t, 0, reset_density=0.01)
+
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
+    samples = {"separate": [], "fused": []}
+    for rep in range(args.warmup + args.reps):
+        for name, fn in (("separate", separate), ("fused", fused)):
+            sync(device)
+            t0 = clock()
+            fn()
+            sync(device)
+            if rep >= args.warmup:
+                samples[name].append((clock() - t0) * 1e3)
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    n = sum(w.numel() for w, _ in weights)
+    report = "\n".join([
+        f"- command: `python bench/overhead.py {' '.join(argv)}`",
+        f"- device: {device}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
+        f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        f"- {len(weights)} weights of SNGAN's G ({n / 1e6:.2f} M entries), backend "
+        f"{ops.backend_for(weights[0][0])}; {args.reps} interleaved repetitions after {args.warmup} warm-up, "
+        f"{'wall' if device.type == 'cuda' else 'CPU'} time per pass over all of them",
+        "",
+        "| variant | median ms | min | max |",
+        "|---|---|---|---|",
+        *(f"| {k} | {med[k]:.2f} | {min(v):.2f} | {max(v):.2f} |" for k, v in samples.items()),
+        "",
+        f"fused / separate = {med['fused'] / med['separate']:.3f}",
+        "",
+    ])
+    print(report)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report)
+    return report
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=("sngan", "toy"), default="sngan")
@@ -167,13 +228,22 @@ def main(argv=None):
     ap.add_argument("--z-dim", dest="z_dim", type=int, default=128)
     ap.add_argument("--amp", choices=("none", "bf16"), default="none",
                     help="sngan: run the forwards under torch.autocast in bfloat16 (weights and optimizers stay fp32)")
+    ap.add_argument("--tf32", action="store_true",
+                    help="allow TF32 in float32 matmuls and convolutions (float32 matmul precision 'high')")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per mode before timing")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: leave torch's default)")
     ap.add_argument("--out", default=None, help="markdown file to write the result to")
+    ap.add_argument("--reset-parts", action="store_true",
+                    help="time only RG-GAN's reset + threshold work over SNGAN G's weights, separate vs fused")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.tf32:
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     device = torch.device(args.device)
+    if args.reset_parts:
+        return reset_parts(args, device, argv if argv is not None else sys.argv[1:])
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     modes = ["baseline", "regan", "rggan"]
     make = SNGANRunner if args.model == "sngan" else Runner
@@ -215,7 +285,7 @@ def main(argv=None):
     backends = {m: {f: f"{n}/{n + r} native" for f, (n, r) in c.items() if n + r} or "no sparse_core op calls"
                 for m, c in calls.items()}
     model = (f"vendor SNGAN (ResGenerator32 ch 256, ResDiscriminator32 ch 128, n_dis 5), D batch {args.batch}, "
-             f"G batch {2 * args.batch}, autocast {args.amp}" if args.model == "sngan" else
+             f"G batch {2 * args.batch}, autocast {args.amp}, TF32 {'on' if args.tf32 else 'off'}" if args.model == "sngan" else
              f"DCGAN-style G/D 32×32, ch {args.ch}, batch {args.batch}")
     methods = ("Re-GAN at the CLI defaults inside a sparse phase (ρ 0.3, G), RG-GAN at the CLI defaults (G and D)"
                if args.model == "sngan" else "Re-GAN in a sparse phase (ρ 0.3, G and D), RG-GAN (G and D)")

@@ -112,15 +112,6 @@ def next_forward_weight(module: nn.Module, attr: str, derived: str | None) -> to
     return w
 
 
-@torch.no_grad()
-def reset_collapsed(w: torch.Tensor, t: torch.Tensor, dim: int, reset_density: float) -> None:
-    """Set t to 0 when step(|w| − t) keeps <= reset_density of w. Branch-free (no host sync); writes through
-    .data so a graph that saved t in an earlier forward of this step is not invalidated."""
-    keep = hard_mask(w, t, dim)
-    collapsed = keep.sum() <= reset_density * keep.numel()
-    t.data.copy_(torch.where(collapsed, torch.zeros_like(t), t))
-
-
 def _pre_hook(module: nn.Module, args):
     st: ThresholdState = module.__dict__.get(STATE_ATTR)
     if st is None or not st.active:
@@ -128,8 +119,8 @@ def _pre_hook(module: nn.Module, args):
     for attr, dim, derived in st.attrs:
         t = module._parameters[attr + "_threshold"]
         w = effective_weight(module, attr, derived)
-        reset_collapsed(w, t, dim, st.reset_density)
-        masked = ops.threshold_masked_weight(w, t, channel_dim=dim, official=st.official)
+        masked = ops.threshold_masked_weight(w, t, channel_dim=dim, official=st.official,
+                                             reset_density=st.reset_density)  # reset rule fused into the pass
         if derived is None:
             st.stash[attr] = w
             module._parameters[attr] = masked

@@ -1,4 +1,8 @@
-"""Builds and loads the native extension (sparse_core/ops/csrc/) on first use, cached by a hash of its sources.
+"""Builds and loads the native extension on first use, cached by a hash of its sources.
+
+The sources live in the checkout's top-level `cuda/` folder; an installed package carries them as
+`sparse_core/ops/csrc/` (setup.py maps the folder in at build time), so both a checkout on the import path and
+a wheel build from their own copy.
 
 Two extensions exist: the CPU one (C++ only, always attempted) and the CUDA one (C++ binding +
 .cu kernels, attempted only when a GPU is present, or on request with `--cuda` for CI). Each is
@@ -9,8 +13,12 @@ Environment:
   SPARSE_CORE_OPS      ref | ext | auto (default auto): force the reference, force the extension
                        (a failed build is then an error), or use the extension where it built.
   SPARSE_CORE_EXT_DIR  cache root for build outputs (default ~/.cache/sparse-core).
-  SPARSE_CORE_EXT_SRC  directory with the extension sources (default: csrc/ next to this file, which
-                       ships inside the package, so a non-editable install builds from its own copy).
+  SPARSE_CORE_EXT_SRC  directory with the extension sources (default: csrc/ next to this file in an installed
+                       package, else the checkout's cuda/ folder).
+
+Several processes (DDP ranks) may start together on an empty cache: the build of one hash runs under a file
+lock, into a private folder that is renamed into place only when complete, so no process ever loads (or deletes)
+another's half-built output.
 
 Command line: `python -m sparse_core.ops.build [--cuda]` (main() here) builds ahead of time and
 prints which ops are native on which device.
@@ -46,8 +54,10 @@ HEADERS = {
 }
 DEFAULT_CUDA_ARCHS = "8.0;9.0"  # A100 and H100/H200, the GPUs the benchmarks target
 CXX_FLAGS = ["-O3", "-fopenmp"]
-CUDA_FLAGS = ["-O3", "--use_fast_math"]
-OPS = ("threshold_forward", "threshold_backward", "modconv_weights")
+# No --use_fast_math: it flushes subnormals to zero, and the keep test |w| - t > 0 must be exact (a weight with
+# |w| < 1.2e-38 survives t = 0 in the reference). The kernels are memory-bound: fast math would buy nothing.
+CUDA_FLAGS = ["-O3"]
+OPS = ("threshold_forward", "threshold_forward_reset", "threshold_backward", "modconv_weights")
 
 
 class ExtensionBuildError(RuntimeError):
@@ -80,7 +90,11 @@ def source_dir() -> Path:
     override = os.environ.get(SOURCE_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent / "csrc"
+    here = Path(__file__).resolve().parent
+    installed = here / "csrc"            # a wheel / regular install: setup.py maps cuda/ here
+    if (installed / SOURCES["cpu"][0]).is_file():
+        return installed
+    return here.parents[1] / "cuda"      # a checkout (on PYTHONPATH or installed editable)
 
 
 def cache_root() -> Path:
@@ -152,71 +166,138 @@ def _import_cpp_extension():
     return cpp_extension
 
 
+def _compile(kwargs: dict) -> None:
+    """Compile and link one extension (torch's cpp_extension + ninja); loads it into this process too."""
+    _import_cpp_extension().load(**kwargs)
+
+
+def _load_library(path: Path) -> None:
+    torch.ops.load_library(str(path))
+
+
+class _BuildLock:
+    """An exclusive advisory lock on `path` (fcntl; released when the holder exits, even if it crashes)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.handle = None
+
+    def __enter__(self):
+        import fcntl
+
+        self.handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"[sparse_core] waiting for another process building {self.path.stem}...", file=sys.stderr,
+                  flush=True)
+            fcntl.flock(self.handle, fcntl.LOCK_EX)
+        except OSError as exc:  # a file system without flock (some network mounts): build unlocked, say so
+            warnings.warn(f"sparse_core: cannot lock {self.path} ({exc}); building without the lock (set {CACHE_ENV} "
+                          "to a local folder if several processes start together)", RuntimeWarning, stacklevel=3)
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+        except OSError:
+            pass
+        self.handle.close()
+        return False
+
+
 def build(kind: str, verbose: bool = False) -> NativeOps:
-    """Compile (or reuse the cached build of) one extension kind and load it. Raises ExtensionBuildError."""
+    """Compile (or reuse the cached build of) one extension kind and load it. Raises ExtensionBuildError.
+
+    The output of hash H lives in `ext-H/` and appears there only complete: the compile runs in a private
+    `ext-H.partial-<pid>/` under the lock `ext-H.lock`, then that folder is renamed to `ext-H/`. A process that
+    waited on the lock finds the finished build and only loads it.
+    """
     if kind not in SOURCES:
         raise ValueError(f"unknown extension kind {kind!r}; expected one of {sorted(SOURCES)}")
-    cpp_extension = _import_cpp_extension()
-
     cuda_home = None
     if kind == "cuda":
         cuda_home = _cuda_home()
         if cuda_home is None or not (Path(cuda_home) / "bin" / "nvcc").exists():
-            raise ExtensionBuildError("building the cuda extension needs nvcc: set CUDA_HOME (e.g. /usr/local/cuda)")
+            raise ExtensionBuildError("building the cuda extension needs nvcc: put it on PATH or set CUDA_HOME")
     src = source_dir()
     tag = build_hash(kind, src)
     namespace = "sparse_core_" + tag.replace("-", "_")
-    build_dir = cache_root() / f"ext-{tag}"
+    root = cache_root()
+    final_dir = root / f"ext-{tag}"
+    library = final_dir / f"{namespace}.so"
     sources, headers = _source_paths(kind, src)
-    fresh = not any(build_dir.glob("*.so"))
-    # Compile a snapshot of the sources kept inside the hash-keyed directory: identical sources found
-    # elsewhere (a copy, another checkout) then give identical build commands, so torch's loader
-    # reuses the binary instead of rebuilding it, and edits made during a build cannot leak in.
-    snapshot = build_dir / "src"
     try:
-        snapshot.mkdir(parents=True, exist_ok=True)
-        for path in sources + headers:
-            target = snapshot / path.name
-            if not target.exists() or target.read_bytes() != path.read_bytes():
-                shutil.copyfile(path, target)
+        root.mkdir(parents=True, exist_ok=True)
+        lock = _BuildLock(root / f"ext-{tag}.lock")
+        lock.__enter__()
     except OSError as exc:
-        raise ExtensionBuildError(f"cannot prepare the build directory {build_dir} (set {CACHE_ENV}): {exc}") from exc
-    sources = [snapshot / p.name for p in sources]
-    if fresh:
-        print(f"[sparse_core] building the {kind} extension in {build_dir} (first use; about a minute)...",
-              file=sys.stderr, flush=True)
+        raise ExtensionBuildError(f"cannot prepare the build directory {final_dir} (set {CACHE_ENV}): {exc}") from exc
+    try:
+        if not library.is_file():
+            _build_into(kind, final_dir, namespace, sources, headers, src, cuda_home, verbose)
+        try:
+            _load_library(library)
+        except OSError as exc:  # compiled and linked, but the shared library would not load here
+            raise ExtensionLoadError(f"the {kind} extension built in {final_dir} but could not be loaded: "
+                                     f"{exc}") from exc
+    finally:
+        lock.__exit__(None, None, None)
+    return NativeOps(kind, namespace, str(library), getattr(torch.ops, namespace))
+
+
+def _build_into(kind, final_dir: Path, namespace: str, sources, headers, src: Path, cuda_home, verbose) -> None:
+    """Compile in a private folder, then rename it to `final_dir` (called with the build lock held)."""
+    partial = final_dir.with_name(f"{final_dir.name}.partial-{os.getpid()}")
+    for stale in final_dir.parent.glob(f"{final_dir.name}.partial-*"):  # left by a builder that died (we hold the lock)
+        shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(final_dir, ignore_errors=True)  # an old layout or a library deleted by hand: start clean
+    # Compile a snapshot of the sources: edits made during a build cannot leak in.
+    snapshot = partial / "src"
+    try:
+        snapshot.mkdir(parents=True)
+        for path in sources + headers:
+            shutil.copyfile(path, snapshot / path.name)
+    except OSError as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise ExtensionBuildError(f"cannot prepare the build directory {final_dir} (set {CACHE_ENV}): {exc}") from exc
+    print(f"[sparse_core] building the {kind} extension in {final_dir} (first use; about a minute)...",
+          file=sys.stderr, flush=True)
     started = time.time()
     kwargs = dict(
         name=namespace,
-        sources=[str(p) for p in sources],
+        sources=[str(snapshot / p.name) for p in sources],
         extra_include_paths=[str(snapshot)],
         extra_cflags=CXX_FLAGS + [f"-DSPARSE_CORE_NS={namespace}"],
         extra_ldflags=["-fopenmp"],
-        build_directory=str(build_dir),
+        build_directory=str(partial),
         is_python_module=False,
         verbose=verbose,
     )
     if kind == "cuda":
-        cpp_extension.CUDA_HOME = cuda_home  # read by torch's loader when it writes the nvcc build rules
+        _import_cpp_extension().CUDA_HOME = cuda_home  # read by torch's loader when it writes the nvcc rules
         kwargs.update(with_cuda=True, extra_cuda_cflags=CUDA_FLAGS + [f"-DSPARSE_CORE_NS={namespace}"])
     previous_archs = os.environ.get("TORCH_CUDA_ARCH_LIST")
     os.environ["TORCH_CUDA_ARCH_LIST"] = _cuda_arch_list()
     try:
-        path = cpp_extension.load(**kwargs)
-    except OSError as exc:  # compiled and linked, but the shared library would not load here
-        raise ExtensionLoadError(f"the {kind} extension built in {build_dir} but could not be loaded: {exc}") from exc
+        _compile(kwargs)
+    except OSError:
+        pass  # compiled and linked, but not loadable in this process: the caller's load says so
     except Exception as exc:  # compiler / linker failure: leave no half-built directory behind
-        shutil.rmtree(build_dir, ignore_errors=True)
+        shutil.rmtree(partial, ignore_errors=True)
         raise ExtensionBuildError(f"building the {kind} extension from {src} failed:\n{exc}") from exc
     finally:
         if previous_archs is None:
             os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
         else:
             os.environ["TORCH_CUDA_ARCH_LIST"] = previous_archs
-    if fresh:
-        print(f"[sparse_core] {kind} extension ready after {time.time() - started:.0f} s", file=sys.stderr, flush=True)
-    library_path = path if isinstance(path, str) else str(build_dir / f"{namespace}.so")
-    return NativeOps(kind, namespace, library_path, getattr(torch.ops, namespace))
+    if not (partial / f"{namespace}.so").is_file():
+        shutil.rmtree(partial, ignore_errors=True)
+        raise ExtensionBuildError(f"building the {kind} extension from {src} produced no {namespace}.so")
+    os.replace(partial, final_dir)
+    print(f"[sparse_core] {kind} extension ready after {time.time() - started:.0f} s", file=sys.stderr, flush=True)
 
 
 # Per-process state: the loaded extension or the build error, per kind; and which failures were warned.
@@ -230,12 +311,46 @@ def reset() -> None:
     _warned.clear()
 
 
+_faked: set[str] = set()  # namespaces whose fake kernels are registered (once per process)
+
+
+def register_fakes(ext: NativeOps) -> None:
+    """Fake (meta) kernels of the extension's operators: output shapes and dtypes without running anything,
+    which is what torch.compile (FakeTensor tracing), the meta device and FLOP counters need."""
+    if ext.namespace in _faked:
+        return
+    ns = ext.namespace
+
+    def threshold_forward(w, t, channel_dim):
+        return torch.empty_like(w, memory_format=torch.contiguous_format)
+
+    def threshold_forward_reset(w, t, channel_dim, reset_density):
+        return torch.empty_like(w, memory_format=torch.contiguous_format), torch.empty_like(t)
+
+    def threshold_backward(grad, w, t, channel_dim, compute_t_grad):
+        return torch.empty_like(w, memory_format=torch.contiguous_format), torch.empty_like(t)
+
+    def modconv_weights(w, mask, styles, demodulate, fused, eps):
+        batch, (c_out, c_in, kh, kw) = styles.shape[0], w.shape
+        if fused:
+            out = w.new_empty((batch, c_out, c_in, kh, kw))
+        else:
+            out = w.new_empty(w.shape if mask is not None else (0,))
+        return out, w.new_empty((batch, c_out))
+
+    for name, fn in (("threshold_forward", threshold_forward), ("threshold_forward_reset", threshold_forward_reset),
+                     ("threshold_backward", threshold_backward), ("modconv_weights", modconv_weights)):
+        torch.library.register_fake(f"{ns}::{name}", fn)
+    _faked.add(ns)
+
+
 def load(kind: str) -> NativeOps:
     """The extension of this kind, building it on first use; raises ExtensionBuildError on failure."""
     state = _loaded.get(kind)
     if state is None:
         try:
             state = build(kind)
+            register_fakes(state)
         except ExtensionBuildError as exc:
             state = exc
         _loaded[kind] = state
@@ -269,12 +384,19 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Build the sparse_core native extension ahead of time.")
     parser.add_argument("--cuda", action="store_true",
                         help="also compile and link the CUDA sources, even without a GPU (CI); fails loudly on errors")
+    parser.add_argument("--no-cpu", action="store_true",
+                        help="skip the CPU extension (a GPU machine's runs use only the CUDA one)")
     parser.add_argument("--verbose", action="store_true", help="show the compiler commands")
+    parser.add_argument("--check", action="store_true",
+                        help="then run the numeric self-check of every op family on every device that built, per "
+                             "dtype and under autocast / TF32, and print the verdicts (exit 1 if any fails)")
     args = parser.parse_args(argv)
 
     status: dict[str, str] = {}
     exit_code = 0
-    kinds = ["cpu"] + (["cuda"] if args.cuda or torch.cuda.is_available() else [])
+    kinds = ([] if args.no_cpu else ["cpu"]) + (["cuda"] if args.cuda or torch.cuda.is_available() else [])
+    if not kinds:
+        parser.error("--no-cpu without a GPU (or --cuda) leaves nothing to build")
     for kind in kinds:
         try:
             ext = build(kind, verbose=args.verbose)
@@ -289,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
                 status[kind] = "reference (build failed)"
                 print(message, file=sys.stderr)
                 exit_code = 1
+    if "cpu" not in status:
+        status["cpu"] = "not built (--no-cpu)"
     if "cuda" not in status:
         status["cuda"] = "reference (no GPU; not built)"
     elif status["cuda"] == "native" and not torch.cuda.is_available():
@@ -299,4 +423,56 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((op, status["cpu"], status["cuda"]))
     rows.append(("dtypes", dtypes["cpu"], dtypes["cuda"]))
     print(_table(rows))
+    if args.check:
+        exit_code = max(exit_code, _print_verdicts(status))
     return exit_code
+
+
+def _precision_settings(device_type: str):
+    """(label, context manager factory) per precision setting the self-check verdicts are given for."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def matmul(precision, tf32):
+        old = torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_tf32
+        torch.set_float32_matmul_precision(precision)
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        try:
+            yield
+        finally:
+            torch.set_float32_matmul_precision(old[0])
+            torch.backends.cuda.matmul.allow_tf32 = old[1]
+
+    settings = [("plain", contextlib.nullcontext),
+                ("autocast bf16", lambda: torch.autocast(device_type, dtype=torch.bfloat16))]
+    if device_type == "cuda":
+        settings += [("autocast fp16", lambda: torch.autocast(device_type, dtype=torch.float16)),
+                     ("TF32", lambda: matmul("high", True))]
+    return settings
+
+
+def _print_verdicts(status: dict[str, str]) -> int:
+    """The self-check's verdict per (device, dtype, precision setting, op family): which ops run natively."""
+    from .. import ops
+
+    rows, failed = [("device", "dtype", "setting", "family", "verdict")], 0
+    for kind in ("cpu", "cuda"):
+        if status.get(kind) != "native" or (kind == "cuda" and not torch.cuda.is_available()):
+            continue
+        ext, device = load(kind), torch.device(kind)
+        for dtype in ops.NATIVE_DTYPES[kind]:
+            for label, setting in _precision_settings(kind):
+                if label != "plain" and dtype != torch.float32:
+                    continue  # autocast and TF32 change what float32 work does; other dtypes are the plain case
+                with setting():
+                    tol = ops.self_check_tolerance(kind, dtype)
+                    for family in ops.FAMILIES:
+                        problem = ops.self_check(ext, device, families=(family,), dtype=dtype)
+                        failed |= bool(problem)
+                        verdict = f"native (tolerance {tol:g})" if not problem else f"REFERENCE: {problem}"
+                        rows.append((str(device), str(dtype).replace("torch.", ""), label, family, verdict))
+    if len(rows) == 1:
+        print("self-check: no native extension loaded on any device")
+        return 1
+    print(_table(rows))
+    return int(failed)

@@ -1,4 +1,4 @@
-"""Autograd Functions around the native kernels (csrc/), with second-order support.
+"""Autograd Functions around the native kernels (cuda/ in the checkout), with second-order support.
 
 Each backward is written with operations that are themselves differentiable (the same native
 Functions, or plain torch ops), so `create_graph=True` gives correct double backward: R1 through
@@ -27,20 +27,29 @@ def _broadcast(t: torch.Tensor, ndim: int, channel_dim: int) -> torch.Tensor:
 
 
 class ThresholdMaskedWeight(Function):
-    """w * step(|w| - t); the backward is one fused native pass (ThresholdGrads)."""
+    """w * step(|w| - t); the backward is one fused native pass (ThresholdGrads).
+
+    With reset_density (RG-GAN's reset rule) the same native pass counts what the mask keeps; when that is
+    <= reset_density of the entries, t becomes 0 (written through .data, as the reference does, so graphs that
+    saved t earlier stay valid) and the output is the mask at t = 0."""
 
     @staticmethod
-    def forward(ctx, ext, w, t, channel_dim, official):
+    def forward(ctx, ext, w, t, channel_dim, official, reset_density=None):
         ctx.ext, ctx.channel_dim, ctx.official = ext, channel_dim, official
+        if reset_density is None:
+            out = ext.ops.threshold_forward(w, t, channel_dim)
+        else:
+            out, t_new = ext.ops.threshold_forward_reset(w, t, channel_dim, float(reset_density))
+            t.data.copy_(t_new)
         ctx.save_for_backward(w, t)
-        return ext.ops.threshold_forward(w, t, channel_dim)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
         w, t = ctx.saved_tensors
         grad_w, grad_t = ThresholdGrads.apply(ctx.ext, grad, w, t, ctx.channel_dim, ctx.official)
         return (None, grad_w if ctx.needs_input_grad[1] else None,
-                None if ctx.official or not ctx.needs_input_grad[2] else grad_t, None, None)
+                None if ctx.official or not ctx.needs_input_grad[2] else grad_t, None, None, None)
 
 
 class ThresholdGrads(Function):
@@ -118,6 +127,22 @@ class ModconvWeights(Function):
         grad_w = total * mask if ctx.has_mask else total
         grad_mask = total * w if ctx.has_mask and ctx.needs_input_grad[2] else None
         return None, grad_w, grad_mask, grad_styles, None
+
+
+class ModconvDemod(Function):
+    """Non-fused modulated conv without a mask: only dcoefs [N, O], natively in one pass (no copy of w)."""
+
+    @staticmethod
+    def forward(ctx, ext, w, styles, eps):
+        _, dcoefs = ext.ops.modconv_weights(w, None, styles, True, False, eps)
+        ctx.save_for_backward(w, styles, dcoefs)
+        return dcoefs
+
+    @staticmethod
+    def backward(ctx, grad_d):
+        w, styles, dcoefs = ctx.saved_tensors
+        grad_w, grad_styles = _demod_chain(grad_d, dcoefs, w, styles)
+        return None, grad_w, grad_styles, None
 
 
 class ModconvFusedWeights(Function):

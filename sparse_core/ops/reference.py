@@ -21,6 +21,8 @@ __all__ = [
     "modulated_conv2d",
     "check_threshold_args",
     "check_modulated_args",
+    "check_reset_density",
+    "reset_collapsed_thresholds",
 ]
 
 # Breakpoints of the RG-GAN long-tailed straight-through estimator (paper, section "Learned threshold").
@@ -106,6 +108,20 @@ def threshold_mask(w: torch.Tensor, t: torch.Tensor, channel_dim: int = 0, offic
     soft = long_tailed_antiderivative(x)
     # Forward value is exactly `hard`; the gradient is the one of `soft`.
     return hard + (soft - soft.detach())
+
+
+def check_reset_density(reset_density) -> None:
+    if isinstance(reset_density, bool) or not isinstance(reset_density, (int, float)) or reset_density != reset_density:
+        raise TypeError(f"reset_density must be a real number (a fraction of the weight's entries), got {reset_density!r}")
+
+
+@torch.no_grad()
+def reset_collapsed_thresholds(w: torch.Tensor, t: torch.Tensor, channel_dim: int, reset_density: float) -> None:
+    """RG-GAN's reset rule: t := 0 when step(|w| - t) keeps <= reset_density of w's entries. Branch-free (no host
+    sync); writes through t.data so a graph that saved t in an earlier forward of this step is not invalidated."""
+    keep = w.detach().abs() > _broadcast_threshold(t.detach(), w.dim(), channel_dim)
+    collapsed = keep.sum() <= reset_density * keep.numel()
+    t.data.copy_(torch.where(collapsed, torch.zeros_like(t), t))
 
 
 def threshold_masked_weight(w, t, channel_dim: int = 0, official: bool = False):

@@ -10,7 +10,7 @@ from sparse_core import ops
 from sparse_core.ops import loader
 from sparse_core.ops import reference as ref
 
-REAL_SOURCES = Path(loader.__file__).resolve().parent / "csrc"
+REAL_SOURCES = loader.source_dir()  # the checkout's cuda/ folder
 
 
 def op_path(out: torch.Tensor) -> str:

@@ -32,4 +32,11 @@ SC_HOST_DEVICE bool survives(acc_t w, acc_t t) {
   return aw - t > acc_t(0);
 }
 
+// RG-GAN's reset rule: the thresholds of a weight go to 0 when its mask keeps <= reset_density of the entries.
+// Evaluated as PyTorch evaluates the reference `keep.sum() <= reset_density * keep.numel()` (an int64 tensor
+// against a Python float: both sides in float32), so both paths decide alike also for counts above 2^24.
+SC_HOST_DEVICE bool reset_collapsed(int64_t kept, int64_t numel, double reset_density) {
+  return static_cast<float>(kept) <= static_cast<float>(reset_density * static_cast<double>(numel));
+}
+
 }  // namespace sparse_core

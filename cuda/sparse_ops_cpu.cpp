@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -31,13 +32,9 @@ void check_cpu(const Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor for the CPU kernels, got ", t.device());
 }
 
-// out = w * step(|w| - t[c]) with c the index along channel_dim.
-Tensor threshold_forward_cpu(const Tensor& w, const Tensor& t, int64_t channel_dim) {
-  check_cpu(w, "w");
-  const ChannelLayout L = channel_layout(w, channel_dim);
-  check_thresholds(w, t, L);
-  const Tensor wc = w.contiguous();
-  Tensor out = at::empty(wc.sizes(), wc.options());
+// out = w * step(|w| - t[c]) with c the index along channel_dim; returns how many entries the mask keeps.
+int64_t threshold_forward_into(const Tensor& wc, const Tensor& t, const ChannelLayout& L, Tensor& out) {
+  std::atomic<int64_t> kept{0};
   AT_DISPATCH_FLOATING_TYPES(wc.scalar_type(), "threshold_forward_cpu", [&] {
     using acc_t = scalar_t;  // fp32 / fp64 on the CPU: no narrower type to widen
     const Tensor tc = t.to(wc.scalar_type()).contiguous();
@@ -46,15 +43,48 @@ Tensor threshold_forward_cpu(const Tensor& w, const Tensor& t, int64_t channel_d
     scalar_t* po = out.mutable_data_ptr<scalar_t>();
     const int64_t rows = L.outer * L.channels;
     at::parallel_for(0, rows, rows_per_task(L.inner), [&](int64_t begin, int64_t end) {
+      int64_t local = 0;
       for (int64_t r = begin; r < end; ++r) {
         const acc_t threshold = pt[r % L.channels];
         const scalar_t* src = pw + r * L.inner;
         scalar_t* dst = po + r * L.inner;
-        for (int64_t j = 0; j < L.inner; ++j) dst[j] = survives<acc_t>(src[j], threshold) ? src[j] : scalar_t(0);
+        for (int64_t j = 0; j < L.inner; ++j) {
+          const bool keep = survives<acc_t>(src[j], threshold);
+          local += keep;
+          dst[j] = keep ? src[j] : scalar_t(0);
+        }
       }
+      kept += local;
     });
   });
+  return kept.load();
+}
+
+Tensor threshold_forward_cpu(const Tensor& w, const Tensor& t, int64_t channel_dim) {
+  check_cpu(w, "w");
+  const ChannelLayout L = channel_layout(w, channel_dim);
+  check_thresholds(w, t, L);
+  const Tensor wc = w.contiguous();
+  Tensor out = at::empty(wc.sizes(), wc.options());
+  threshold_forward_into(wc, t, L, out);
   return out;
+}
+
+// The forward with RG-GAN's reset rule in the same pass: when the mask keeps <= reset_density of the entries,
+// every threshold of the weight becomes 0 (returned as t_new) and the output is the mask at t = 0, i.e. w.
+std::tuple<Tensor, Tensor> threshold_forward_reset_cpu(const Tensor& w, const Tensor& t, int64_t channel_dim,
+                                                       double reset_density) {
+  check_cpu(w, "w");
+  const ChannelLayout L = channel_layout(w, channel_dim);
+  check_thresholds(w, t, L);
+  const Tensor wc = w.contiguous();
+  Tensor out = at::empty(wc.sizes(), wc.options());
+  const int64_t kept = threshold_forward_into(wc, t, L, out);
+  if (reset_collapsed(kept, wc.numel(), reset_density)) {
+    out.copy_(wc);
+    return {out, at::zeros_like(t)};
+  }
+  return {out, t.clone()};
 }
 
 // One pass: grad_w = g * M and grad_t[c] = -sum_{outer, inner} g * w * s'(|w| - t[c]).
@@ -114,7 +144,9 @@ std::tuple<Tensor, Tensor> modconv_weights_cpu(const Tensor& w, const c10::optio
   const Tensor mc = has_mask ? mask->contiguous() : Tensor();
   const Tensor sc = styles.contiguous();
   const int64_t row = S.in_channels * S.kernel_numel;  // one output channel's weights
-  Tensor w_eff = at::empty(wc.sizes(), wc.options());
+  // w_eff is written out only where the caller uses it (non-fused with a mask); otherwise the output is empty.
+  const bool write_eff = !fused && has_mask;
+  Tensor w_eff = at::empty(write_eff ? wc.sizes() : at::IntArrayRef{0}, wc.options());
   Tensor dcoefs = at::empty({S.batch, S.out_channels}, wc.options());
   Tensor per_sample;
   if (fused) per_sample = at::empty({S.batch, S.out_channels, S.in_channels, w.size(2), w.size(3)}, wc.options());
@@ -122,7 +154,7 @@ std::tuple<Tensor, Tensor> modconv_weights_cpu(const Tensor& w, const c10::optio
     const scalar_t* pw = wc.const_data_ptr<scalar_t>();
     const scalar_t* pm = has_mask ? mc.const_data_ptr<scalar_t>() : nullptr;
     const scalar_t* ps = sc.const_data_ptr<scalar_t>();
-    scalar_t* pe = w_eff.mutable_data_ptr<scalar_t>();
+    scalar_t* pe = write_eff ? w_eff.mutable_data_ptr<scalar_t>() : nullptr;
     scalar_t* pd = dcoefs.mutable_data_ptr<scalar_t>();
     scalar_t* pp = fused ? per_sample.mutable_data_ptr<scalar_t>() : nullptr;
     at::parallel_for(0, S.out_channels, rows_per_task(row * std::max<int64_t>(1, S.batch)), [&](int64_t begin, int64_t end) {
@@ -130,13 +162,13 @@ std::tuple<Tensor, Tensor> modconv_weights_cpu(const Tensor& w, const c10::optio
       for (int64_t o = begin; o < end; ++o) {
         const scalar_t* src = pw + o * row;
         const scalar_t* msk = pm ? pm + o * row : nullptr;
-        scalar_t* eff = pe + o * row;
+        scalar_t* eff = pe ? pe + o * row : nullptr;
         for (int64_t i = 0; i < S.in_channels; ++i) {
           double sq = 0.0;
           for (int64_t k = 0; k < S.kernel_numel; ++k) {
             const int64_t j = i * S.kernel_numel + k;
             const scalar_t v = msk ? src[j] * msk[j] : src[j];
-            eff[j] = v;
+            if (eff) eff[j] = v;
             sq += static_cast<double>(v) * static_cast<double>(v);
           }
           w2[i] = sq;
@@ -156,7 +188,8 @@ std::tuple<Tensor, Tensor> modconv_weights_cpu(const Tensor& w, const c10::optio
             for (int64_t i = 0; i < S.in_channels; ++i) {
               for (int64_t k = 0; k < S.kernel_numel; ++k) {
                 const int64_t j = i * S.kernel_numel + k;
-                dst[j] = eff[j] * st[i] * d;  // same association as the reference: (w_eff * s) * d
+                const scalar_t v = msk ? src[j] * msk[j] : src[j];
+                dst[j] = v * st[i] * d;  // same association as the reference: (w_eff * s) * d
               }
             }
           }
@@ -174,6 +207,7 @@ SC_DEFINE_SCHEMAS(SPARSE_CORE_NS)
 
 SC_LIBRARY_IMPL(SPARSE_CORE_NS, CPU, m) {
   m.impl("threshold_forward", &sparse_core::threshold_forward_cpu);
+  m.impl("threshold_forward_reset", &sparse_core::threshold_forward_reset_cpu);
   m.impl("threshold_backward", &sparse_core::threshold_backward_cpu);
   m.impl("modconv_weights", &sparse_core::modconv_weights_cpu);
 }

@@ -74,6 +74,8 @@ inline ModconvShape check_modconv(const at::Tensor& w, const c10::optional<at::T
 #define SC_DEFINE_SCHEMAS(ns)                                                                              \
   SC_LIBRARY(ns, m) {                                                                                      \
     m.def("threshold_forward(Tensor w, Tensor t, int channel_dim) -> Tensor");                             \
+    m.def("threshold_forward_reset(Tensor w, Tensor t, int channel_dim, float reset_density) "            \
+          "-> (Tensor, Tensor)");                                                                          \
     m.def("threshold_backward(Tensor grad, Tensor w, Tensor t, int channel_dim, bool compute_t_grad) "     \
           "-> (Tensor, Tensor)");                                                                          \
     m.def("modconv_weights(Tensor w, Tensor? mask, Tensor styles, bool demodulate, bool fused, float eps) " \

@@ -51,6 +51,25 @@ Tensor threshold_forward_cuda(const Tensor& w, const Tensor& t, int64_t channel_
   return out;
 }
 
+std::tuple<Tensor, Tensor> threshold_forward_reset_cuda(const Tensor& w, const Tensor& t, int64_t channel_dim,
+                                                        double reset_density) {
+  check_cuda(w, "w");
+  const ChannelLayout L = channel_layout(w, channel_dim);
+  check_thresholds(w, t, L);
+  const c10::cuda::CUDAGuard guard(w.device());
+  const Tensor wc = w.contiguous();
+  const Tensor tc = t.to(accumulate_type(wc.scalar_type())).contiguous();
+  Tensor out = at::empty(wc.sizes(), wc.options());
+  Tensor t_new = at::empty_like(tc);
+  Tensor kept = at::empty({1}, wc.options().dtype(at::kLong));
+  check_launch(cuda::threshold_forward_reset(kernel_dtype(wc), wc.const_data_ptr(), tc.const_data_ptr(),
+                                             out.mutable_data_ptr(), t_new.mutable_data_ptr(), kept.mutable_data_ptr(),
+                                             L.outer, L.channels, L.inner, reset_density,
+                                             c10::cuda::getCurrentCUDAStream()),
+               "threshold_forward_reset");
+  return {out, t_new.to(t.scalar_type())};
+}
+
 std::tuple<Tensor, Tensor> threshold_backward_cuda(const Tensor& grad, const Tensor& w, const Tensor& t,
                                                    int64_t channel_dim, bool compute_t_grad) {
   check_cuda(w, "w");
@@ -83,11 +102,12 @@ std::tuple<Tensor, Tensor> modconv_weights_cuda(const Tensor& w, const c10::opti
               " needs ", shared, " bytes of shared memory (limit 49152); use the reference path");
   const Tensor wc = w.contiguous(), sc = styles.contiguous();
   const Tensor mc = has_mask ? mask->contiguous() : Tensor();
+  // Non-fused without a mask the caller convolves with w itself: no w_eff copy is written (empty output).
   Tensor out = fused ? at::empty({S.batch, S.out_channels, S.in_channels, w.size(2), w.size(3)}, wc.options())
-                     : at::empty(wc.sizes(), wc.options());
+                     : at::empty(has_mask ? wc.sizes() : at::IntArrayRef{0}, wc.options());
   Tensor dcoefs = at::empty({S.batch, S.out_channels}, wc.options());
   check_launch(cuda::modconv_weights(dtype, wc.const_data_ptr(), has_mask ? mc.const_data_ptr() : nullptr,
-                                     sc.const_data_ptr(), out.mutable_data_ptr(), dcoefs.mutable_data_ptr(), S.batch,
+                                     sc.const_data_ptr(), out.numel() ? out.mutable_data_ptr() : nullptr, dcoefs.mutable_data_ptr(), S.batch,
                                      S.out_channels, S.in_channels, S.kernel_numel, demodulate, fused, eps,
                                      c10::cuda::getCurrentCUDAStream()),
                "modconv_weights");
@@ -101,6 +121,7 @@ SC_DEFINE_SCHEMAS(SPARSE_CORE_NS)
 
 SC_LIBRARY_IMPL(SPARSE_CORE_NS, CUDA, m) {
   m.impl("threshold_forward", &sparse_core::threshold_forward_cuda);
+  m.impl("threshold_forward_reset", &sparse_core::threshold_forward_reset_cuda);
   m.impl("threshold_backward", &sparse_core::threshold_backward_cuda);
   m.impl("modconv_weights", &sparse_core::modconv_weights_cuda);
 }

@@ -55,6 +55,41 @@ __global__ void threshold_forward_kernel(const T* __restrict__ w, const typename
   }
 }
 
+// The same pass, also counting the kept entries (one atomic add per warp) for the reset rule.
+template <typename T>
+__global__ void threshold_forward_count_kernel(const T* __restrict__ w, const typename Num<T>::acc* __restrict__ t,
+                                               T* __restrict__ out, int64_t n, int64_t channels, int64_t inner,
+                                               unsigned long long* __restrict__ kept) {
+  using N = Num<T>;
+  using acc = typename N::acc;
+  unsigned long long local = 0;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = (i / inner) % channels;
+    const acc v = N::load(w[i]);
+    const bool keep = survives<acc>(v, t[c]);
+    local += keep ? 1ull : 0ull;
+    out[i] = keep ? w[i] : N::store(acc(0));
+  }
+  for (int offset = 16; offset > 0; offset >>= 1) local += __shfl_down_sync(0xffffffffu, local, offset);
+  if ((threadIdx.x & 31) == 0 && local) atomicAdd(kept, local);
+}
+
+// Reset rule, decided on the device (no host sync): when the count says the mask collapsed, t_new = 0 and the
+// output is the mask at t = 0, i.e. w itself; otherwise t_new = t and every thread leaves at once.
+template <typename T>
+__global__ void threshold_reset_kernel(const T* __restrict__ w, const typename Num<T>::acc* __restrict__ t,
+                                       T* __restrict__ out, typename Num<T>::acc* __restrict__ t_new, int64_t n,
+                                       int64_t channels, const unsigned long long* __restrict__ kept,
+                                       double reset_density) {
+  using acc = typename Num<T>::acc;
+  const bool collapsed = reset_collapsed(static_cast<int64_t>(*kept), n, reset_density);
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  const int64_t first = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  for (int64_t c = first; c < channels; c += stride) t_new[c] = collapsed ? acc(0) : t[c];
+  if (!collapsed) return;
+  for (int64_t i = first; i < n; i += stride) out[i] = w[i];
+}
+
 template <typename acc>
 __device__ acc block_sum(acc value, acc* scratch) {
   for (int offset = 16; offset > 0; offset >>= 1) value += __shfl_down_sync(0xffffffffu, value, offset);
@@ -107,14 +142,15 @@ __global__ void modconv_weights_kernel(const T* __restrict__ w, const T* __restr
   const int64_t row = in_channels * kernel_numel;
   const T* src = w + o * row;
   const T* msk = mask ? mask + o * row : nullptr;
+  const bool write_eff = !fused && mask != nullptr;  // nobody reads w_eff = w without a mask: no copy
 
-  // Pass 1: w_eff (written out for the shared-weight path) and its squared norms per input channel.
+  // Pass 1: w_eff (written out for the masked shared-weight path) and its squared norms per input channel.
   for (int64_t i = threadIdx.x; i < in_channels; i += blockDim.x) {
     acc sq = acc(0);
     for (int64_t k = 0; k < kernel_numel; ++k) {
       const int64_t j = i * kernel_numel + k;
       const acc v = msk ? N::load(src[j]) * N::load(msk[j]) : N::load(src[j]);
-      if (!fused) w_out[o * row + j] = N::store(v);
+      if (write_eff) w_out[o * row + j] = N::store(v);
       sq += v * v;
     }
     w2[i] = sq;
@@ -165,6 +201,27 @@ cudaError_t launch_threshold_forward(const void* w, const void* t, void* out, in
 }
 
 template <typename T>
+cudaError_t launch_threshold_forward_reset(const void* w, const void* t, void* out, void* t_new, void* kept,
+                                           int64_t outer, int64_t channels, int64_t inner, double reset_density,
+                                           cudaStream_t stream) {
+  using acc = typename Num<T>::acc;
+  const int64_t n = outer * channels * inner;
+  const cudaError_t cleared = cudaMemsetAsync(kept, 0, sizeof(unsigned long long), stream);
+  if (cleared != cudaSuccess) return cleared;
+  if (n > 0) {
+    threshold_forward_count_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(
+        static_cast<const T*>(w), static_cast<const acc*>(t), static_cast<T*>(out), n, channels, inner,
+        static_cast<unsigned long long*>(kept));
+    const cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+  }
+  threshold_reset_kernel<T><<<blocks_for(n > channels ? n : channels), kThreads, 0, stream>>>(
+      static_cast<const T*>(w), static_cast<const acc*>(t), static_cast<T*>(out), static_cast<acc*>(t_new), n,
+      channels, static_cast<const unsigned long long*>(kept), reset_density);
+  return cudaGetLastError();
+}
+
+template <typename T>
 cudaError_t launch_threshold_backward(const void* grad, const void* w, const void* t, void* grad_w, void* grad_t,
                                       int64_t outer, int64_t channels, int64_t inner, bool compute_t_grad,
                                       cudaStream_t stream) {
@@ -202,6 +259,13 @@ cudaError_t launch_modconv_weights(const void* w, const void* mask, const void* 
 cudaError_t threshold_forward(DType dtype, const void* w, const void* t, void* out, int64_t outer,
                               int64_t channels, int64_t inner, cudaStream_t stream) {
   SC_DISPATCH(dtype, launch_threshold_forward<T>(w, t, out, outer, channels, inner, stream))
+}
+
+cudaError_t threshold_forward_reset(DType dtype, const void* w, const void* t, void* out, void* t_new, void* kept,
+                                    int64_t outer, int64_t channels, int64_t inner, double reset_density,
+                                    cudaStream_t stream) {
+  SC_DISPATCH(dtype, launch_threshold_forward_reset<T>(w, t, out, t_new, kept, outer, channels, inner,
+                                                       reset_density, stream))
 }
 
 cudaError_t threshold_backward(DType dtype, const void* grad, const void* w, const void* t, void* grad_w,
