@@ -50,6 +50,7 @@ class OutsideTree(PatchError):
 _HUNK = re.compile(rb"^@@ -(\d{1,15})(?:,(\d{1,15}))? \+(\d{1,15})(?:,(\d{1,15}))? @@")
 _GIT_MODE = re.compile(rb"^(new file mode|deleted file mode|old mode|new mode) ([0-7]{6})\s*$")
 _GIT_UNSUPPORTED = (b"rename from ", b"rename to ", b"copy from ", b"copy to ", b"GIT binary patch")
+_GIT_HEADER = (b"index ", b"similarity index ", b"dissimilarity index ", b"Binary files ", b"--- ")
 _TIMESTAMP = re.compile(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)? ([+-]\d{4})$")
 _REGULAR, _SYMLINK, _GITLINK = 0o100000, 0o120000, 0o160000
 
@@ -60,6 +61,7 @@ class Hunk:
     old_start: int
     old: list[bytes]
     new: list[bytes]
+    new_start: int = 1
 
 
 @dataclasses.dataclass
@@ -69,7 +71,8 @@ class FilePatch:
     hunks: list[Hunk]
     mode: int | None = None  # permission bits a git header states for the result (never setuid/setgid/sticky)
     creates: bool = False    # the old side is /dev/null or dated at the epoch (`diff -N`)
-    removes: bool = False    # the new side is dated at the epoch (`diff -N`): the file goes if it ends up empty
+    removes: bool | None = False  # the new side is dated at the epoch (`diff -N`) and its hunks say '+0,0':
+    #                               the file goes (None: its timestamp cannot be read, so nobody can tell)
 
 
 def show(name) -> str:
@@ -102,7 +105,9 @@ def _name(raw: bytes, strip: int, where: str) -> tuple[str | None, bool]:
     if b"\0" in name:
         raise PatchError(f"{where}: the file name {show(name)} contains a NUL byte: refused")
     if name.startswith(b'"'):
-        raise PatchError(f"{where}: quoted file name {show(name)} is not supported")
+        name = _unquote(name, where)
+        if b"\0" in name:
+            raise PatchError(f"{where}: the file name {show(name)} contains a NUL byte: refused")
     if not name:
         raise PatchError(f"{where}: the file name is empty")
     if name == b"/dev/null":
@@ -113,14 +118,42 @@ def _name(raw: bytes, strip: int, where: str) -> tuple[str | None, bool]:
     return os.fsdecode(b"/".join(parts[strip:])), _at_epoch(stamp.strip())
 
 
-def _at_epoch(stamp: bytes) -> bool:
+_ESCAPES = {ord(k): v for k, v in zip('abfnrtv"\\', b'\a\b\f\n\r\t\v"\\')}
+
+
+def _unquote(name: bytes, where: str) -> bytes:
+    """The bytes of a C-quoted name, as diff and git write names with unusual bytes (octal escapes)."""
+    out, k = bytearray(), 1
+    while k < len(name) and name[k] != ord('"'):
+        c = name[k]
+        if c != ord("\\"):
+            out.append(c)
+            k += 1
+        elif re.fullmatch(rb"[0-3][0-7][0-7]", name[k + 1:k + 4]):
+            out.append(int(name[k + 1:k + 4], 8))
+            k += 4
+        elif k + 1 < len(name) and name[k + 1] in _ESCAPES:
+            out.append(_ESCAPES[name[k + 1]])
+            k += 2
+        else:
+            raise PatchError(f"{where}: bad escape in the quoted file name {show(name)}")
+    if k != len(name) - 1:
+        raise PatchError(f"{where}: malformed quoted file name {show(name)}")
+    return bytes(out)
+
+
+def _at_epoch(stamp: bytes) -> bool | None:
+    """Whether a header's timestamp is the epoch (`diff -N`'s mark of a missing file); None when there is
+    one but it cannot be read."""
+    if not stamp:
+        return False
     m = _TIMESTAMP.match(stamp)
     if not m:
-        return False
+        return None
     try:
         when = datetime.datetime.strptime((m.group(1) + b" " + m.group(2)).decode(), "%Y-%m-%d %H:%M:%S %z")
     except ValueError:
-        return False
+        return None
     return when.timestamp() == 0
 
 
@@ -186,16 +219,26 @@ def parse(data: bytes | str, strip: int = 1) -> list[FilePatch]:
             elif line.startswith(_GIT_UNSUPPORTED):
                 entry = show(git["rest"].rstrip(b"\r\n"))
                 raise PatchError(f"{where}: {entry}: refused, git renames, copies and binary patches are not supported")
+            elif not line.startswith(_GIT_HEADER):
+                entry = show(git["rest"].rstrip(b"\r\n"))
+                raise PatchError(f"{where}: unexpected line in the git header of {entry}: {show(line[:80])}")
         if line.startswith(b"Binary files ") and line.rstrip().endswith(b" differ"):
             raise PatchError(f"{where}: refused, a binary change cannot be applied: {show(line.rstrip())}")
         if not (line.startswith(b"--- ") and i + 1 < len(lines) and lines[i + 1].startswith(b"+++ ")):
+            if _HUNK.match(line):
+                raise PatchError(f"{where}: a hunk ({show(line.rstrip())}) outside any file's ---/+++ header")
             i += 1
             continue
         old_path, old_epoch = _name(line[4:], strip, where)
         new_path, new_epoch = _name(lines[i + 1][4:], strip, f"patch line {i + 2}")
+        if old_path is None and new_path is None:
+            raise PatchError(f"{where}: both sides of the file header are /dev/null")
         crlf = lines[i + 1].endswith(b"\r\n")   # GNU patch then strips trailing CRs from this file's hunks
-        fp = FilePatch(old_path, new_path, [], creates=old_path is None or old_epoch, removes=new_epoch)
+        fp = FilePatch(old_path, new_path, [])
         if git is not None and not git["headers"]:
+            if old_path is not None and new_path is not None and old_path != new_path:
+                raise PatchError(f"{where}: {show(old_path)} -> {show(new_path)}: refused, git renames and "
+                                 f"copies are not supported")
             git["headers"] = True
             fp.mode = git["mode"]
             fp.creates |= git["new"]
@@ -213,10 +256,18 @@ def parse(data: bytes | str, strip: int = 1) -> list[FilePatch]:
                                  f"of {show(new_path or old_path)}")
             n_old = int(m.group(2)) if m.group(2) is not None else 1
             n_new = int(m.group(4)) if m.group(4) is not None else 1
-            hunk = Hunk(header, int(m.group(1)), [], [])
+            if not n_old and not n_new:
+                raise PatchError(f"patch line {i + 1}: empty hunk {show(header)} of {show(new_path or old_path)}")
+            if (n_old and not int(m.group(1))) or (n_new and not int(m.group(3))):
+                raise PatchError(f"patch line {i + 1}: malformed hunk header {show(header)} of "
+                                 f"{show(new_path or old_path)}: a side with lines cannot start at line 0")
+            hunk = Hunk(header, int(m.group(1)), [], [], int(m.group(3)))
             i += 1
             while (len(hunk.old) < n_old or len(hunk.new) < n_new) and i < len(lines):
                 text = body(i)
+                if not text.endswith(b"\n"):
+                    raise PatchError(f"patch line {i + 1}: the patch ends in the middle of a line of hunk "
+                                     f"{show(header)} of {show(new_path or old_path)} (truncated)")
                 tag, rest = text[:1], text[1:]
                 if tag == b" " or text in (b"\n", b"\r\n"):   # an empty context line may have lost its space
                     rest = rest if tag == b" " else text
@@ -226,8 +277,6 @@ def parse(data: bytes | str, strip: int = 1) -> list[FilePatch]:
                     hunk.old.append(rest)
                 elif tag == b"+":
                     hunk.new.append(rest)
-                elif tag == b"\\":
-                    pass
                 else:
                     raise PatchError(f"patch line {i + 1}: unexpected line in hunk {show(header)} of "
                                      f"{show(new_path or old_path)}: {show(text[:80])}")
@@ -242,12 +291,32 @@ def parse(data: bytes | str, strip: int = 1) -> list[FilePatch]:
             if len(hunk.old) != n_old or len(hunk.new) != n_new:
                 raise PatchError(f"hunk {show(header)} of {show(new_path or old_path)} does not hold the "
                                  f"{n_old} old and {n_new} new lines its header announces (truncated or malformed)")
+            if i < len(lines) and _continues_hunk(lines, i):
+                raise PatchError(f"patch line {i + 1}: hunk {show(header)} of {show(new_path or old_path)} goes "
+                                 f"on past the {n_old} old and {n_new} new lines its header announces")
             fp.hunks.append(hunk)
+        if not fp.hunks:
+            raise PatchError(f"{where}: the header for {show(new_path or old_path)} is followed by no hunk")
+        # '/dev/null' or a side dated at the epoch (`diff -N`) says the file does not exist on that side
+        # (and hunks that say '-0,0' / '+0,0' on that side, as GNU patch requires)
+        fp.creates |= old_path is None or bool(old_epoch and all(h.old_start == 0 and not h.old for h in fp.hunks))
+        fp.removes = new_epoch if all(h.new_start == 0 and not h.new for h in fp.hunks) else False
         files.append(fp)
     end_git_section()
     if not files:
         raise PatchError("no file changes found: is this a unified diff?")
     return files
+
+
+def _continues_hunk(lines: list[bytes], i: int) -> bool:
+    """Whether line i, right after a complete hunk, still looks like a hunk line (the header's counts were
+    wrong): a context, '+' or '-' line that is neither the next file's header nor a mail signature ('-- ')."""
+    line = lines[i]
+    if line.startswith(b"--- ") and i + 1 < len(lines) and lines[i + 1].startswith(b"+++ "):
+        return False
+    if line.rstrip(b"\r\n") in (b"--", b"-- "):
+        return False
+    return line[:1] in (b" ", b"+", b"-")
 
 
 def _find(lines: list[bytes], old: list[bytes], guess: int, floor: int) -> int:
@@ -368,14 +437,14 @@ def _plan(files: list[FilePatch], root: Path) -> dict[Path, bytes | None]:
         _inside(root, fp.old_path)
         _inside(root, fp.new_path)
     for fp in files:
-        rel = fp.new_path or fp.old_path
-        target = _inside(root, rel)
-        # New file: '/dev/null' (git), an old side dated at the epoch, or a missing file whose hunks add
-        # lines only (`diff -N`).
-        old = _inside(root, fp.old_path)
-        creates = fp.creates or (not old.exists() and old not in result and all(not h.old for h in fp.hunks))
-        if creates:
-            if result.get(target) is not None or (target not in result and os.path.lexists(target)):
+        # New file: '/dev/null' (git), an old side dated at the epoch, or nothing under either name and hunks
+        # that say '-0,0' (`diff -N`).
+        exists = [name for name in (fp.old_path, fp.new_path) if name is not None and _exists(root, name, result)]
+        if fp.creates or (not exists and all(h.old_start == 0 and not h.old for h in fp.hunks)):
+            rel = fp.new_path if fp.old_path is None else fp.old_path if fp.new_path is None else \
+                min((fp.old_path, fp.new_path), key=_preference)
+            target = _inside(root, rel)
+            if exists or (target not in result and os.path.lexists(target)):
                 raise PatchError(f"{show(rel)}: the patch creates it but it already exists")
             for folder in [target.parent, *target.parent.parents]:
                 if folder == top or top not in folder.parents:
@@ -385,23 +454,42 @@ def _plan(files: list[FilePatch], root: Path) -> dict[Path, bytes | None]:
                                      f"is not a folder")
             result[target] = apply_hunks(b"", fp, rel)
             continue
-        if old in result:
-            if result[old] is None:
-                raise PatchError(f"{show(fp.old_path)}: the patch changes it after deleting it")
-            text = result[old]
-        elif not old.is_file():
-            raise PatchError(f"{show(fp.old_path)}: file to patch not found under {show(str(root))}")
-        else:
-            text = _read(old, fp.old_path)
+        if not exists:
+            deleted = [n for n in (fp.old_path, fp.new_path) if n is not None and _inside(root, n) in result]
+            if deleted:
+                raise PatchError(f"{show(deleted[0])}: the patch changes it after deleting it")
+            raise PatchError(f"{show(fp.old_path or fp.new_path)}: file to patch not found under {show(str(root))}")
+        # As GNU patch does without a git header: the existing file among the two names, fewest components,
+        # then shortest base name, then shortest name (a deletion patches its old name).
+        rel = fp.old_path if fp.new_path is None else min(exists, key=_preference)
+        if rel not in exists:
+            raise PatchError(f"{show(rel)}: file to delete not found under {show(str(root))}")
+        target = _inside(root, rel)
+        if target not in result and not target.is_file():
+            raise PatchError(f"{show(rel)}: refused, it is not a regular file")
+        text = result[target] if target in result else _read(target, rel)
         new = apply_hunks(text, fp, rel)
-        if fp.new_path is None or (fp.removes and not new):
+        if fp.removes is None and not new:
+            raise PatchError(f"{show(rel)}: refused, the patch empties it and its +++ line's timestamp cannot be "
+                             f"read, so whether the file should be deleted is unclear")
+        if fp.new_path is None or fp.removes:
             if new:
-                raise PatchError(f"{show(fp.old_path)}: not deleted: its content differs from what the patch "
+                raise PatchError(f"{show(rel)}: not deleted: its content differs from what the patch "
                                  f"removes ({len(new)} bytes would remain)")
-            result[old] = None
+            result[target] = None
         else:
             result[target] = new
     return result
+
+
+def _preference(name: str) -> tuple:
+    return len(name.strip("/").split("/")), len(name.rsplit("/", 1)[-1]), len(name)
+
+
+def _exists(root: Path, rel: str, result: dict) -> bool:
+    """Whether something is at rel, as the patch has left the tree so far."""
+    path = _inside(root, rel)
+    return result[path] is not None if path in result else os.path.lexists(path)
 
 
 def apply_patch(patch_file: str | os.PathLike, root: str | os.PathLike, strip: int = 1) -> list[Path]:
