@@ -19,9 +19,9 @@ than a refusal. A deletion removes a file only when the patch's `-` lines are ex
 Confinement: every path of the diff must stay inside the target tree: absolute paths, `..` components and
 symlinks leading out of the tree are refused, and so are names with a NUL byte. Only regular files are
 created or changed: git symlink (mode 120000) and submodule entries, renames, copies and binary diffs are
-refused by name. Modes: a patched file keeps its mode; a new file gets the mode `patch` gives (0666 minus the
-umask), or the permission bits a git diff states (`new file mode 100755`, `new mode 100755`) without any
-setuid, setgid or sticky bit.
+refused by name. Modes, as GNU `patch` gives them: a patched file keeps its permission bits; a new file gets
+0666 minus the umask, or the permission bits a git diff states (`new file mode 100755`, `new mode 100755`);
+no file is ever left setuid, setgid or sticky (git's 104755 gives 0755, a patched 4755 file becomes 0755).
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ import datetime
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -534,8 +535,8 @@ def commit(changes: dict[Path, bytes | None], new_modes: dict[Path, int] | None 
                 f.write(content)
             if path in new_modes:
                 os.chmod(tmp, new_modes[path] & 0o777)
-            elif path.exists():
-                shutil.copymode(path, tmp)
+            elif path.exists():     # keeps its permission bits, less setuid/setgid/sticky (as GNU patch does)
+                os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) & 0o777)
             else:
                 os.chmod(tmp, _new_file_mode())
         for path in staged:

@@ -173,6 +173,19 @@ def test_bytes_applied_exactly_like_gnu(tmp_path, case):
     assert o.mine[b"f"][1] == new
 
 
+def test_check_reads_non_utf8_patches_and_writes_nothing(tmp_path):
+    old, new = b"caf\xe9\r\nz\n", b"caf\xe8\r\nz\n"
+    patch = tmp_path / "latin1.patch"
+    patch.write_bytes(udiff(tmp_path, {"f": old}, {"f": new}))
+    tree = write_tree(tmp_path / "t", {"f": old})
+    before = snapshot(tree)
+    code, err = cli("check", patch, "--src", tree)
+    assert code == 0 and err == "" and snapshot(tree) == before
+    assert plan(patch.read_bytes(), tree) == {(tree / "f").resolve(): new}
+    code, err = cli("check", tmp_path / "missing.patch", "--src", tree)
+    assert code == 2 and "missing.patch" in err and err.count("\n") == 1
+
+
 def test_non_utf8_file_name_like_gnu(tmp_path):
     name = b"d\xe9j\xe0.txt"
     patch = udiff(tmp_path, {name: LF}, {name: LF.replace(b"one", b"ONE")})
@@ -206,6 +219,14 @@ def test_git_new_file_never_gets_setuid_setgid_sticky(tmp_path, mode):
     o = both(tmp_path, git_new(b"t.sh", mode), {"keep": b"k\n"})
     assert_same_as_gnu(o)
     assert o.mine[b"t.sh"][2] == int(mode, 8) & 0o777
+
+
+@pytest.mark.parametrize("mode", [0o4755, 0o2750, 0o1777, 0o6711])
+def test_patched_special_mode_file_loses_setuid_setgid_sticky_like_gnu(tmp_path, mode):
+    o = both(tmp_path, udiff(tmp_path, {"f": LF}, {"f": LF.replace(b"one", b"ONE")}), {"f": (LF, mode)})
+    assert o.before[b"f"][2] == mode
+    assert_same_as_gnu(o)
+    assert o.mine[b"f"][2] == mode & 0o777
 
 
 def test_git_mode_change_like_gnu(tmp_path):
