@@ -386,8 +386,8 @@ def _already_applied(files: list[FilePatch], root: Path) -> bool:
     """True when every file already has the patch's result: the reverse patch applies cleanly."""
     for fp in files:
         new = _inside(root, fp.new_path)
-        if fp.new_path is None:                      # a deletion is applied when the file is gone
-            if _inside(root, fp.old_path).exists():
+        if fp.new_path is None or fp.removes:        # a deletion is applied when the file is gone
+            if os.path.lexists(_inside(root, fp.old_path or fp.new_path)):
                 return False
             continue
         if not new.is_file():

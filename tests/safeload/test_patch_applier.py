@@ -301,6 +301,9 @@ def test_matching_deletions_delete_like_gnu(tmp_path):
     o = both(tmp_path, delete, {"gone": gone, "b": LF})
     assert_same_as_gnu(o)
     assert b"gone" not in o.mine
+    again = both(tmp_path, delete, {"b": LF.replace(b"one", b"ONE")}, tag="again")   # the result, patched again
+    assert again.gnu_rc == 1 and "Reversed (or previously applied)" in again.gnu_out
+    assert again.mine_rc == 1 and "already applied" in again.mine_err and again.mine == again.before
 
 
 def test_previously_applied_hunk_refused_like_gnu(tmp_path):
