@@ -145,7 +145,8 @@ def _unquote(name: bytes, where: str) -> bytes:
 
 def _at_epoch(stamp: bytes) -> bool | None:
     """Whether a header's timestamp is the epoch (`diff -N`'s mark of a missing file); None when there is
-    one but it cannot be read."""
+    one but it cannot be read. GNU patch 2.7 takes any time from 25 hours before to 26 hours after the epoch
+    as the epoch (measured: -89999 s and +93599 s count, -90000 s and +93600 s do not); so does this."""
     if not stamp:
         return False
     m = _TIMESTAMP.match(stamp)
@@ -155,7 +156,7 @@ def _at_epoch(stamp: bytes) -> bool | None:
         when = datetime.datetime.strptime((m.group(1) + b" " + m.group(2)).decode(), "%Y-%m-%d %H:%M:%S %z")
     except ValueError:
         return None
-    return when.timestamp() == 0
+    return -90000 < when.timestamp() < 93600
 
 
 def _git_names(rest: bytes, strip: int, where: str) -> str:
@@ -226,8 +227,9 @@ def parse(data: bytes | str, strip: int = 1) -> list[FilePatch]:
         if line.startswith(b"Binary files ") and line.rstrip().endswith(b" differ"):
             raise PatchError(f"{where}: refused, a binary change cannot be applied: {show(line.rstrip())}")
         if not (line.startswith(b"--- ") and i + 1 < len(lines) and lines[i + 1].startswith(b"+++ ")):
-            if _HUNK.match(line):
-                raise PatchError(f"{where}: a hunk ({show(line.rstrip())}) outside any file's ---/+++ header")
+            if line.startswith(b"@@ "):
+                raise PatchError(f"{where}: a hunk header ({show(line.rstrip()[:80])}) outside any file's "
+                                 f"---/+++ header (or a malformed one)")
             i += 1
             continue
         old_path, old_epoch = _name(line[4:], strip, where)

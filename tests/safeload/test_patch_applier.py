@@ -295,6 +295,17 @@ def test_deletion_that_does_not_match_is_refused_like_gnu(tmp_path, case):
     assert o.mine[b"b"][1] == LF                            # nothing else was changed either
 
 
+@pytest.mark.parametrize("stamp", ["1970-01-01 00:00:00.000000000 +0000", "1969-12-31 19:00:00 -0500",
+                                   "1970-01-02 01:59:59 +0000", "1970-01-02 02:00:00 +0000",
+                                   "1969-12-30 23:00:01 +0000", "1969-12-30 23:00:00 +0000",
+                                   "2020-01-01 00:00:00 +0000"])
+def test_epoch_dated_deletion_decided_like_gnu(tmp_path, stamp):
+    """`diff -N` marks a deleted file by dating its new side at the epoch; GNU patch's tolerance is copied."""
+    patch = b"--- a/g\t2020-01-01 00:00:00 +0000\n+++ b/g\t%s\n@@ -1 +0,0 @@\n-x\n" % stamp.encode()
+    o = both(tmp_path, patch, {"g": b"x\n", "k": b"k\n"})
+    assert_same_as_gnu(o)
+
+
 def test_matching_deletions_delete_like_gnu(tmp_path):
     gone = b"x\ny\nz\n"
     delete = udiff(tmp_path, {"gone": gone, "b": LF}, {"b": LF.replace(b"one", b"ONE")})
