@@ -17,7 +17,8 @@ as `patch` does) but their context must match exactly: no fuzz, because a silent
 than a refusal. A deletion removes a file only when the patch's `-` lines are exactly its content.
 
 Confinement: every path of the diff must stay inside the target tree: absolute paths, `..` components and
-symlinks leading out of the tree are refused, and so are names with a NUL byte. Only regular files are
+symlinks leading out of the tree are refused, and so are names with a NUL byte. Symlinked folders inside the
+tree are followed; a file to patch or delete that is itself a symlink is refused (as GNU `patch` does). Only regular files are
 created or changed: git symlink (mode 120000) and submodule entries, renames, copies and binary diffs are
 refused by name. Modes, as GNU `patch` gives them: a patched file keeps its permission bits; a new file gets
 0666 minus the umask, or the permission bits a git diff states (`new file mode 100755`, `new mode 100755`);
@@ -364,8 +365,8 @@ def apply_hunks(original: bytes, fp: FilePatch, name: str) -> bytes:
 
 
 def _inside(root: Path, rel: str | None) -> Path | None:
-    """root/rel, refused unless it stays inside root (no absolute path, no '..', no symlink leading out).
-    Symlinks inside the tree are followed, so the file they point to is the one patched."""
+    """root/rel resolved, refused unless it stays inside root (no absolute path, no '..', no symlink leading
+    out). Symlinked folders inside the tree are followed (a symlinked file is refused by _plan)."""
     if rel is None:
         return None
     parts = rel.replace("\\", "/").split("/")
@@ -405,6 +406,8 @@ def plan(patch_text: bytes | str, root: Path, strip: int = 1) -> dict[Path, byte
     """New content for every touched file (None = delete), computed without writing anything.
     Raises AlreadyApplied when the tree already holds the patch's result."""
     files = parse(patch_text, strip)
+    if not Path(root).is_dir():
+        raise PatchError(f"target tree {show(str(root))} is not an existing folder")
     try:
         return _plan(files, Path(root))
     except PatchError as error:
@@ -447,7 +450,7 @@ def _plan(files: list[FilePatch], root: Path) -> dict[Path, bytes | None]:
             rel = fp.new_path if fp.old_path is None else fp.old_path if fp.new_path is None else \
                 min((fp.old_path, fp.new_path), key=_preference)
             target = _inside(root, rel)
-            if exists or (target not in result and os.path.lexists(target)):
+            if exists or (target not in result and (os.path.lexists(target) or os.path.lexists(root / rel))):
                 raise PatchError(f"{show(rel)}: the patch creates it but it already exists")
             for folder in [target.parent, *target.parent.parents]:
                 if folder == top or top not in folder.parents:
@@ -468,6 +471,8 @@ def _plan(files: list[FilePatch], root: Path) -> dict[Path, bytes | None]:
         if rel not in exists:
             raise PatchError(f"{show(rel)}: file to delete not found under {show(str(root))}")
         target = _inside(root, rel)
+        if os.path.islink(root / rel):
+            raise PatchError(f"{show(rel)}: refused, it is a symlink, not a regular file (GNU patch refuses it too)")
         if target not in result and not target.is_file():
             raise PatchError(f"{show(rel)}: refused, it is not a regular file")
         text = result[target] if target in result else _read(target, rel)
@@ -492,7 +497,7 @@ def _preference(name: str) -> tuple:
 def _exists(root: Path, rel: str, result: dict) -> bool:
     """Whether something is at rel, as the patch has left the tree so far."""
     path = _inside(root, rel)
-    return result[path] is not None if path in result else os.path.lexists(path)
+    return result[path] is not None if path in result else os.path.lexists(path) or os.path.lexists(root / rel)
 
 
 def apply_patch(patch_file: str | os.PathLike, root: str | os.PathLike, strip: int = 1) -> list[Path]:

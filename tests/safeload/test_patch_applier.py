@@ -267,6 +267,30 @@ def test_git_symlink_entries_refused_by_name(tmp_path, case):
 
 # ---------------------------------------------------------------- refusals GNU patch makes too
 
+def test_symlinked_file_refused_symlinked_folder_followed_like_gnu(tmp_path):
+    patch = b"--- a/f\n+++ b/f\n@@ -1 +1 @@\n-one\n+ONE\n"
+    base = tmp_path / "links"
+    results = {}
+    for who in ("mine", "gnu"):
+        tree = write_tree(base / who, {"real": b"one\n", "realpkg/f": b"one\n"})
+        os.symlink("real", tree / "f")
+        os.symlink("realpkg", tree / "pkg")
+        results[who] = tree
+    (base / "p").write_bytes(patch)
+    before = snapshot(results["mine"])
+    code, err = cli("apply", base / "p", "--in-place", results["mine"])
+    g = subprocess.run(["patch", "-p1", "--batch", "--forward", "--reject-file=-", "-i", str(base / "p")],
+                       cwd=results["gnu"], capture_output=True)
+    assert g.returncode == 1 and b"not a regular file" in g.stdout
+    assert code == 2 and "f: refused, it is a symlink" in err and snapshot(results["mine"]) == before
+    folder = b"--- a/pkg/f\n+++ b/pkg/f\n@@ -1 +1 @@\n-one\n+ONE\n"
+    (base / "p").write_bytes(folder)
+    assert cli("apply", base / "p", "--in-place", results["mine"])[0] == 0
+    subprocess.run(["patch", "-p1", "-s", "--batch", "-i", str(base / "p")], cwd=results["gnu"], check=True)
+    assert snapshot(results["mine"]) == snapshot(results["gnu"])
+    assert (results["mine"] / "realpkg" / "f").read_bytes() == b"ONE\n"
+
+
 def test_negative_strip_refused_like_gnu(tmp_path):
     patch = udiff(tmp_path, {"f": LF}, {"f": LF.replace(b"two", b"TWO")})
     o = both(tmp_path, patch, {"f": LF}, strip=-1)
@@ -396,6 +420,10 @@ def test_hand_made_malformed_patches_get_one_message(tmp_path):
     assert_same_as_gnu(far)                                   # a far-off start line: an offset, as GNU finds
     code, err = cli("apply", tmp_path, "--in-place", tree)                       # the patch is a folder
     assert code == 2 and str(tmp_path) in err
+    create = tmp_path / "create.patch"
+    create.write_bytes(b"--- /dev/null\n+++ b/new.py\n@@ -0,0 +1 @@\n+x\n")
+    code, err = cli("apply", create, "--in-place", tmp_path / "no" / "such")     # no tree: nothing created
+    assert code == 2 and "not an existing folder" in err and not (tmp_path / "no").exists()
 
 
 def mutate(rng: random.Random, data: bytes) -> bytes:
