@@ -305,6 +305,8 @@ def parse(data: bytes | str, strip: int = 1) -> list[FilePatch]:
         # (and hunks that say '-0,0' / '+0,0' on that side, as GNU patch requires)
         fp.creates |= old_path is None or bool(old_epoch and all(h.old_start == 0 and not h.old for h in fp.hunks))
         fp.removes = new_epoch if all(h.new_start == 0 and not h.new for h in fp.hunks) else False
+        if fp.creates and new_path is None:
+            raise PatchError(f"{where}: {show(old_path)}: the file header both creates and deletes it")
         files.append(fp)
     end_git_section()
     if not files:
@@ -447,8 +449,9 @@ def _plan(files: list[FilePatch], root: Path) -> dict[Path, bytes | None]:
         # that say '-0,0' (`diff -N`).
         exists = [name for name in (fp.old_path, fp.new_path) if name is not None and _exists(root, name, result)]
         if fp.creates or (not exists and all(h.old_start == 0 and not h.old for h in fp.hunks)):
-            rel = fp.new_path if fp.old_path is None else fp.old_path if fp.new_path is None else \
-                min((fp.old_path, fp.new_path), key=_preference)
+            # the new name when the old side is marked missing, else (as for a patched file) the preferred one
+            rel = fp.new_path if fp.creates or fp.old_path is None else min((fp.old_path, fp.new_path),
+                                                                            key=_preference)
             target = _inside(root, rel)
             if exists or (target not in result and (os.path.lexists(target) or os.path.lexists(root / rel))):
                 raise PatchError(f"{show(rel)}: the patch creates it but it already exists")

@@ -406,6 +406,8 @@ def test_hand_made_malformed_patches_get_one_message(tmp_path):
         b"diff --git a/f b/f\n", b"diff --git a/f b/g h\nnew mode 100755\n", b"diff --git \n",
         b"diff --git a/f b/f\nnew mode 040755\n", b"diff --git a/f b/f\nnew mode 160000\n",
         b"--- /dev/null\n+++ /dev/null\n@@ -0,0 +1 @@\n+x\n",
+        b"--- a/z\t1970-01-01 00:00:00 +0000\n+++ /dev/null\n@@ -0,0 +1 @@\n+x\n",
+        b"diff --git a/f b/f\nnew file mode 100644\n--- a/f\n+++ /dev/null\n@@ -0,0 +1 @@\n+x\n",
     ]
     for k, patch in enumerate(cases):
         p = tmp_path / f"bad{k}.patch"
