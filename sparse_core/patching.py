@@ -18,9 +18,10 @@ than a refusal. A deletion removes a file only when the patch's `-` lines are ex
 
 Confinement: every path of the diff must stay inside the target tree: absolute paths, `..` components and
 symlinks leading out of the tree are refused, and so are names with a NUL byte. Symlinked folders inside the
-tree are followed; a file to patch or delete that is itself a symlink is refused (as GNU `patch` does). Only regular files are
-created or changed: git symlink (mode 120000) and submodule entries, renames, copies and binary diffs are
-refused by name. Modes, as GNU `patch` gives them: a patched file keeps its permission bits; a new file gets
+tree are followed; a file to patch or delete that is itself a symlink is refused (as GNU `patch` does). Only
+regular files are created or changed: git symlink (mode 120000) and submodule entries, renames, copies and
+binary diffs are refused by name. File names follow GNU `patch` too: C-quoted names are unquoted, and of two
+different names in a header the existing one with the fewest components, then the shortest base name, wins. Modes, as GNU `patch` gives them: a patched file keeps its permission bits; a new file gets
 0666 minus the umask, or the permission bits a git diff states (`new file mode 100755`, `new mode 100755`);
 no file is ever left setuid, setgid or sticky (git's 104755 gives 0755, a patched 4755 file becomes 0755).
 """
@@ -354,7 +355,7 @@ def apply_hunks(original: bytes, fp: FilePatch, name: str) -> bytes:
         pos = _find(lines, h.old, guess, cursor)
         if pos < 0:
             why = "its context was not found"
-            if h.old != h.new and _find(lines, h.new, guess, cursor) >= 0:
+            if h.new and h.old != h.new and _find(lines, h.new, guess, cursor) >= 0:
                 why = "its result is already there (a reversed or previously applied patch)"
             elif _find(_no_cr(lines), _no_cr(h.old), guess, cursor) >= 0:
                 why = "different line endings (CRLF in one of the file and the patch, LF in the other)"

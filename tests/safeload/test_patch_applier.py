@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sparse_core import patching
-from sparse_core.patching import AlreadyApplied, PatchError, apply_patch, plan
+from sparse_core.patching import PatchError, apply_patch, plan
 
 REPO = Path(__file__).resolve().parents[2]
 
