@@ -65,8 +65,12 @@ def main(argv=None) -> int:
     except AlreadyApplied as e:
         print(f"sparse-core: {e}; nothing was written", file=sys.stderr)
         return 1
-    except (PatchError, OSError) as e:
+    except PatchError as e:
         print(f"sparse-core: error: {e}; nothing was written", file=sys.stderr)
+        return 2
+    except OSError as e:       # a write failed (disk full, permissions): rolled back
+        where = f"{show(str(e.filename))}: " if e.filename else ""
+        print(f"sparse-core: error: {where}{e.strerror or e}; nothing was written", file=sys.stderr)
         return 2
     return 0
 

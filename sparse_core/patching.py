@@ -82,6 +82,8 @@ def show(name) -> str:
     """A file name as messages print it: as is when printable, else escaped (a NUL, bytes that are not UTF-8)."""
     if isinstance(name, bytes):
         name = os.fsdecode(name)
+    if len(name) > 160:
+        name = f"{name[:70]}...({len(name)} characters)...{name[-70:]}"
     return name if name.isprintable() else ascii(name)
 
 
@@ -105,12 +107,12 @@ def _name(raw: bytes, strip: int, where: str) -> tuple[str | None, bool]:
     epoch). `raw` is what follows '--- ' / '+++ '."""
     name, _, stamp = raw.rstrip(b"\r\n").partition(b"\t")
     name = name.strip()
+    if name.startswith(b'"') and b"\0" not in name:
+        name = _unquote(name, where)
     if b"\0" in name:
         raise PatchError(f"{where}: the file name {show(name)} contains a NUL byte: refused")
-    if name.startswith(b'"'):
-        name = _unquote(name, where)
-        if b"\0" in name:
-            raise PatchError(f"{where}: the file name {show(name)} contains a NUL byte: refused")
+    if name.endswith(b"/"):
+        raise PatchError(f"{where}: {show(name)} names a folder, not a file")
     if not name:
         raise PatchError(f"{where}: the file name is empty")
     if name == b"/dev/null":

@@ -406,6 +406,7 @@ def test_hand_made_malformed_patches_get_one_message(tmp_path):
         b"diff --git a/f b/f\nnew mode 040755\n", b"diff --git a/f b/f\nnew mode 160000\n",
         b"--- /dev/null\n+++ /dev/null\n@@ -0,0 +1 @@\n+x\n",
         b"--- a/z\t1970-01-01 00:00:00 +0000\n+++ /dev/null\n@@ -0,0 +1 @@\n+x\n",
+        b"--- a/f/\n+++ b/f/\n@@ -1 +1 @@\n-one\n+ONE\n", b"--- /dev/null\n+++ b/newdir/\n@@ -0,0 +1 @@\n+x\n",
         b"diff --git a/f b/f\nnew file mode 100644\n--- a/f\n+++ /dev/null\n@@ -0,0 +1 @@\n+x\n",
     ]
     for k, patch in enumerate(cases):
@@ -421,6 +422,11 @@ def test_hand_made_malformed_patches_get_one_message(tmp_path):
     assert_same_as_gnu(far)                                   # a far-off start line: an offset, as GNU finds
     code, err = cli("apply", tmp_path, "--in-place", tree)                       # the patch is a folder
     assert code == 2 and str(tmp_path) in err
+    long_name = tmp_path / "long.patch"                                          # the file system refuses it
+    long_name.write_bytes(b"--- /dev/null\n+++ b/" + b"n" * 5000 + b"\n@@ -0,0 +1 @@\n+x\n")
+    code, err = cli("apply", long_name, "--in-place", tree)
+    assert code == 2 and "File name too long" in err and err.count("\n") == 1 and len(err) < 400
+    assert snapshot(tree) == before
     create = tmp_path / "create.patch"
     create.write_bytes(b"--- /dev/null\n+++ b/new.py\n@@ -0,0 +1 @@\n+x\n")
     code, err = cli("apply", create, "--in-place", tmp_path / "no" / "such")     # no tree: nothing created
