@@ -452,9 +452,9 @@ def _plan(files: list[FilePatch], root: Path) -> dict[Path, bytes | None]:
         # that say '-0,0' (`diff -N`).
         exists = [name for name in (fp.old_path, fp.new_path) if name is not None and _exists(root, name, result)]
         if fp.creates or (not exists and all(h.old_start == 0 and not h.old for h in fp.hunks)):
-            # the new name when the old side is marked missing, else (as for a patched file) the preferred one
-            rel = fp.new_path if fp.creates or fp.old_path is None else min((fp.old_path, fp.new_path),
-                                                                            key=_preference)
+            # As GNU patch names a new file: of the names whose folder exists (else of all), the preferred one
+            names = [n for n in (fp.old_path, fp.new_path) if n is not None]
+            rel = min([n for n in names if (root / n).parent.is_dir()] or names, key=_preference)
             target = _inside(root, rel)
             if exists or (target not in result and (os.path.lexists(target) or os.path.lexists(root / rel))):
                 raise PatchError(f"{show(rel)}: the patch creates it but it already exists")

@@ -264,6 +264,26 @@ def test_git_symlink_entries_refused_by_name(tmp_path, case):
     assert_refused_untouched(o, "evil", "symlink")
 
 
+@pytest.mark.parametrize("old,new,files", [
+    (b"x/new.py", b"c/new.py", {}),                      # creation: only c/ exists
+    (b"c/new py", b"c/new.py", {}),                      # creation: a tie, the first name
+    (b"c/f.orig", b"c/f", {"c/f.orig": LF}),             # both exist: the shorter base name
+    (b"f", b"sub/f", {}),                                # only the deeper one exists
+])
+def test_two_different_names_resolved_like_gnu(tmp_path, old, new, files):
+    epoch = b"1970-01-01 00:00:00 +0000"
+    if files or old == b"f":
+        body = b"@@ -1,2 +1,2 @@\n-one\n+ONE\n two\n"
+        files = {"c/f": LF, "sub/f": LF, "c/keep": b"k\n", **files}
+        header = b"--- a/%s\t2020-01-01 00:00:00 +0000\n+++ b/%s\t2020-01-02 00:00:00 +0000\n" % (old, new)
+    else:
+        body = b"@@ -0,0 +1 @@\n+x = 1\n"
+        files = {"c/keep": b"k\n"}
+        header = b"--- a/%s\t%s\n+++ b/%s\t2020-01-02 00:00:00 +0000\n" % (old, epoch, new)
+    o = both(tmp_path, header + body, files)
+    assert_same_as_gnu(o)
+
+
 # ---------------------------------------------------------------- refusals GNU patch makes too
 
 def test_symlinked_file_refused_symlinked_folder_followed_like_gnu(tmp_path):
