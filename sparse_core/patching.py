@@ -21,8 +21,8 @@ symlinks leading out of the tree are refused, and so are names with a NUL byte. 
 tree are followed; a file to patch or delete that is itself a symlink is refused (as GNU `patch` does). Only
 regular files are created or changed: git symlink (mode 120000) and submodule entries, renames, copies and
 binary diffs are refused by name. File names follow GNU `patch` too: C-quoted names are unquoted, and of two
-different names in a header the existing one with the fewest components, then the shortest base name, wins. Modes, as GNU `patch` gives them: a patched file keeps its permission bits; a new file gets
-0666 minus the umask, or the permission bits a git diff states (`new file mode 100755`, `new mode 100755`);
+different names in a header the existing one with the fewest components, then the shortest base name, wins.
+Modes, as GNU `patch` gives them: a patched file keeps its permission bits; a new file gets 0666 minus the umask, or the permission bits a git diff states (`new file mode 100755`, `new mode 100755`);
 no file is ever left setuid, setgid or sticky (git's 104755 gives 0755, a patched 4755 file becomes 0755).
 """
 from __future__ import annotations
@@ -53,7 +53,9 @@ class OutsideTree(PatchError):
 _HUNK = re.compile(rb"^@@ -(\d{1,15})(?:,(\d{1,15}))? \+(\d{1,15})(?:,(\d{1,15}))? @@")
 _GIT_MODE = re.compile(rb"^(new file mode|deleted file mode|old mode|new mode) ([0-7]{6})\s*$")
 _GIT_UNSUPPORTED = (b"rename from ", b"rename to ", b"copy from ", b"copy to ", b"GIT binary patch")
-_GIT_HEADER = (b"index ", b"similarity index ", b"dissimilarity index ", b"Binary files ", b"--- ")
+_GIT_HEADER = (b"similarity index ", b"dissimilarity index ", b"Binary files ")
+# an all-zero side: the file is absent there; a mode at the end: the file's mode on both sides
+_GIT_INDEX = re.compile(rb"^index ([0-9a-f]+)\.\.([0-9a-f]+)(?: ([0-7]{6}))?\s*$")
 _TIMESTAMP = re.compile(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)? ([+-]\d{4})$")
 _REGULAR, _SYMLINK, _GITLINK = 0o100000, 0o120000, 0o160000
 
@@ -187,7 +189,8 @@ def parse(data: bytes | str, strip: int = 1) -> list[FilePatch]:
         if git is None or git["headers"]:
             return
         where = f"patch line {git['line']}"
-        name = _git_names(git["rest"], strip, where)
+        name = git["name"]
+        _check_index_mode(git, where)
         if git["new"]:
             files.append(FilePatch(None, name, [], git["mode"], creates=True))
         elif git["deleted"]:
@@ -200,37 +203,45 @@ def parse(data: bytes | str, strip: int = 1) -> list[FilePatch]:
     while i < len(lines):
         line = lines[i]
         where = f"patch line {i + 1}"
+        if line.startswith(b"diff ") and not line.startswith(b"diff --git "):   # a plain `diff -u` section
+            end_git_section()
+            git = None
         if line.startswith(b"diff --git "):
             end_git_section()
-            git = {"line": i + 1, "rest": line[len(b"diff --git "):], "headers": False, "mode": None,
-                   "new": False, "deleted": False}
+            rest = line[len(b"diff --git "):]
+            git = {"line": i + 1, "rest": rest, "headers": False, "mode": None, "new": False, "deleted": False,
+                   "name": _git_names(rest, strip, where), "absent_before": False, "absent_after": False,
+                   "index_mode": None}
             i += 1
             continue
-        if git is not None and not git["headers"]:
-            m = _GIT_MODE.match(line)
+        file_header = line.startswith(b"--- ") and i + 1 < len(lines) and lines[i + 1].startswith(b"+++ ")
+        if git is not None and not git["headers"] and not file_header:
+            if not line.endswith(b"\n"):
+                raise PatchError(f"{where}: the patch ends in the middle of the git header of "
+                                 f"{show(git['rest'].rstrip())} (truncated)")
+            entry = show(git["rest"].rstrip(b"\r\n"))
+            m, m_index = _GIT_MODE.match(line), _GIT_INDEX.match(line)
             if m:
-                mode = int(m.group(2), 8)
-                kind = mode & 0o170000
-                entry = show(git["rest"].rstrip(b"\r\n"))
-                if kind == _SYMLINK:
-                    raise PatchError(f"{where}: {entry}: refused, a git symlink entry (mode {m.group(2).decode()}); "
-                                     f"only regular files are created or patched")
-                if kind != _REGULAR:
-                    raise PatchError(f"{where}: {entry}: refused, mode {m.group(2).decode()} is not a regular "
-                                     f"file{' (a git submodule)' if kind == _GITLINK else ''}")
+                mode = _regular_mode(m.group(2), entry, where)
                 if m.group(1) in (b"new file mode", b"new mode"):
-                    git["mode"] = mode & 0o777
+                    git["mode"] = mode
                 git["new"] |= m.group(1) == b"new file mode"
                 git["deleted"] |= m.group(1) == b"deleted file mode"
+            elif m_index:
+                git["absent_before"] |= not m_index.group(1).strip(b"0")
+                git["absent_after"] |= not m_index.group(2).strip(b"0")
+                if m_index.group(3):                    # 'index a..b 100644': the mode on both sides
+                    git["index_mode"] = _regular_mode(m_index.group(3), entry, where)
+            elif line.startswith(b"index "):
+                raise PatchError(f"{where}: malformed index line in the git header of {entry}: "
+                                 f"{show(line[:80].rstrip())}")
             elif line.startswith(_GIT_UNSUPPORTED):
-                entry = show(git["rest"].rstrip(b"\r\n"))
                 raise PatchError(f"{where}: {entry}: refused, git renames, copies and binary patches are not supported")
             elif not line.startswith(_GIT_HEADER):
-                entry = show(git["rest"].rstrip(b"\r\n"))
                 raise PatchError(f"{where}: unexpected line in the git header of {entry}: {show(line[:80])}")
         if line.startswith(b"Binary files ") and line.rstrip().endswith(b" differ"):
             raise PatchError(f"{where}: refused, a binary change cannot be applied: {show(line.rstrip())}")
-        if not (line.startswith(b"--- ") and i + 1 < len(lines) and lines[i + 1].startswith(b"+++ ")):
+        if not file_header:
             if line.startswith(b"@@ "):
                 raise PatchError(f"{where}: a hunk header ({show(line.rstrip()[:80])}) outside any file's "
                                  f"---/+++ header (or a malformed one)")
@@ -242,13 +253,20 @@ def parse(data: bytes | str, strip: int = 1) -> list[FilePatch]:
             raise PatchError(f"{where}: both sides of the file header are /dev/null")
         crlf = lines[i + 1].endswith(b"\r\n")   # GNU patch then strips trailing CRs from this file's hunks
         fp = FilePatch(old_path, new_path, [])
-        if git is not None and not git["headers"]:
-            if old_path is not None and new_path is not None and old_path != new_path:
-                raise PatchError(f"{where}: {show(old_path)} -> {show(new_path)}: refused, git renames and "
-                                 f"copies are not supported")
+        gone_after = False
+        if git is not None and git["headers"]:
+            raise PatchError(f"{where}: a second file header inside the git section of {show(git['name'])} "
+                             f"(patch line {git['line']})")
+        if git is not None:
+            if {old_path, new_path} - {None, git["name"]}:
+                raise PatchError(f"{where}: the ---/+++ lines name {show(old_path or new_path)} -> "
+                                 f"{show(new_path or old_path)}, the diff --git line {show(git['name'])}: refused "
+                                 f"(git renames and copies are not supported)")
             git["headers"] = True
+            _check_index_mode(git, where)
             fp.mode = git["mode"]
-            fp.creates |= git["new"]
+            fp.creates |= git["new"] or git["absent_before"]
+            gone_after = git["absent_after"] and new_path is not None
         i += 2
 
         def body(k):
@@ -308,6 +326,7 @@ def parse(data: bytes | str, strip: int = 1) -> list[FilePatch]:
         # (and hunks that say '-0,0' / '+0,0' on that side, as GNU patch requires)
         fp.creates |= old_path is None or bool(old_epoch and all(h.old_start == 0 and not h.old for h in fp.hunks))
         fp.removes = new_epoch if all(h.new_start == 0 and not h.new for h in fp.hunks) else False
+        fp.removes = True if gone_after else fp.removes
         if fp.creates and new_path is None:
             raise PatchError(f"{where}: {show(old_path)}: the file header both creates and deletes it")
         files.append(fp)
@@ -315,6 +334,24 @@ def parse(data: bytes | str, strip: int = 1) -> list[FilePatch]:
     if not files:
         raise PatchError("no file changes found: is this a unified diff?")
     return files
+
+
+def _regular_mode(text: bytes, entry: str, where: str) -> int:
+    """The permission bits of a git mode (setuid/setgid/sticky dropped); anything but a regular file refused."""
+    kind = int(text, 8) & 0o170000
+    if kind == _SYMLINK:
+        raise PatchError(f"{where}: {entry}: refused, a git symlink entry (mode {text.decode()}); only regular "
+                         f"files are created or patched")
+    if kind != _REGULAR:
+        raise PatchError(f"{where}: {entry}: refused, mode {text.decode()} is not a regular file"
+                         f"{' (a git submodule)' if kind == _GITLINK else ''}")
+    return int(text, 8) & 0o777
+
+
+def _check_index_mode(git: dict, where: str) -> None:
+    if git["index_mode"] is not None and git["mode"] is not None and git["index_mode"] != git["mode"]:
+        raise PatchError(f"{where}: the git header of {show(git['name'])} states two different modes "
+                         f"({git['mode']:o} and {git['index_mode']:o} on its index line)")
 
 
 def _continues_hunk(lines: list[bytes], i: int) -> bool:
@@ -451,7 +488,7 @@ def _plan(files: list[FilePatch], root: Path) -> dict[Path, bytes | None]:
         # New file: '/dev/null' (git), an old side dated at the epoch, or nothing under either name and hunks
         # that say '-0,0' (`diff -N`).
         exists = [name for name in (fp.old_path, fp.new_path) if name is not None and _exists(root, name, result)]
-        if fp.creates or (not exists and all(h.old_start == 0 and not h.old for h in fp.hunks)):
+        if fp.creates or (fp.hunks and not exists and all(h.old_start == 0 and not h.old for h in fp.hunks)):
             # As GNU patch names a new file: of the names whose folder exists (else of all), the preferred one
             names = [n for n in (fp.old_path, fp.new_path) if n is not None]
             rel = min([n for n in names if (root / n).parent.is_dir()] or names, key=_preference)
