@@ -22,7 +22,8 @@ tree are followed; a file to patch or delete that is itself a symlink is refused
 regular files are created or changed: git symlink (mode 120000) and submodule entries, renames, copies and
 binary diffs are refused by name. File names follow GNU `patch` too: C-quoted names are unquoted, and of two
 different names in a header the existing one with the fewest components, then the shortest base name, wins.
-Modes, as GNU `patch` gives them: a patched file keeps its permission bits; a new file gets 0666 minus the umask, or the permission bits a git diff states (`new file mode 100755`, `new mode 100755`);
+Modes, as GNU `patch` gives them: a patched file keeps its permission bits; a new file gets 0666 minus the
+umask, or the permission bits a git diff states (`new file mode 100755`, `new mode 100755`);
 no file is ever left setuid, setgid or sticky (git's 104755 gives 0755, a patched 4755 file becomes 0755).
 """
 from __future__ import annotations

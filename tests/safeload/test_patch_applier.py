@@ -248,7 +248,8 @@ def test_git_empty_files_created_and_deleted_like_gnu(tmp_path):
     assert_refused_untouched(o, "gone", "not deleted")
 
 
-@pytest.mark.parametrize("case", ["new link out", "new link inside", "deleted link", "mode change to link"])
+@pytest.mark.parametrize("case", ["new link out", "new link inside", "deleted link", "mode change to link",
+                                  "changed link"])
 def test_git_symlink_entries_refused_by_name(tmp_path, case):
     patch = {
         "new link out": git_new(b"evil", b"120000", b"../../../etc/passwd\n"),
@@ -256,6 +257,9 @@ def test_git_symlink_entries_refused_by_name(tmp_path, case):
         "deleted link": b"diff --git a/evil b/evil\ndeleted file mode 120000\n--- a/evil\n+++ /dev/null\n"
                         b"@@ -1 +0,0 @@\n-keep\n",
         "mode change to link": b"diff --git a/evil b/evil\nold mode 100644\nnew mode 120000\n",
+        "changed link": b"diff --git a/evil b/evil\nindex 1111111..2222222 120000\n--- a/evil\n+++ b/evil\n"
+                        b"@@ -1 +1 @@\n-keep\n\\ No newline at end of file\n+/etc/passwd\n"
+                        b"\\ No newline at end of file\n",
     }[case]
     files = {"keep": b"k\n"} if case.startswith("new") else {"keep": b"k\n", "evil": b"keep\n"}
     o = both(tmp_path, patch, files)
@@ -487,18 +491,66 @@ def re_number(rng, line):
     return b"@@ -%d,%d +%d,%d @@" % tuple(rng.choice([0, 1, 2, 3, 7, 10**6]) for _ in range(4))
 
 
-def test_fuzzed_patches_never_traceback_and_agree_with_gnu_when_applied(tmp_path):
-    """300 seeded mutations of a three-file diff (changes, a creation, a deletion): every one is applied or
-    refused with one message and an untouched tree; every one we apply, GNU patch applies to the same bytes
-    and modes."""
-    files = {"a.py": b"".join(b"line %d\n" % i for i in range(40)), "c/b.txt": CRLF, "gone": b"g1\ng2\n"}
-    new = {"a.py": files["a.py"].replace(b"line 5\n", b"line 5\nhook()\n").replace(b"line 30\n", b""),
-           "c/b.txt": CRLF.replace(b"two", b"TWO"), "c/new.py": b"x = 1\n"}
-    good = udiff(tmp_path, files, new)
+GIT_FILES = {"a.py": b"".join(b"%d\n" % i for i in range(1, 31)), "b.txt": b"one\r\ntwo\r\nthree\r\n",
+             "gone": b"g1\ng2\n", "tool.sh": (b"sh\n", 0o644)}
+GIT_PATCH = b"""diff --git a/a.py b/a.py
+index e8823e1..20f0a5a 100644
+--- a/a.py
++++ b/a.py
+@@ -3,6 +3,7 @@
+ 3
+ 4
+ 5
++hook()
+ 6
+ 7
+ 8
+diff --git a/b.txt b/b.txt
+index e1587ff..103b2f6 100644
+--- a/b.txt
++++ b/b.txt
+@@ -1,3 +1,3 @@
+ one\r
+-two\r
++TWO\r
+ three\r
+diff --git a/gone b/gone
+deleted file mode 100644
+index afacc5d..0000000
+--- a/gone
++++ /dev/null
+@@ -1,2 +0,0 @@
+-g1
+-g2
+diff --git a/new.py b/new.py
+new file mode 100755
+index 0000000..7d4290a
+--- /dev/null
++++ b/new.py
+@@ -0,0 +1 @@
++x = 1
+diff --git a/tool.sh b/tool.sh
+old mode 100644
+new mode 100755
+""".replace(b"\\r", b"\r")
+
+
+@pytest.mark.parametrize("style", ["diff -ruN", "git"])
+def test_fuzzed_patches_never_traceback_and_agree_with_gnu_when_applied(tmp_path, style):
+    """300 seeded mutations of a multi-file diff (changes, a CRLF file, a creation, a deletion; for git also
+    modes): every one is applied or refused with one message and an untouched tree; every one we apply, GNU
+    patch applies to the same bytes and modes (the unmutated patch too)."""
+    if style == "git":
+        files, good = GIT_FILES, GIT_PATCH          # the text `git diff --cached` printed for this change
+    else:
+        files = {"a.py": b"".join(b"line %d\n" % i for i in range(40)), "c/b.txt": CRLF, "gone": b"g1\ng2\n"}
+        new = {"a.py": files["a.py"].replace(b"line 5\n", b"line 5\nhook()\n").replace(b"line 30\n", b""),
+               "c/b.txt": CRLF.replace(b"two", b"TWO"), "c/new.py": b"x = 1\n"}
+        good = udiff(tmp_path, files, new)
     rng = random.Random(23)
     applied = refused = 0
-    for k in range(300):
-        patch = mutate(rng, good)
+    for k in range(301):
+        patch = mutate(rng, good) if k else good
         base = tmp_path / "fuzz"
         shutil.rmtree(base, ignore_errors=True)
         tree = write_tree(base / "mine", files)
@@ -507,6 +559,7 @@ def test_fuzzed_patches_never_traceback_and_agree_with_gnu_when_applied(tmp_path
         code, err = cli("apply", base / "p", "--in-place", tree)
         assert code in (0, 1, 2) and "Traceback" not in err, (k, patch, err)
         if code:
+            assert k, err                                     # the unmutated patch applies
             refused += 1
             assert snapshot(tree) == before and err.count("\n") == 1, (k, patch, err)
             continue
@@ -515,6 +568,8 @@ def test_fuzzed_patches_never_traceback_and_agree_with_gnu_when_applied(tmp_path
         g = subprocess.run(["patch", "-p1", "--batch", "--forward", "--no-backup-if-mismatch", "--reject-file=-", "-i",
                             str(base / "p")], cwd=gnu, capture_output=True)
         assert g.returncode == 0 and snapshot(gnu) == snapshot(tree), (k, patch, g.stdout)
+        if not k:
+            assert snapshot(tree) != before                   # the unmutated patch changed the tree
     assert applied >= 30 and refused >= 100, (applied, refused)   # both paths were exercised
 
 
