@@ -4,7 +4,7 @@ Every case runs GNU `patch` on an identical tree in a temporary folder and compa
 our result must be byte- and mode-identical; where GNU patch refuses, we refuse with one message and write
 nothing. Where GNU patch does something we refuse on purpose (a symlink entry, a binary diff it silently
 skips, a rename), the test shows what GNU did and that we refused by name with the tree untouched.
-Patches are made by `diff -u` from real files wherever a diff can express the case.
+Patches are made by `diff -ruNa` from real files wherever a diff can express the case.
 """
 import contextlib
 import io
@@ -64,7 +64,7 @@ def cli(*args):
     return code, err.getvalue()
 
 
-def udiff(tmp_path: Path, old: dict, new: dict, name="f") -> bytes:
+def udiff(tmp_path: Path, old: dict, new: dict) -> bytes:
     """`diff -ruNa a b` of two trees (the independent maker of test patches)."""
     work = tmp_path / "mkdiff"
     shutil.rmtree(work, ignore_errors=True)
@@ -537,7 +537,7 @@ new mode 100755
 
 @pytest.mark.parametrize("style", ["diff -ruN", "git"])
 def test_fuzzed_patches_never_traceback_and_agree_with_gnu_when_applied(tmp_path, style):
-    """300 seeded mutations of a multi-file diff (changes, a CRLF file, a creation, a deletion; for git also
+    """300 seeded mutations (APPLIER_FUZZ_CASES) of a multi-file diff (changes, a CRLF file, a creation, a deletion; for git also
     modes): every one is applied or refused with one message and an untouched tree; every one we apply, GNU
     patch applies to the same bytes and modes (the unmutated patch too)."""
     if style == "git":
@@ -549,7 +549,7 @@ def test_fuzzed_patches_never_traceback_and_agree_with_gnu_when_applied(tmp_path
         good = udiff(tmp_path, files, new)
     rng = random.Random(23)
     applied = refused = 0
-    for k in range(301):
+    for k in range(1 + int(os.environ.get("APPLIER_FUZZ_CASES", "300"))):   # more: APPLIER_FUZZ_CASES=3000
         patch = mutate(rng, good) if k else good
         base = tmp_path / "fuzz"
         shutil.rmtree(base, ignore_errors=True)
