@@ -191,10 +191,10 @@ def parse(data: bytes | str, strip: int = 1) -> list[FilePatch]:
             return
         where = f"patch line {git['line']}"
         name = git["name"]
-        _check_index_mode(git, where)
-        if git["new"]:
+        _check_git_header(git, where)
+        if git["new"] or git["absent_before"]:
             files.append(FilePatch(None, name, [], git["mode"], creates=True))
-        elif git["deleted"]:
+        elif git["deleted"] or git["absent_after"]:
             files.append(FilePatch(name, None, []))
         elif git["mode"] is not None:
             files.append(FilePatch(name, name, [], git["mode"]))
@@ -264,7 +264,7 @@ def parse(data: bytes | str, strip: int = 1) -> list[FilePatch]:
                                  f"{show(new_path or old_path)}, the diff --git line {show(git['name'])}: refused "
                                  f"(git renames and copies are not supported)")
             git["headers"] = True
-            _check_index_mode(git, where)
+            _check_git_header(git, where)
             fp.mode = git["mode"]
             fp.creates |= git["new"] or git["absent_before"]
             gone_after = git["absent_after"] and new_path is not None
@@ -349,7 +349,9 @@ def _regular_mode(text: bytes, entry: str, where: str) -> int:
     return int(text, 8) & 0o777
 
 
-def _check_index_mode(git: dict, where: str) -> None:
+def _check_git_header(git: dict, where: str) -> None:
+    if (git["new"] or git["absent_before"]) and (git["deleted"] or git["absent_after"]):
+        raise PatchError(f"{where}: the git header of {show(git['name'])} both creates and deletes it")
     if git["index_mode"] is not None and git["mode"] is not None and git["index_mode"] != git["mode"]:
         raise PatchError(f"{where}: the git header of {show(git['name'])} states two different modes "
                          f"({git['mode']:o} and {git['index_mode']:o} on its index line)")
@@ -439,8 +441,10 @@ def _already_applied(files: list[FilePatch], root: Path) -> bool:
         if not new.is_file():
             return False
         try:
-            apply_hunks(new.read_bytes(), _reverse(fp), fp.new_path)
+            before = apply_hunks(new.read_bytes(), _reverse(fp), fp.new_path)
         except (PatchError, OSError):
+            return False
+        if fp.creates and before:                    # a created file must hold exactly what the patch wrote
             return False
     return True
 

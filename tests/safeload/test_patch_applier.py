@@ -428,6 +428,10 @@ def test_hand_made_malformed_patches_get_one_message(tmp_path):
         b"--- a/f\n+++ b/f\n@@ -1 +1 @@\n-one\n+ONE\n",                               # changed after deleted
         b"diff --git a/f b/f\n", b"diff --git a/f b/g h\nnew mode 100755\n", b"diff --git \n",
         b"diff --git a/f b/f\nnew mode 040755\n", b"diff --git a/f b/f\nnew mode 160000\n",
+        b"diff --git a/f b/f\nold mode 100644\nindex 0000000..1234567\nnew mode 100755\n",           # creates f
+        b"diff --git a/q b/q\nnew file mode 100644\ndeleted file mode 100644\n",
+        b"diff --git a/f b/f\nindex 1234567..7654321 100755\nnew mode 100644\n",              # two modes
+        b"diff --git a/f b/f\nindex 12345z..7654321\n",
         b"--- /dev/null\n+++ /dev/null\n@@ -0,0 +1 @@\n+x\n",
         b"--- a/z\t1970-01-01 00:00:00 +0000\n+++ /dev/null\n@@ -0,0 +1 @@\n+x\n",
         b"--- a/f/\n+++ b/f/\n@@ -1 +1 @@\n-one\n+ONE\n", b"--- /dev/null\n+++ b/newdir/\n@@ -0,0 +1 @@\n+x\n",
