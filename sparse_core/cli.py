@@ -5,7 +5,9 @@
     sparse-core check patches/sngan.patch --src vendor/sngan                        # dry run
 
 Exit status: 0 applied (or, for check, applies); 1 the patch is already applied (nothing to do, nothing
-written); 2 refused (a hunk does not fit, a path outside the tree, an unreadable file): nothing was written.
+written); 2 refused (a hunk does not fit, a path outside the tree, an unreadable file, a symlink or binary entry, a
+negative -p): nothing was written. Files are patched byte for byte, as GNU `patch` does (CRLF kept, any
+encoding).
 """
 from __future__ import annotations
 
@@ -13,7 +15,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from .patching import AlreadyApplied, PatchError, apply_patch, apply_to_copy, plan
+from .patching import AlreadyApplied, PatchError, apply_patch, apply_to_copy, plan, show
+
+
+def _strip_count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: the number of leading path components to strip must be an "
+                                         f"integer >= 0")
+    return count
 
 
 def main(argv=None) -> int:
@@ -27,16 +40,19 @@ def main(argv=None) -> int:
     g.add_argument("--in-place", metavar="DIR", help="tree to patch in place")
     a.add_argument("--out", help="where the patched copy goes")
     a.add_argument("--force", action="store_true", help="replace an existing --out")
-    a.add_argument("-p", "--strip", type=int, default=1)
+    a.add_argument("-p", "--strip", type=_strip_count, default=1)
     c = sub.add_parser("check", help="check that a patch applies, write nothing")
     c.add_argument("patch")
     c.add_argument("--src", required=True)
-    c.add_argument("-p", "--strip", type=int, default=1)
+    c.add_argument("-p", "--strip", type=_strip_count, default=1)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "check":
-            with open(args.patch) as f:
-                changed = plan(f.read(), Path(args.src), args.strip)
+            try:
+                data = Path(args.patch).read_bytes()
+            except OSError as e:
+                raise PatchError(f"cannot read patch {show(args.patch)}: {e.strerror}") from None
+            changed = plan(data, Path(args.src), args.strip)
             print(f"{args.patch}: applies cleanly to {args.src} ({len(changed)} files)")
         elif args.src:
             if not args.out:
@@ -49,8 +65,12 @@ def main(argv=None) -> int:
     except AlreadyApplied as e:
         print(f"sparse-core: {e}; nothing was written", file=sys.stderr)
         return 1
-    except (PatchError, OSError) as e:
+    except PatchError as e:
         print(f"sparse-core: error: {e}; nothing was written", file=sys.stderr)
+        return 2
+    except OSError as e:       # a write failed (disk full, permissions): rolled back
+        where = f"{show(str(e.filename))}: " if e.filename else ""
+        print(f"sparse-core: error: {where}{e.strerror or e}; nothing was written", file=sys.stderr)
         return 2
     return 0
 
