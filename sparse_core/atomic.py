@@ -1,7 +1,13 @@
 """Atomic torch.save: write a temporary file in the target folder, then rename it over the target, so a
-crash never leaves a half-written file under the final name (exports, ticket files)."""
+crash never leaves a half-written file under the final name (exports, ticket files).
+
+The object is serialised in memory and written through Python's file layer, so a failed write (full disk,
+read-only folder) is an OSError carrying its cause (strerror) and the FINAL file's name, marked
+`during_write`; the caller's entry point words it (torch.save onto a file would report a full disk only
+as 'unexpected pos ...')."""
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 
@@ -9,13 +15,22 @@ import torch
 
 
 def save_atomic(obj, path: str, prefix: str = ".tmp-") -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=prefix, suffix=".pt")
-    os.close(fd)
+    tmp = None
     try:
-        torch.save(obj, tmp)
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=prefix, suffix=".pt")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(buffer.getbuffer())
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as error:
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(error, OSError):
+            failed = OSError(error.errno, error.strerror or str(error), path)
+            failed.during_write = True
+            raise failed from None
         raise
