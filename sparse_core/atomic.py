@@ -14,6 +14,14 @@ import tempfile
 import torch
 
 
+def _write_file(tmp: str, data, target: str) -> None:
+    """Write `data` to the temporary file `tmp` (the future `target`) and flush it to the disk."""
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def save_atomic(obj, path: str, prefix: str = ".tmp-") -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
@@ -21,10 +29,8 @@ def save_atomic(obj, path: str, prefix: str = ".tmp-") -> None:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=d, prefix=prefix, suffix=".pt")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getbuffer())
-            handle.flush()
-            os.fsync(handle.fileno())
+        os.close(fd)
+        _write_file(tmp, buffer.getbuffer(), path)
         os.replace(tmp, path)
     except BaseException as error:
         if tmp is not None and os.path.exists(tmp):
