@@ -23,56 +23,6 @@ import failsafe as fs  # noqa: E402
 from vendor.common.runlog import load_snapshot  # noqa: E402
 
 
-class Vendor:
-    """How one vendor is driven: its main, flags, run folder, snapshot names and counters."""
-
-    def __init__(self, name, main, argv, run_dir, last, step_of, step_key, final, resume_flag, lr_calls):
-        self.name, self.main, self._argv, self.run_dir, self.last = name, main, argv, run_dir, last
-        self.step_of, self.step_key, self.final, self.resume_flag = step_of, step_key, final, resume_flag
-        self.lr_calls = lr_calls  # Adam steps after which the first snapshot is on disk
-
-    def argv(self, base, resume=None):
-        return self._argv(base) + ([self.resume_flag, str(resume)] if resume else [])
-
-
-def sngan():
-    from vendor.sngan import train
-    flags = ["--data", "digits", "--data-ratio", "0.1", "--ch", "8", "--z_dim", "16", "--batch_size", "4",
-             "--G_batch_size", "6", "--n_dis", "2", "--eval_step", "0", "--sample_step", "0", "--tick_steps", "1",
-             "--device", "cpu", "--total_steps", "6", "--snapshot_steps", "2"]
-    return Vendor("sngan", train.main, lambda base: flags + ["--logdir", str(base)], lambda base: base,
-                  "last.pt", lambda s: s["step"], "progress/step", "G_final.pt", "--resume", 2 * 3)
-
-
-def progan():
-    from vendor.progan import train
-    flags = ["--data", "digits", "--data-ratio", "0.05", "--ch", "8", "--z_dim", "8", "--max_res", "8", "--epoch",
-             "1", "--batch_sizes", "16,16", "--tick_steps", "1", "--sample_step", "0", "--device", "cpu",
-             "--snapshot_steps", "3"]
-    return Vendor("progan", train.main, lambda base: flags + ["--logdir", str(base)], lambda base: base,
-                  "last.pt", lambda s: s["step"], "progress/step", "G_final.pt", "--resume", 3 * 2)
-
-
-def autogan():
-    from vendor.autogan import train
-    flags = ["--data", "digits", "--data-ratio", "0.02", "--gf_dim", "8", "--df_dim", "8", "--latent_dim", "16",
-             "-gen_bs", "6", "-dis_bs", "5", "--n_critic", "2", "--print_freq", "1", "--val_freq", "0",
-             "--device", "cpu", "--max_iter", "8"]  # 2 epochs of 8 D steps; a checkpoint after each
-    return Vendor("autogan", train.main, lambda base: flags + ["--logdir", str(base)], lambda base: base,
-                  os.path.join("Model", "checkpoint.pth"), lambda s: s["counters"]["global_steps"], "progress/step",
-                  None, "--load_path", 8 + 4)
-
-
-def fastgan(images):
-    from vendor.fastgan import train
-    flags = ["--path", str(images), "--im_size", "256", "--batch_size", "2", "--ngf", "8", "--ndf", "8", "--nz",
-             "16", "--lpips_untrained", "--lpips_width_div", "16", "--device", "cpu", "--tick", "1",
-             "--save_interval", "1", "--iter", "2", "--snapshot_interval", "1", "--name", "run"]
-    return Vendor("fastgan", train.main, lambda base: flags + ["--output_path", str(base)],
-                  lambda base: base / "train_results" / "run", "last.pt", lambda s: s["iteration"],
-                  "progress/iteration", None, "--resume", 1 * 2)
-
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     from fg_helpers import make_folder
@@ -81,7 +31,7 @@ def images(tmp_path_factory):
 
 @pytest.fixture(params=["sngan", "progan", "autogan", "fastgan"])
 def vendor(request, images):
-    return fastgan(images) if request.param == "fastgan" else globals()[request.param]()
+    return fs.VENDORS[request.param](images=images)
 
 
 def test_full_disk_lock_and_resume(vendor, tmp_path, capsys):
