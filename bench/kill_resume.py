@@ -1,0 +1,328 @@
+"""Kill runs with SIGKILL at random moments, resume them, and check what is left (issue 23, item 4).
+
+    python bench/kill_resume.py                       # all five vendors, 10 kills each, CPU
+    python bench/kill_resume.py --vendors sngan,progan --kills 12 --seed 1 --out bench/results/kill-resume-cpu.md
+
+Per vendor (unmodified tree, run as `python vendor/<v>/train.py`, tiny CPU config):
+1. an uninterrupted reference run: its wall time from the first progress line to exit, its stats rows, its
+   final snapshot;
+2. a chain in one run folder: start the run, wait for its first progress line, sleep a random time in
+   [0, reference training time], SIGKILL; check every snapshot file on disk loads (nothing half-written under a
+   final name); resume from the newest snapshot (a run killed before its first snapshot starts afresh in a new
+   folder: there is nothing to resume); repeat until --kills kills, then let the last resume finish;
+3. at the end: no temporary file anywhere in the run folder(s), no stats row logged twice, the rows equal the
+   reference's (machine-dependent timing / memory entries aside), and the final snapshot's tensors equal the
+   reference's bit for bit (these five resume exactly on the CPU).
+StyleGAN2-ADA resumes into a new numbered folder (as upstream): its history is the rows of each folder up to the
+tick the next folder resumed from, then the last folder's rows.
+
+Writes a Markdown report (command, torch version, date, per-vendor numbers) to --out, or prints it.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import glob
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import torch
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, ROOT)
+from vendor.common.runlog import SnapshotError, load_snapshot, read_jsonl  # noqa: E402
+
+MACHINE_KEYS = ("timing/", "resources/", "Timing/", "Resources/", "timestamp")
+TEMPORARY = ("**/.*.tmp", "**/.tmp-*.pt")
+SNAPSHOT_NAMES = ("*.pt", "*.pth")
+
+
+def _images(folder):
+    """Four smooth 256x256 RGB images for FastGAN (its smallest size)."""
+    import numpy as np
+    from PIL import Image
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.RandomState(0)
+    for i in range(4):
+        base = rng.randint(0, 256, (8, 8, 3)).astype(np.uint8)
+        Image.fromarray(base).resize((256, 256), Image.BILINEAR).save(os.path.join(folder, f"img{i}.png"))
+    return folder
+
+
+class Vendor:
+    """A vendor's command line, run folder, newest snapshot and row step key."""
+
+    def __init__(self, name, script, flags, folder_flag, resume_flag, last, step_key, numbered=False):
+        self.name, self.script, self.flags, self.folder_flag = name, script, flags, folder_flag
+        self.resume_flag, self.last, self.step_key, self.numbered = resume_flag, last, step_key, numbered
+
+    def command(self, base, resume=None):
+        return ([sys.executable, os.path.join(ROOT, "vendor", self.name, self.script), *self.flags,
+                 self.folder_flag, base] + ([self.resume_flag, resume] if resume else []))
+
+    def run_dirs(self, base):
+        """The run folders of one chain, oldest first."""
+        if self.numbered:
+            return sorted(os.path.join(base, d) for d in os.listdir(base)) if os.path.isdir(base) else []
+        if self.name == "fastgan":
+            return [os.path.join(base, "train_results", "run")]
+        return [base]
+
+    def newest_snapshot(self, base):
+        for run in reversed(self.run_dirs(base)):
+            path = os.path.join(run, self.last)
+            if os.path.isfile(path):
+                return path
+        return None
+
+
+def vendors(work):
+    images = _images(os.path.join(work, "images"))
+    return {
+        "sngan": Vendor("sngan", "train.py", ["--data", "digits", "--data-ratio", "0.1", "--ch", "8", "--z_dim", "16",
+                                              "--batch_size", "4", "--G_batch_size", "6", "--n_dis", "2",
+                                              "--eval_step", "0", "--sample_step", "0", "--tick_steps", "1",
+                                              "--device", "cpu", "--total_steps", "60", "--snapshot_steps", "4"],
+                        "--logdir", "--resume", "last.pt", "progress/step"),
+        "progan": Vendor("progan", "train.py", ["--data", "digits", "--data-ratio", "0.05", "--ch", "8", "--z_dim", "8",
+                                                "--max_res", "8", "--epoch", "3", "--batch_sizes", "16,16",
+                                                "--tick_steps", "1", "--sample_step", "0", "--device", "cpu",
+                                                "--snapshot_steps", "3"],
+                         "--logdir", "--resume", "last.pt", "progress/step"),
+        "autogan": Vendor("autogan", "train.py", ["--data", "digits", "--data-ratio", "0.02", "--gf_dim", "8",
+                                                  "--df_dim", "8", "--latent_dim", "16", "-gen_bs", "6", "-dis_bs",
+                                                  "5", "--n_critic", "2", "--print_freq", "1", "--val_freq", "0",
+                                                  "--device", "cpu", "--max_iter", "40"],
+                          "--logdir", "--load_path", os.path.join("Model", "checkpoint.pth"), "progress/step"),
+        "fastgan": Vendor("fastgan", "train.py", ["--path", images, "--im_size", "256", "--batch_size", "2", "--ngf",
+                                                  "8", "--ndf", "8", "--nz", "16", "--lpips_untrained",
+                                                  "--lpips_width_div", "16", "--device", "cpu", "--tick", "1",
+                                                  "--save_interval", "100", "--iter", "10", "--snapshot_interval",
+                                                  "2", "--name", "run"],
+                          "--output_path", "--resume", "last.pt", "progress/iteration"),
+        "stylegan2_ada": Vendor("stylegan2_ada", "train.py", ["--data", "digits", "--device", "cpu", "--cbase", "256",
+                                                              "--cmax", "32", "--map", "2", "--batch", "4",
+                                                              "--mbstd-group", "2", "--metrics", "none", "--workers",
+                                                              "0", "--grid", "2x2", "--kimg", "0.06", "--tick",
+                                                              "0.004", "--snap", "2", "--img-snap", "0", "--seed", "3"],
+                                "--outdir", "--resume", "network-snapshot-000000.pt", "Progress/tick",
+                                numbered=True),
+    }
+
+
+def start(cmd, log_path):
+    """Popen with a thread that sets `ticking` at the first progress line (`tick N  kimg ...`)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    proc.ticking = threading.Event()
+    proc.log = open(log_path, "a")
+
+    def pump():
+        for line in proc.stdout:
+            proc.log.write(line)
+            if line.startswith("tick "):
+                proc.ticking.set()
+        proc.ticking.set()
+    proc.pump = threading.Thread(target=pump, daemon=True)
+    proc.pump.start()
+    return proc
+
+
+def finish(proc):
+    code = proc.wait()
+    proc.pump.join()
+    proc.log.close()
+    return code
+
+
+def row_step(row, key):
+    value = row.get(key)
+    return value.get("mean") if isinstance(value, dict) else value
+
+
+def clean(rows):
+    return [{k: v for k, v in r.items() if not k.startswith(MACHINE_KEYS)} for r in rows]
+
+
+def history(vendor, base):
+    """The chain's stats rows (StyleGAN2-ADA: each folder's rows before the tick the next one resumed from)."""
+    runs = vendor.run_dirs(base)
+    rows = []
+    for i, run in enumerate(runs):
+        path = os.path.join(run, "stats.jsonl")
+        mine = read_jsonl(path) if os.path.isfile(path) else []
+        if i + 1 < len(runs):
+            options = os.path.join(runs[i + 1], "training_options.json")
+            resumed_from = json.load(open(options)).get("resume_pkl") if os.path.isfile(options) else None
+            if resumed_from and os.path.dirname(os.path.abspath(resumed_from)) == os.path.abspath(run):
+                next_tick = load_snapshot(resumed_from)["cur_tick"]
+                mine = [r for r in mine if row_step(r, vendor.step_key) < next_tick]
+            else:
+                mine = []  # a folder nothing continued from (killed before its first snapshot)
+        rows += mine
+    return rows
+
+
+def snapshots_load(vendor, base):
+    """Every snapshot file under the chain's folders loads (weights_only); returns the failures."""
+    bad = []
+    for run in vendor.run_dirs(base):
+        for pattern in SNAPSHOT_NAMES:
+            for path in glob.glob(os.path.join(glob.escape(run), "**", pattern), recursive=True):
+                try:
+                    load_snapshot(path)
+                except SnapshotError as error:
+                    bad.append(f"{path}: {error}")
+    return bad
+
+
+def same_tensors(a, b, skip=("total_sec",)):
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and (
+            torch.equal(a, b) or (a.is_floating_point() and bool(((a == b) | (a.isnan() & b.isnan())).all())))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and set(a) == set(b) and all(
+            same_tensors(a[k], b[k], skip) for k in a if k not in skip)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(same_tensors(x, y, skip) for x, y in zip(a, b))
+    return True  # counters and plain values: rows carry them
+
+
+def bench_vendor(vendor, work, kills, rng):
+    base_ref = os.path.join(work, vendor.name, "reference")
+    log = os.path.join(work, vendor.name, "log.txt")
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    t0 = time.time()
+    proc = start(vendor.command(base_ref), log)
+    proc.ticking.wait()
+    t_tick = time.time()
+    if finish(proc) != 0:
+        raise RuntimeError(f"{vendor.name}: the reference run failed (see {log})")
+    train_sec = time.time() - t_tick
+    ref_rows = clean(history(vendor, base_ref))
+    ref_final = load_snapshot(vendor.newest_snapshot(base_ref))
+
+    result = dict(vendor=vendor.name, kills=0, kills_before_first_snapshot=0, kills_with_tmp=0, restarts=0,
+                  reference_sec=round(time.time() - t0, 1), problems=[])
+    chain = 0
+    base = os.path.join(work, vendor.name, f"chain{chain}")
+    resume = None
+    while True:
+        proc = start(vendor.command(base, resume), log)
+        if result["kills"] < kills:
+            proc.ticking.wait()
+            deadline = time.time() + rng.uniform(0, train_sec)
+            while time.time() < deadline and proc.poll() is None:
+                time.sleep(0.01)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                finish(proc)
+                result["kills"] += 1
+                temps = [p for run in vendor.run_dirs(base) for pattern in TEMPORARY
+                         for p in glob.glob(os.path.join(glob.escape(run), pattern), recursive=True)]
+                result["kills_with_tmp"] += bool(temps)
+                result["problems"] += snapshots_load(vendor, base)
+                resume = vendor.newest_snapshot(base)
+                if resume is None:  # killed before its first snapshot: nothing to resume, start again elsewhere
+                    result["kills_before_first_snapshot"] += 1
+                    chain += 1
+                    base = os.path.join(work, vendor.name, f"chain{chain}")
+                continue
+        code = finish(proc)
+        if code != 0:
+            result["problems"].append(f"a resumed run exited {code} (see {log})")
+            break
+        if result["kills"] >= kills:
+            break
+        result["restarts"] += 1  # finished before the kill landed: a new chain from a fresh start
+        chain += 1
+        base = os.path.join(work, vendor.name, f"chain{chain}")
+        resume = None
+
+    rows = clean(history(vendor, base))
+    steps = [row_step(r, vendor.step_key) for r in rows]
+    left = [p for run in vendor.run_dirs(base) for pattern in TEMPORARY
+            for p in glob.glob(os.path.join(glob.escape(run), pattern), recursive=True)]
+    result.update(rows=len(rows), reference_rows=len(ref_rows), duplicated_rows=len(steps) - len(set(steps)),
+                  rows_equal=rows == ref_rows, temporaries_left=len(left),
+                  final_snapshot_bit_exact=same_tensors(load_snapshot(vendor.newest_snapshot(base)), ref_final))
+    if not result["rows_equal"]:
+        missing = sorted(set(row_step(r, vendor.step_key) for r in ref_rows) - set(steps))
+        result["problems"].append(f"rows differ from the reference (missing steps {missing[:10]})")
+    return result
+
+
+def report(results, args, elapsed):
+    lines = [
+        "# Kill -9 and resume (bench/kill_resume.py)",
+        "",
+        f"Command: `python bench/kill_resume.py {' '.join(args)}`  ",
+        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}; "
+        f"Python {platform.python_version()}; {os.cpu_count()} CPUs; total {elapsed:.0f} s.",
+        "",
+        "Each vendor: an uninterrupted reference run, then runs killed with SIGKILL at a random moment of their "
+        "training (uniform in [0, the reference's training time] after the first progress line) and resumed from "
+        "the newest snapshot, until the number of kills is reached and the last resume finishes. Checked after "
+        "every kill: each snapshot file on disk loads. Checked at the end: temporaries left, stats rows logged "
+        "twice, rows equal to the reference (timing / memory entries aside), final snapshot bit-exact.",
+        "",
+        "| vendor | kills | before 1st snapshot | kills that left a temporary | temporaries left at the end | "
+        "rows (ref) | duplicated rows | rows == reference | final snapshot bit-exact | problems |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(f"| {r['vendor']} | {r['kills']} | {r['kills_before_first_snapshot']} | {r['kills_with_tmp']} | "
+                     f"{r['temporaries_left']} | {r['rows']} ({r['reference_rows']}) | {r['duplicated_rows']} | "
+                     f"{'yes' if r['rows_equal'] else 'NO'} | {'yes' if r['final_snapshot_bit_exact'] else 'NO'} | "
+                     f"{'; '.join(r['problems']) or 'none'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--vendors", default="sngan,progan,autogan,fastgan,stylegan2_ada")
+    parser.add_argument("--kills", type=int, default=10, help="SIGKILLs per vendor (>= 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="write the Markdown report here (default: print it)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args(argv)
+    if args.kills < 1:
+        parser.error("--kills must be >= 1")
+    work = tempfile.mkdtemp(prefix="kill-resume-")
+    rng = random.Random(args.seed)
+    start_time = time.time()
+    try:
+        table = vendors(work)
+        names = [v for v in args.vendors.split(",") if v]
+        unknown = [v for v in names if v not in table]
+        if unknown:
+            parser.error(f"--vendors: unknown {unknown}; choose from {sorted(table)}")
+        results = []
+        for name in names:
+            t = time.time()
+            results.append(bench_vendor(table[name], work, args.kills, rng))
+            print(f"{name}: {json.dumps(results[-1])} ({time.time() - t:.0f} s)", flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    text = report(results, sys.argv[1:] if argv is None else argv, time.time() - start_time)
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write(text)
+    print(text)
+    ok = all(not r["problems"] and r["rows_equal"] and not r["duplicated_rows"] and not r["temporaries_left"]
+             and r["final_snapshot_bit_exact"] for r in results)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
