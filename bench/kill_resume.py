@@ -91,28 +91,28 @@ def vendors(work):
         "sngan": Vendor("sngan", "train.py", ["--data", "digits", "--data-ratio", "0.1", "--ch", "8", "--z_dim", "16",
                                               "--batch_size", "4", "--G_batch_size", "6", "--n_dis", "2",
                                               "--eval_step", "0", "--sample_step", "0", "--tick_steps", "1",
-                                              "--device", "cpu", "--total_steps", "60", "--snapshot_steps", "4"],
+                                              "--device", "cpu", "--total_steps", "40", "--snapshot_steps", "4"],
                         "--logdir", "--resume", "last.pt", "progress/step"),
         "progan": Vendor("progan", "train.py", ["--data", "digits", "--data-ratio", "0.05", "--ch", "8", "--z_dim", "8",
-                                                "--max_res", "8", "--epoch", "3", "--batch_sizes", "16,16",
+                                                "--max_res", "8", "--epoch", "2", "--batch_sizes", "16,16",
                                                 "--tick_steps", "1", "--sample_step", "0", "--device", "cpu",
                                                 "--snapshot_steps", "3"],
                          "--logdir", "--resume", "last.pt", "progress/step"),
         "autogan": Vendor("autogan", "train.py", ["--data", "digits", "--data-ratio", "0.02", "--gf_dim", "8",
                                                   "--df_dim", "8", "--latent_dim", "16", "-gen_bs", "6", "-dis_bs",
                                                   "5", "--n_critic", "2", "--print_freq", "1", "--val_freq", "0",
-                                                  "--device", "cpu", "--max_iter", "40"],
+                                                  "--device", "cpu", "--max_iter", "24"],
                           "--logdir", "--load_path", os.path.join("Model", "checkpoint.pth"), "progress/step"),
         "fastgan": Vendor("fastgan", "train.py", ["--path", images, "--im_size", "256", "--batch_size", "2", "--ngf",
                                                   "8", "--ndf", "8", "--nz", "16", "--lpips_untrained",
                                                   "--lpips_width_div", "16", "--device", "cpu", "--tick", "1",
-                                                  "--save_interval", "100", "--iter", "10", "--snapshot_interval",
+                                                  "--save_interval", "100", "--iter", "6", "--snapshot_interval",
                                                   "2", "--name", "run"],
                           "--output_path", "--resume", "last.pt", "progress/iteration"),
         "stylegan2_ada": Vendor("stylegan2_ada", "train.py", ["--data", "digits", "--device", "cpu", "--cbase", "256",
                                                               "--cmax", "32", "--map", "2", "--batch", "4",
                                                               "--mbstd-group", "2", "--metrics", "none", "--workers",
-                                                              "0", "--grid", "2x2", "--kimg", "0.06", "--tick",
+                                                              "0", "--grid", "2x2", "--kimg", "0.04", "--tick",
                                                               "0.004", "--snap", "2", "--img-snap", "0", "--seed", "3"],
                                 "--outdir", "--resume", "network-snapshot-000000.pt", "Progress/tick",
                                 numbered=True),
@@ -214,6 +214,7 @@ def bench_vendor(vendor, work, kills, rng):
     result = dict(vendor=vendor.name, kills=0, kills_before_first_snapshot=0, kills_with_tmp=0, restarts=0,
                   reference_sec=round(time.time() - t0, 1), problems=[])
     chain = 0
+    t_kill_start = time.time()
     base = os.path.join(work, vendor.name, f"chain{chain}")
     resume = None
     while True:
@@ -227,6 +228,7 @@ def bench_vendor(vendor, work, kills, rng):
                 proc.send_signal(signal.SIGKILL)
                 finish(proc)
                 result["kills"] += 1
+                print(f"  {vendor.name}: kill {result['kills']} at {time.time() - t_kill_start:.0f} s", flush=True)
                 temps = [p for run in vendor.run_dirs(base) for pattern in TEMPORARY
                          for p in glob.glob(os.path.join(glob.escape(run), pattern), recursive=True)]
                 result["kills_with_tmp"] += bool(temps)
