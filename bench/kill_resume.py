@@ -3,7 +3,10 @@
     python bench/kill_resume.py                       # all five vendors, 10 kills each, CPU
     python bench/kill_resume.py --vendors sngan,progan --kills 12 --seed 1 --out bench/results/kill-resume-cpu.md
 
-Per vendor (unmodified tree, run as `python vendor/<v>/train.py`, tiny CPU config):
+Per vendor (unmodified tree, tiny CPU config). Each run is a child forked from this process after the vendor's
+modules are imported, running the vendor's main(argv) through the scripts' entry wrapper exactly as
+`python vendor/<v>/train.py ARGS` does (a fresh interpreter per run would spend most of the time importing torch);
+the child is killed with SIGKILL like any process.
 1. an uninterrupted reference run: its wall time from the first progress line to exit, its stats rows, its
    final snapshot;
 2. a chain in one run folder: start the run, wait for its first progress line, sleep a random time in
@@ -29,7 +32,6 @@ import platform
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -61,13 +63,12 @@ def _images(folder):
 class Vendor:
     """A vendor's command line, run folder, newest snapshot and row step key."""
 
-    def __init__(self, name, script, flags, folder_flag, resume_flag, last, step_key, numbered=False):
-        self.name, self.script, self.flags, self.folder_flag = name, script, flags, folder_flag
+    def __init__(self, name, flags, folder_flag, resume_flag, last, step_key, numbered=False):
+        self.name, self.flags, self.folder_flag = name, flags, folder_flag
         self.resume_flag, self.last, self.step_key, self.numbered = resume_flag, last, step_key, numbered
 
-    def command(self, base, resume=None):
-        return ([sys.executable, os.path.join(ROOT, "vendor", self.name, self.script), *self.flags,
-                 self.folder_flag, base] + ([self.resume_flag, resume] if resume else []))
+    def argv(self, base, resume=None):
+        return [*self.flags, self.folder_flag, base] + ([self.resume_flag, resume] if resume else [])
 
     def run_dirs(self, base):
         """The run folders of one chain, oldest first."""
@@ -88,28 +89,28 @@ class Vendor:
 def vendors(work):
     images = _images(os.path.join(work, "images"))
     return {
-        "sngan": Vendor("sngan", "train.py", ["--data", "digits", "--data-ratio", "0.1", "--ch", "8", "--z_dim", "16",
+        "sngan": Vendor("sngan", ["--data", "digits", "--data-ratio", "0.1", "--ch", "8", "--z_dim", "16",
                                               "--batch_size", "4", "--G_batch_size", "6", "--n_dis", "2",
                                               "--eval_step", "0", "--sample_step", "0", "--tick_steps", "1",
                                               "--device", "cpu", "--total_steps", "40", "--snapshot_steps", "4"],
                         "--logdir", "--resume", "last.pt", "progress/step"),
-        "progan": Vendor("progan", "train.py", ["--data", "digits", "--data-ratio", "0.05", "--ch", "8", "--z_dim", "8",
+        "progan": Vendor("progan", ["--data", "digits", "--data-ratio", "0.05", "--ch", "8", "--z_dim", "8",
                                                 "--max_res", "8", "--epoch", "2", "--batch_sizes", "16,16",
                                                 "--tick_steps", "1", "--sample_step", "0", "--device", "cpu",
                                                 "--snapshot_steps", "3"],
                          "--logdir", "--resume", "last.pt", "progress/step"),
-        "autogan": Vendor("autogan", "train.py", ["--data", "digits", "--data-ratio", "0.02", "--gf_dim", "8",
+        "autogan": Vendor("autogan", ["--data", "digits", "--data-ratio", "0.02", "--gf_dim", "8",
                                                   "--df_dim", "8", "--latent_dim", "16", "-gen_bs", "6", "-dis_bs",
                                                   "5", "--n_critic", "2", "--print_freq", "1", "--val_freq", "0",
                                                   "--device", "cpu", "--max_iter", "24"],
                           "--logdir", "--load_path", os.path.join("Model", "checkpoint.pth"), "progress/step"),
-        "fastgan": Vendor("fastgan", "train.py", ["--path", images, "--im_size", "256", "--batch_size", "2", "--ngf",
+        "fastgan": Vendor("fastgan", ["--path", images, "--im_size", "256", "--batch_size", "2", "--ngf",
                                                   "8", "--ndf", "8", "--nz", "16", "--lpips_untrained",
                                                   "--lpips_width_div", "16", "--device", "cpu", "--tick", "1",
                                                   "--save_interval", "100", "--iter", "6", "--snapshot_interval",
                                                   "2", "--name", "run"],
                           "--output_path", "--resume", "last.pt", "progress/iteration"),
-        "stylegan2_ada": Vendor("stylegan2_ada", "train.py", ["--data", "digits", "--device", "cpu", "--cbase", "256",
+        "stylegan2_ada": Vendor("stylegan2_ada", ["--data", "digits", "--device", "cpu", "--cbase", "256",
                                                               "--cmax", "32", "--map", "2", "--batch", "4",
                                                               "--mbstd-group", "2", "--metrics", "none", "--workers",
                                                               "0", "--grid", "2x2", "--kimg", "0.04", "--tick",
@@ -119,22 +120,96 @@ def vendors(work):
     }
 
 
-def start(cmd, log_path):
-    """Popen with a thread that sets `ticking` at the first progress line (`tick N  kimg ...`)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+_entries = {}
+
+
+def _entry(vendor):
+    """The vendor's main, imported once in this process (forked runs start without importing anything)."""
+    if vendor.name not in _entries:
+        _entries[vendor.name] = _import_entry(vendor)
+    return _entries[vendor.name]
+
+
+def _import_entry(vendor):
+    if vendor.name == "stylegan2_ada":
+        import importlib.util
+        tree = os.path.join(ROOT, "vendor", "stylegan2_ada")
+        if tree not in sys.path:
+            sys.path.insert(0, tree)
+        spec = importlib.util.spec_from_file_location("sg2_train_bench", os.path.join(tree, "train.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+
+        def main(argv):
+            module.main.main(args=argv, standalone_mode=False)
+            return 0
+        return main
+    import importlib
+    return importlib.import_module(f"vendor.{vendor.name}.train").main
+
+
+def start(vendor, argv, log_path):
+    """Fork a child that runs the vendor's main(argv) as `python train.py` would (run_cli: exit status and
+    one-line errors), its output piped back; a thread sets `ticking` at the first progress line."""
+    from vendor.common.runguard import run_cli
+    main = _entry(vendor)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a training process like any other, killed with SIGKILL by the parent
+        code = 1
+        try:
+            os.close(read_fd)
+            os.dup2(write_fd, 1)
+            os.dup2(write_fd, 2)
+            sys.stdout = os.fdopen(1, "w", buffering=1)
+            sys.stderr = sys.stdout
+            code = run_cli(main, argv)
+        except SystemExit as error:
+            code = error.code if isinstance(error.code, int) else 1
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            os._exit(code or 0)
+    os.close(write_fd)
+    proc = _Child(pid)
     proc.ticking = threading.Event()
     proc.log = open(log_path, "a")
 
     def pump():
-        for line in proc.stdout:
-            proc.log.write(line)
-            if line.startswith("tick "):
-                proc.ticking.set()
+        with os.fdopen(read_fd, "r", errors="replace") as stream:
+            for line in stream:
+                proc.log.write(line)
+                if line.startswith("tick "):
+                    proc.ticking.set()
         proc.ticking.set()
     proc.pump = threading.Thread(target=pump, daemon=True)
     proc.pump.start()
     return proc
+
+
+class _Child:
+    """poll / wait / send_signal of a forked child, as subprocess.Popen offers them."""
+
+    def __init__(self, pid):
+        self.pid, self.returncode = pid, None
+
+    def poll(self):
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self):
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, sig):
+        os.kill(self.pid, sig)
 
 
 def finish(proc):
@@ -191,7 +266,8 @@ def same_tensors(a, b, skip=("total_sec",)):
             torch.equal(a, b) or (a.is_floating_point() and bool(((a == b) | (a.isnan() & b.isnan())).all())))
     if isinstance(a, dict):
         return isinstance(b, dict) and set(a) == set(b) and all(
-            same_tensors(a[k], b[k], skip) for k in a if k not in skip)
+            same_tensors(a[k], b[k], skip) for k in a
+            if k not in skip and not str(k).startswith(MACHINE_KEYS))  # wall-clock statistics differ naturally
     if isinstance(a, (list, tuple)):
         return isinstance(b, (list, tuple)) and len(a) == len(b) and all(same_tensors(x, y, skip) for x, y in zip(a, b))
     return True  # counters and plain values: rows carry them
@@ -202,7 +278,7 @@ def bench_vendor(vendor, work, kills, rng):
     log = os.path.join(work, vendor.name, "log.txt")
     os.makedirs(os.path.dirname(log), exist_ok=True)
     t0 = time.time()
-    proc = start(vendor.command(base_ref), log)
+    proc = start(vendor, vendor.argv(base_ref), log)
     proc.ticking.wait()
     t_tick = time.time()
     if finish(proc) != 0:
@@ -218,7 +294,7 @@ def bench_vendor(vendor, work, kills, rng):
     base = os.path.join(work, vendor.name, f"chain{chain}")
     resume = None
     while True:
-        proc = start(vendor.command(base, resume), log)
+        proc = start(vendor, vendor.argv(base, resume), log)
         if result["kills"] < kills:
             proc.ticking.wait()
             deadline = time.time() + rng.uniform(0, train_sec)
@@ -300,6 +376,9 @@ def main(argv=None):
     if args.kills < 1:
         parser.error("--kills must be >= 1")
     work = tempfile.mkdtemp(prefix="kill-resume-")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # its first use imports torch._dynamo: once, here
     rng = random.Random(args.seed)
     start_time = time.time()
     try:
