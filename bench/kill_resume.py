@@ -10,7 +10,8 @@ the child is killed with SIGKILL like any process.
 1. an uninterrupted reference run: its wall time from the first progress line to exit, its stats rows, its
    final snapshot;
 2. a chain in one run folder: start the run, wait for its first progress line, sleep a random time in
-   [0, reference training time], SIGKILL; check every snapshot file on disk loads (nothing half-written under a
+   [0, reference training time] (every second kill then waits on until a write is under way: a temporary
+   file exists), SIGKILL; check every snapshot file on disk loads (nothing half-written under a
    final name); resume from the newest snapshot (a run killed before its first snapshot starts afresh in a new
    folder: there is nothing to resume); repeat until --kills kills, then let the last resume finish;
 3. at the end: no temporary file anywhere in the run folder(s), no stats row logged twice, the rows equal the
@@ -247,6 +248,11 @@ def history(vendor, base):
     return rows
 
 
+def temporaries(vendor, base):
+    return [p for run in vendor.run_dirs(base) for pattern in TEMPORARY
+            for p in glob.glob(os.path.join(glob.escape(run), pattern), recursive=True)]
+
+
 def snapshots_load(vendor, base):
     """Every snapshot file under the chain's folders loads (weights_only); returns the failures."""
     bad = []
@@ -300,14 +306,16 @@ def bench_vendor(vendor, work, kills, rng):
             deadline = time.time() + rng.uniform(0, train_sec)
             while time.time() < deadline and proc.poll() is None:
                 time.sleep(0.01)
+            if result["kills"] % 2 == 1:  # every second kill: at the next moment a write is under way
+                until = time.time() + train_sec
+                while time.time() < until and proc.poll() is None and not temporaries(vendor, base):
+                    time.sleep(0.0005)
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 finish(proc)
                 result["kills"] += 1
                 print(f"  {vendor.name}: kill {result['kills']} at {time.time() - t_kill_start:.0f} s", flush=True)
-                temps = [p for run in vendor.run_dirs(base) for pattern in TEMPORARY
-                         for p in glob.glob(os.path.join(glob.escape(run), pattern), recursive=True)]
-                result["kills_with_tmp"] += bool(temps)
+                result["kills_with_tmp"] += bool(temporaries(vendor, base))
                 result["problems"] += snapshots_load(vendor, base)
                 resume = vendor.newest_snapshot(base)
                 if resume is None:  # killed before its first snapshot: nothing to resume, start again elsewhere
@@ -328,8 +336,7 @@ def bench_vendor(vendor, work, kills, rng):
 
     rows = clean(history(vendor, base))
     steps = [row_step(r, vendor.step_key) for r in rows]
-    left = [p for run in vendor.run_dirs(base) for pattern in TEMPORARY
-            for p in glob.glob(os.path.join(glob.escape(run), pattern), recursive=True)]
+    left = temporaries(vendor, base)
     result.update(rows=len(rows), reference_rows=len(ref_rows), duplicated_rows=len(steps) - len(set(steps)),
                   rows_equal=rows == ref_rows, temporaries_left=len(left),
                   final_snapshot_bit_exact=same_tensors(load_snapshot(vendor.newest_snapshot(base)), ref_final))
@@ -349,7 +356,8 @@ def report(results, args, elapsed):
         "",
         "Each vendor: an uninterrupted reference run, then runs killed with SIGKILL at a random moment of their "
         "training (uniform in [0, the reference's training time] after the first progress line) and resumed from "
-        "the newest snapshot, until the number of kills is reached and the last resume finishes. Checked after "
+        "the newest snapshot (every second kill is delayed further to a moment a write is under way, a temporary "
+        "file on disk), until the number of kills is reached and the last resume finishes. Checked after "
         "every kill: each snapshot file on disk loads. Checked at the end: temporaries left, stats rows logged "
         "twice, rows equal to the reference (timing / memory entries aside), final snapshot bit-exact.",
         "",
