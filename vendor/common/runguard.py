@@ -66,7 +66,7 @@ class FiniteGuard:
         if bad is not None:
             step, name, value = bad
             raise NonFiniteError(f"{_where(step)}: loss {name} is {_number(value)}; the run stopped before writing "
-                                 f"anything from this state (the newest snapshot is the last finite one; "
+                                 f"anything from this state (any snapshot on disk is from an earlier, finite step; "
                                  f"a lower learning rate may help)")
 
     def check_weights(self, step: int, **networks) -> None:
@@ -94,7 +94,8 @@ def check_finite_weights(step: int, **networks) -> None:
                     count = int((~finite).sum())
                     raise NonFiniteError(f"{_where(step)}: {net_name} weights are not finite ({name}: {count} of "
                                          f"{tensor.numel()} values nan/inf); the run stopped before writing "
-                                         f"anything from this state (the newest snapshot is the last finite one)")
+                                         f"anything from this state (any snapshot on disk is from an earlier, "
+                                         f"finite step)")
 
 
 def check_finite_stats(where, stats: dict, prefix: str = "Loss/") -> None:
@@ -106,8 +107,8 @@ def check_finite_stats(where, stats: dict, prefix: str = "Loss/") -> None:
         mean = value.get("mean") if isinstance(value, dict) else value
         if name.startswith(prefix) and isinstance(mean, (int, float)) and not math.isfinite(mean):
             raise NonFiniteError(f"{_where(where)}: loss {name} is {_number(mean)} (a mean over the tick); the run "
-                                 f"stopped before writing anything from this state (the newest snapshot is the "
-                                 f"last finite one; a lower learning rate may help)")
+                                 f"stopped before writing anything from this state (any snapshot on disk is from an "
+                                 f"earlier, finite step; a lower learning rate may help)")
 
 
 def failure_message(error: BaseException) -> str:
