@@ -1,21 +1,42 @@
 """Atomic torch.save: write a temporary file in the target folder, then rename it over the target, so a
-crash never leaves a half-written file under the final name (exports, ticket files)."""
+crash never leaves a half-written file under the final name (exports, ticket files).
+
+The object is serialised in memory and written through Python's file layer, so a failed write (full disk,
+read-only folder) is an OSError carrying its cause (strerror) and the FINAL file's name, marked
+`during_write`; the caller's entry point words it (torch.save onto a file would report a full disk only
+as 'unexpected pos ...')."""
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 
 import torch
 
 
+def _write_file(tmp: str, data, target: str) -> None:
+    """Write `data` to the temporary file `tmp` (the future `target`) and flush it to the disk."""
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def save_atomic(obj, path: str, prefix: str = ".tmp-") -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=prefix, suffix=".pt")
-    os.close(fd)
+    tmp = None
     try:
-        torch.save(obj, tmp)
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=prefix, suffix=".pt")
+        os.close(fd)
+        _write_file(tmp, buffer.getbuffer(), path)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as error:
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(error, OSError):
+            failed = OSError(error.errno, error.strerror or str(error), path)
+            failed.during_write = True
+            raise failed from None
         raise

@@ -108,15 +108,3 @@ def test_resume_from_an_nvlabs_pickle_is_weights_only_with_upstream_defaults(tmp
     assert 0 < moved < 0.05
     assert not (tmp_path / 'MARKER').exists()
 
-
-def test_stale_snapshot_temporaries_are_removed_on_resume(tmp_path):
-    from training import training_loop
-    old = tmp_path / '.network-snapshot-000012.pt.k3j4h5.tmp'
-    fresh = tmp_path / '.network-snapshot-000016.pt.a1b2c3.tmp'
-    other = tmp_path / 'notes.tmp'
-    for p in (old, fresh, other):
-        p.write_bytes(b'partial')
-    os.utime(old, (1e9, 1e9))
-    os.utime(other, (1e9, 1e9))
-    assert training_loop.remove_stale_tmp(str(tmp_path)) == [old.name]
-    assert not old.exists() and fresh.exists() and other.exists()   # a write in progress and foreign files stay

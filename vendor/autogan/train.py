@@ -43,7 +43,10 @@ except ImportError:  # running from a source checkout without installing: use th
     sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 from vendor.common.datasets import DatasetError, load_dataset
 from vendor.common.diffaug import DiffAugment, parse_policy
-from vendor.common.runlog import ProgressLine, SnapshotError, StatsWriter, append_jsonl, load_snapshot, save_snapshot
+from vendor.common.runguard import FiniteGuard, run_cli
+from vendor.common.runlock import releases_run_dirs
+from vendor.common.runlog import (ProgressLine, RunDirError, SnapshotError, StatsWriter, append_jsonl, load_snapshot,
+                                  prepare_run_dir, save_snapshot)
 # The loss and the generic run helpers are SNGAN's (same loss, same data/metric/RNG conventions): reused in place.
 from vendor.sngan.losses import hinge_loss_D, hinge_loss_G
 from vendor.sngan.train import (check_metric_args, compute_metric_for, resolve_dataset_spec, rng_state,
@@ -178,6 +181,7 @@ def restore_checkpoint(state, gen_net, dis_net, gen_avg_param, gen_optimizer, di
     return dict(state["counters"])
 
 
+@releases_run_dirs
 def main(argv=None):
     parser = build_argparser()
     args = parser.parse_args(argv)
@@ -230,8 +234,14 @@ def main(argv=None):
             parser.error(f"--load_path: cannot restore {args.load_path}: {error}")
         print(f"resumed from {args.load_path} at epoch {counters['epoch']}", flush=True)
 
-    os.makedirs(os.path.join(args.logdir, "Model"), exist_ok=True)  # only now: bad flags leave nothing behind
+    try:  # only now: bad flags leave nothing behind. Locked; a resumed run drops later rows
+        prepare_run_dir(args.logdir, resume_step=counters["global_steps"] if state is not None else None,
+                        resume_hint=f"--load_path {os.path.join(args.logdir, 'Model', 'checkpoint.pth')}")
+        os.makedirs(os.path.join(args.logdir, "Model"), exist_ok=True)
+    except (RunDirError, OSError) as error:
+        parser.error(f"--logdir: {error}")
     stats_writer = StatsWriter(args.logdir)
+    guard = FiniteGuard()  # a nan/inf loss or weight stops the run before anything is written from it
     progress = ProgressLine(elapsed_before=counters["total_sec"])
     progress.start_from(counters["nimg"] / 1000)
     c = counters
@@ -252,6 +262,7 @@ def main(argv=None):
             c["nimg"] += len(real_imgs)  # (e) real images shown to D
             c["tick_loss_D"] += d_loss.detach()  # stays on the device: no sync per step
             c["tick_steps_D"] += 1
+            guard.loss(c["global_steps"] + 1, loss_D=d_loss)
 
             if c["global_steps"] % args.n_critic == 0:
                 # generator
@@ -268,9 +279,11 @@ def main(argv=None):
                 c["last_loss_G"] = g_loss.detach()
                 c["tick_loss_G"] += c["last_loss_G"]
                 c["tick_steps_G"] += 1
+                guard.loss(c["global_steps"] + 1, loss_G=g_loss)
             c["global_steps"] += 1
 
             if c["global_steps"] % args.print_freq == 0 or c["global_steps"] == max_epoch * len(batches):
+                guard.check()
                 c["tick"] += 1
                 kimg = c["nimg"] / 1000
                 loss_G = float(c["tick_loss_G"] / c["tick_steps_G"] if c["tick_steps_G"] else c["last_loss_G"])
@@ -294,6 +307,7 @@ def main(argv=None):
         is_val_epoch = bool(args.val_freq) and (epoch and epoch % args.val_freq == 0 or epoch == max_epoch - 1)
         is_best = False
         if is_val_epoch:
+            guard.check_weights(c["global_steps"], G=gen_net, G_ema=gen_avg_param)
             with averaged(gen_net, gen_avg_param):  # evaluate the averaged G, as upstream
                 # (g) metric computed into a variable, then logged
                 metric = compute_metric_for(gen_net, dataset, metric_args, device)
@@ -312,6 +326,7 @@ def main(argv=None):
                 save_samples(gen_net, fixed_z, os.path.join(args.logdir, f"samples-{c['epoch']}.png"))
 
         c["total_sec"] = progress.total_sec
+        guard.check_weights(c["global_steps"], G=gen_net, D=dis_net, G_ema=gen_avg_param)
         # (h) the checkpoint is built here, in one place
         checkpoint = build_checkpoint(gen_net, dis_net, gen_avg_param, gen_optimizer, dis_optimizer, gen_scheduler,
                                       dis_scheduler, batches, c, args)
@@ -322,10 +337,11 @@ def main(argv=None):
             save_snapshot(checkpoint, os.path.join(args.logdir, "Model", "checkpoint_best.pth"))
 
     # (i) end of training
+    guard.check_weights(c["global_steps"], G=gen_net, G_ema=gen_avg_param)
     print(f"done: {c['epoch']} epochs, {c['gen_step']} G steps, {c['nimg'] / 1000:.1f} kimg, {args.logdir}",
           flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

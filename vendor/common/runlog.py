@@ -8,6 +8,7 @@ and loading one never runs code.
 from __future__ import annotations
 
 import glob
+import io
 import json
 import math
 import numbers
@@ -18,6 +19,9 @@ import time
 
 import numpy as np
 import torch
+
+from vendor.common.runguard import write_failed
+from vendor.common.runlock import LOCK_FILE, RunDirLocked, holds, lock_run_dir, release_run_dir
 
 STATS_FILE = "stats.jsonl"
 
@@ -55,11 +59,15 @@ def _json_value(value):
 
 
 def append_jsonl(path: str, record: dict) -> None:
-    """Append one JSON object as one line and flush it to the OS (readable while training runs)."""
+    """Append one JSON object as one line and flush it to the OS (readable while training runs). A failed
+    write (full disk, read-only folder) raises an OSError naming `path` (runguard words it)."""
     line = json.dumps(_json_value(record), sort_keys=False)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
-        handle.flush()
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+    except OSError as error:
+        raise write_failed(path, error) from None
 
 
 class StatsWriter:
@@ -85,11 +93,15 @@ def read_jsonl(path: str) -> list[dict]:
 def atomic_write(path: str, write_fn) -> None:
     """Call write_fn(tmp_path) for a temporary file `.<name>.XXXXXXXX.tmp` next to `path`, then rename
     it over `path`. On any failure the temporary file is removed and `path` is left as it was; a
-    process killed mid-write leaves the temporary file, which remove_stale_tmp() clears on the next start."""
+    process killed mid-write leaves the temporary file, which remove_stale_tmp() clears on the next start.
+    An OSError (full disk, read-only folder, ...) is raised again naming `path` with its cause."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                        dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        handle, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                            dir=folder)
+    except OSError as error:
+        raise write_failed(path, error) from None
     os.close(handle)
     try:
         write_fn(tmp_path)
@@ -100,15 +112,27 @@ def atomic_write(path: str, write_fn) -> None:
         with open(tmp_path, "rb") as written:
             os.fsync(written.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
+        if isinstance(error, OSError):
+            raise write_failed(path, error) from None
         raise
 
 
+def write_bytes(path: str, data: bytes) -> None:
+    """Write `data` to `path` through Python's file layer, so a full disk is an OSError with its cause
+    (torch.save onto a file reports it as 'unexpected pos ...')."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
 def save_snapshot(obj, path: str) -> None:
-    """torch.save `obj` (tensors and plain containers) to `path` atomically."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """torch.save `obj` (tensors and plain containers) to `path` atomically: serialised in memory first,
+    then written, so a failed write names the file and the cause."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, lambda tmp: write_bytes(tmp, buffer.getbuffer()))
 
 
 def load_snapshot(path: str, map_location="cpu"):
@@ -126,22 +150,49 @@ def load_snapshot(path: str, map_location="cpu"):
 # ------------------------------------------------------------------------------------------------
 # run folders: stale temporaries, fresh runs, resumed runs
 
-# Temporaries of atomic_write (`.<name>.<mkstemp 8 chars>.tmp`) and of sparse_core's generator export
-# (`.tmp-<8 chars>.pt`): left only by a process killed mid-write.
-_STALE_TMP = re.compile(r"^\.(.+\.[A-Za-z0-9_]{8}\.tmp|tmp-[A-Za-z0-9_]{8}\.pt)$")
+# Temporaries of atomic_write (`.<name>.<mkstemp 8 chars>.tmp`, e.g. `.last.pt.k2j4h5a8.tmp`,
+# `.all_5.pth.*.tmp`, `.network-snapshot-000000.pt.*.tmp`) and of sparse_core's writes (`.tmp-<8 chars>.pt`,
+# `.tmp-ticket-<8 chars>.pt`): left only by a process killed mid-write.
+_STALE_TMP = re.compile(r"^\.(.+\.[A-Za-z0-9_]{8}\.tmp|tmp-(ticket-)?[A-Za-z0-9_]{8}\.pt)$")
 RUN_LOGS = (STATS_FILE, "metric-*.jsonl")  # the append-only logs of a run folder
 
 
 def remove_stale_tmp(run_dir: str) -> list[str]:
-    """Delete the temporaries a killed write left in `run_dir` (call only when no writer runs there);
-    returns the removed paths."""
+    """Delete the temporaries killed writes left in `run_dir` and its sub-folders (models/, Model/, ...;
+    a sub-folder holding its own run lock is another run's and is skipped). Call only while no writer runs
+    there (prepare_run_dir holds the folder's lock): any temporary found is stale, whatever its age.
+    Returns the removed paths."""
     removed = []
-    for name in sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []:
-        path = os.path.join(run_dir, name)
-        if _STALE_TMP.match(name) and os.path.isfile(path):
-            os.remove(path)
-            removed.append(path)
+    if not os.path.isdir(run_dir):
+        return removed
+    for folder, subfolders, files in os.walk(run_dir):
+        subfolders[:] = sorted(d for d in subfolders
+                               if not os.path.exists(os.path.join(folder, d, LOCK_FILE))
+                               and not os.path.islink(os.path.join(folder, d)))
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            if _STALE_TMP.match(name) and os.path.isfile(path) and not os.path.islink(path):
+                os.remove(path)
+                removed.append(path)
     return removed
+
+
+def remove_stale_tmp_if_idle(folder: str) -> list[str]:
+    """remove_stale_tmp for a folder this run reads from but does not write to (e.g. the folder of the
+    snapshot it resumes): only while no live run holds that folder's lock (then it takes the lock for the
+    duration); a locked folder is left alone. Returns the removed paths."""
+    if not os.path.isdir(folder):
+        return []
+    held_before = holds(folder)
+    try:
+        lock_run_dir(folder)
+    except (RunDirLocked, OSError):
+        return []
+    try:
+        return remove_stale_tmp(folder)
+    finally:
+        if not held_before:
+            release_run_dir(folder)
 
 
 def run_logs(run_dir: str) -> list[str]:
@@ -171,29 +222,53 @@ def truncate_jsonl(path: str, keep) -> int:
     return len(lines) - len(kept)
 
 
-def prepare_run_dir(run_dir: str, resume_step: int | None = None,
-                    step_keys: tuple[str, ...] = ("progress/step", "step")) -> None:
-    """Make `run_dir` ready for a run that is about to append to its logs.
+def _row_step(row, step_keys):
+    """The step a log row belongs to: the first of step_keys holding a number (StyleGAN2-ADA's rows
+    hold {num, mean, std} dicts: their mean)."""
+    for key in step_keys:
+        value = row.get(key)
+        if isinstance(value, dict):
+            value = value.get("mean")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+    return None
 
+
+def prepare_run_dir(run_dir: str, resume_step: int | float | None = None,
+                    step_keys: tuple[str, ...] = ("progress/step", "step"),
+                    refuse_existing: bool = True, resume_hint: str | None = None) -> list[str]:
+    """Make `run_dir` ready for a run that is about to write there, before it writes anything else.
+
+    The folder is locked for this process (runlock: a second run into it is refused by name, RunDirError).
     Fresh run (resume_step None): refused if the folder already holds a run's logs (stats.jsonl,
     metric-*.jsonl), so two runs never interleave in one file. Resumed run: rows logged after
     `resume_step` (by the run that was killed after its last snapshot) are dropped, so the continued
-    run never logs a step twice. Either way stale temporaries of killed writes are removed."""
+    run never logs a step twice and loses none. Either way stale temporaries of killed writes are removed
+    (the lock says no writer is left that could own them); returns their paths."""
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise RunDirError(f"{run_dir} exists and is not a folder")
-    existing = run_logs(run_dir)
-    if resume_step is None and existing:
-        raise RunDirError(f"{run_dir} already holds a run ({os.path.basename(existing[0])}); resume it with "
-                          f"--resume {os.path.join(run_dir, 'last.pt')} or choose a new folder")
     os.makedirs(run_dir, exist_ok=True)
-    remove_stale_tmp(run_dir)
+    try:
+        lock_run_dir(run_dir)
+    except RunDirLocked as error:
+        raise RunDirError(str(error)) from None
+    existing = run_logs(run_dir)
+    if resume_step is None and existing and refuse_existing:
+        release_run_dir(run_dir)
+        hint = resume_hint or f"--resume {os.path.join(run_dir, 'last.pt')}"
+        raise RunDirError(f"{run_dir} already holds a run ({os.path.basename(existing[0])}); resume it with "
+                          f"{hint} or choose a new folder")
+    removed = remove_stale_tmp(run_dir)
+    if resume_step is None:
+        return removed
 
     def keep(row):
-        step = next((row[k] for k in step_keys if isinstance(row.get(k), (int, float))), None)
+        step = _row_step(row, step_keys)
         return step is None or step <= resume_step
 
     for path in existing:
         truncate_jsonl(path, keep)
+    return removed
 
 
 # ------------------------------------------------------------------------------------------------

@@ -40,8 +40,10 @@ else:  # run as a script (upstream style): the sibling modules live next to this
 from vendor.common.datasets import DatasetError, load_dataset
 from vendor.common.diffaug import DiffAugment, parse_policy
 from vendor.common.lpips import LPIPSWeightsError, load_lpips
-from vendor.common.runlog import (ProgressLine, SnapshotError, StatsWriter, append_jsonl, save_image_grid,
-                                  save_snapshot)
+from vendor.common.runguard import FiniteGuard, run_cli
+from vendor.common.runlock import releases_run_dirs
+from vendor.common.runlog import (ProgressLine, RunDirError, SnapshotError, StatsWriter, append_jsonl,
+                                  prepare_run_dir, save_image_grid, save_snapshot)
 
 UNTRAINED_NOTE = "UNTRAINED LPIPS (random VGG16): smoke run, not FastGAN's loss"
 
@@ -262,6 +264,7 @@ def save_grids(netG, avg_param_G, fixed_noise, real, recs, images_dir, iteration
     save_image_grid(rows, os.path.join(images_dir, f"rec_{iteration}{suffix}.png"), grid=(len(real), 4))
 
 
+@releases_run_dirs
 def main(argv=None):
     parser = build_argparser()
     args = parser.parse_args(argv)
@@ -313,9 +316,16 @@ def main(argv=None):
         print(f"resumed from {args.resume or args.ckpt}: continuing at iteration {start}", flush=True)
 
     run_dir, models_dir, images_dir = op.get_dir(args)
-    for folder in (models_dir, images_dir):  # only now: bad flags or data leave nothing behind
-        os.makedirs(folder, exist_ok=True)
+    try:  # only now: bad flags or data leave nothing behind. Locked; a resumed run drops later rows
+        prepare_run_dir(run_dir, resume_step=start - 1 if state is not None else None,
+                        step_keys=("progress/iteration", "iteration"),
+                        resume_hint=f"--resume {os.path.join(run_dir, 'last.pt')}")
+        for folder in (models_dir, images_dir):
+            os.makedirs(folder, exist_ok=True)
+    except (RunDirError, OSError) as error:
+        parser.error(f"--name: {error}")
     stats_writer = StatsWriter(run_dir)
+    guard = FiniteGuard()  # a nan/inf loss or weight stops the run before anything is written from it
     tb = None
     if args.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
@@ -356,8 +366,10 @@ def main(argv=None):
                            ("Loss/D_rec", err_rec)):
             sums[key] += value.detach()
         steps_in_tick += 1
+        guard.loss(iteration, loss_G=err_g, loss_D=loss_D)
 
         if iteration % args.tick == 0 or iteration == args.iter:
+            guard.check()
             tick += 1
             means = {k: float(v) / steps_in_tick for k, v in sums.items()}
             line = progress.tick(tick, nimg / 1000, it=iteration, loss_G=means["Loss/G"], loss_D=means["Loss/D"])
@@ -378,6 +390,7 @@ def main(argv=None):
             steps_in_tick = 0
 
         if args.metrics and (iteration % args.eval_interval == 0 or iteration == args.iter) and iteration > 0:
+            guard.check_weights(iteration, G=netG, G_ema=avg_param_G)
             # (g) metrics of the EMA generator, computed into a variable, then logged
             values = compute_metrics(netG, avg_param_G, dataset, args, device)
             for name, value in values.items():
@@ -391,6 +404,7 @@ def main(argv=None):
 
         is_checkpoint = iteration % args.snapshot_interval == 0
         if is_checkpoint or iteration == args.iter:
+            guard.check_weights(iteration, G=netG, D=netD, G_ema=avg_param_G)
             # (h) the snapshot dict is built here, in one place
             snapshot = build_snapshot(netG, netD, avg_param_G, optimizerG, optimizerD, batches, iteration, nimg,
                                       tick, progress.total_sec, args)
@@ -401,10 +415,11 @@ def main(argv=None):
 
     if tb is not None:
         tb.close()
+    guard.check_weights(args.iter, G=netG, G_ema=avg_param_G)
     # (i) the trained (EMA) generator is models/{it}.pth of the last iteration
     print(f"done: iteration {args.iter}, {nimg / 1000:.2f} kimg, {run_dir}{note}", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -46,8 +46,10 @@ try:
 except ImportError:  # running from a source checkout without installing: use the repository root
     sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 from vendor.common.datasets import DatasetError, load_dataset
-from vendor.common.runlog import (ProgressLine, SnapshotError, StatsWriter, append_jsonl,
-                                  load_snapshot, save_image_grid, save_snapshot)
+from vendor.common.runguard import FiniteGuard, run_cli
+from vendor.common.runlock import releases_run_dirs
+from vendor.common.runlog import (ProgressLine, RunDirError, SnapshotError, StatsWriter, append_jsonl,
+                                  load_snapshot, prepare_run_dir, save_image_grid, save_snapshot)
 
 NUM_SAMPLES = 64  # fixed latents for the sample grids
 METRIC_BATCH = 64
@@ -302,6 +304,7 @@ def save_samples(net_G, fixed_z, alpha, step, path) -> None:
     save_image_grid(net_G(fixed_z, alpha, step).clamp(-1, 1), path, grid=(8, (len(fixed_z) + 7) // 8))
 
 
+@releases_run_dirs
 def main(argv=None):
     parser = build_argparser()
     args = parser.parse_args(argv)
@@ -345,8 +348,12 @@ def main(argv=None):
         print(f"resumed from {args.resume} at {plan[start_stage].res}x{plan[start_stage].res}, "
               f"iteration {start_it} of the stage ({step} in all)", flush=True)
 
-    os.makedirs(args.logdir, exist_ok=True)  # only now: bad flags or data leave nothing behind
+    try:  # only now: bad flags or data leave nothing behind. Locked; a resumed run drops later rows
+        prepare_run_dir(args.logdir, resume_step=step if state is not None else None)
+    except (RunDirError, OSError) as error:
+        parser.error(f"--logdir: {error}")
     stats_writer = StatsWriter(args.logdir)
+    guard = FiniteGuard()  # a nan/inf loss or weight stops the run before anything is written from it
     progress = ProgressLine(elapsed_before=total_sec)
     progress.start_from(nimg / 1000)
     tick_loss_G, tick_loss_D, tick_gp, tick_steps = 0.0, 0.0, 0.0, 0
@@ -396,10 +403,12 @@ def main(argv=None):
             tick_loss_D += loss_D.detach()
             tick_gp += gp.detach()
             tick_steps += 1
+            guard.loss(step, loss_G=loss_G, loss_D=loss_D)
             stage_done = it + 1 == stage.iters
             run_done = stage_done and s == last
 
             if step % args.tick_steps == 0 or run_done:
+                guard.check()
                 tick += 1
                 kimg = nimg / 1000
                 mean_G, mean_D = float(tick_loss_G) / tick_steps, float(tick_loss_D) / tick_steps
@@ -421,6 +430,7 @@ def main(argv=None):
                 save_samples(G_eval, fixed_z, alpha, stage.step, os.path.join(args.logdir, f"samples-{step}.png"))
 
             if args.eval_step and s == last and (step % args.eval_step == 0 or run_done):
+                guard.check_weights(step, G=G_eval)
                 # (g) metric of the final-resolution G computed into a variable, then logged
                 metric = compute_metric_for(G_eval, alpha, stage.step, args, device)
                 append_jsonl(os.path.join(args.logdir, f"metric-{args.metric}.jsonl"),
@@ -433,6 +443,7 @@ def main(argv=None):
 
             is_snapshot_step = bool(args.snapshot_steps) and step % args.snapshot_steps == 0
             if is_snapshot_step or run_done:
+                guard.check_weights(step, G=net_G, D=net_D, G_ema=G_ema)
                 # (h) the snapshot dict is built here, in one place; it points at the next iteration
                 nxt = (s + 1, 0) if stage_done and not run_done else (s, it + 1)
                 snapshot = build_snapshot(net_G, net_D, G_ema, optim_G, optim_D, batches, *nxt, step, nimg, tick,
@@ -442,6 +453,7 @@ def main(argv=None):
                 save_snapshot(snapshot, os.path.join(args.logdir, "last.pt"))
 
     # (i) final export of the trained generator (the EMA one when --ema_beta is set)
+    guard.check_weights(step, G=net_G, G_ema=G_ema)
     save_snapshot({"net_G": G_eval.state_dict(), "z_dim": args.z_dim, "ch": args.ch, "max_res": args.max_res,
                    "ema": G_ema is not None}, os.path.join(args.logdir, "G_final.pt"))
     print(f"done: {step} iterations, {nimg / 1000:.1f} kimg, {args.logdir}", flush=True)
@@ -449,4 +461,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

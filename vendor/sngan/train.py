@@ -39,6 +39,8 @@ except ImportError:  # running from a source checkout without installing: use th
     sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 from vendor.common.datasets import DatasetError, load_dataset
 from vendor.common.diffaug import DiffAugment, parse_policy
+from vendor.common.runguard import FiniteGuard, run_cli
+from vendor.common.runlock import releases_run_dirs
 from vendor.common.runlog import (ProgressLine, SnapshotError, StatsWriter, append_jsonl,
                                   load_snapshot, prepare_run_dir, RunDirError, save_image_grid,
                                   save_snapshot)
@@ -447,6 +449,7 @@ def save_samples(net_G, fixed_z, path) -> None:
     save_image_grid(images, path, grid=(8, (len(fixed_z) + 7) // 8))
 
 
+@releases_run_dirs
 def main(argv=None):
     parser = build_argparser()
     args = parse_args(parser, argv)
@@ -505,6 +508,7 @@ def main(argv=None):
     except (RunDirError, OSError) as error:
         parser.error(f"--logdir: {error}")
     stats_writer = StatsWriter(args.logdir)
+    guard = FiniteGuard()  # a nan/inf loss or weight stops the run before anything is written from it
     progress = ProgressLine(elapsed_before=total_sec)
     progress.start_from(nimg / 1000)
     # per-tick loss sums stay on the device (no sync per step); averaged when the tick is written
@@ -525,6 +529,7 @@ def main(argv=None):
             nimg += len(real)  # (e) real images shown to D
             tick_loss_D += loss_D.detach()
             tick_steps_D += 1
+            guard.loss(step, loss_D=loss_D)
         # generator
         fake = net_G(torch.randn(args.G_batch_size, args.z_dim, device=device))
         loss_G = loss_fn_G(net_D(DiffAugment(fake, args.diffaug)))
@@ -537,8 +542,10 @@ def main(argv=None):
 
         tick_loss_G += loss_G.detach()
         tick_steps_G += 1
+        guard.loss(step, loss_G=loss_G)
 
         if step % args.tick_steps == 0 or step == args.total_steps:
+            guard.check()
             tick += 1
             kimg = nimg / 1000
             mean_loss_G, mean_loss_D = float(tick_loss_G) / tick_steps_G, float(tick_loss_D) / tick_steps_D
@@ -559,6 +566,7 @@ def main(argv=None):
             save_samples(G_eval, fixed_z, os.path.join(args.logdir, f"samples-{step}.png"))
 
         if args.eval_step and (step % args.eval_step == 0 or step == args.total_steps):
+            guard.check_weights(step, G=G_eval)
             # (g) metric computed into a variable, then logged
             metric = compute_metric_for(G_eval, dataset, args, device)
             append_jsonl(os.path.join(args.logdir, f"metric-{args.metric}.jsonl"),
@@ -571,6 +579,7 @@ def main(argv=None):
 
         is_snapshot_step = bool(args.snapshot_steps) and step % args.snapshot_steps == 0
         if is_snapshot_step or step == args.total_steps:
+            guard.check_weights(step, G=net_G, D=net_D, G_ema=net_G_ema)
             # (h) the snapshot dict is built here, in one place
             snapshot = build_snapshot(net_G, net_D, optim_G, optim_D, sched_G, sched_D, batches,
                                       step, nimg, tick, progress.total_sec, args, net_G_ema)
@@ -579,6 +588,7 @@ def main(argv=None):
             save_snapshot(snapshot, os.path.join(args.logdir, "last.pt"))
 
     # (i) final export of the trained generator
+    guard.check_weights(args.total_steps, G=net_G, G_ema=net_G_ema)
     save_snapshot({"net_G": net_G.state_dict(), "z_dim": args.z_dim, "ch": args.ch,
                    "img_channels": dataset.num_channels,
                    **({"net_G_ema": net_G_ema.state_dict()} if net_G_ema is not None else {})},
@@ -588,4 +598,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

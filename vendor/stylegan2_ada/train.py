@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 
 import click
@@ -22,6 +23,7 @@ import torch
 import dnnlib
 from torch_utils import training_stats
 from vendor.common.datasets import DatasetError
+from vendor.common.runguard import run_cli
 
 
 class UserError(Exception):
@@ -586,4 +588,4 @@ def main(ctx, outdir, dry_run, **config_kwargs):
 
 
 if __name__ == '__main__':
-    main()  # pylint: disable=no-value-for-parameter
+    sys.exit(run_cli(main))  # a nan/inf loss or a failed write: one message, exit 1

@@ -12,7 +12,6 @@ gives weights only (upstream's transfer-learning semantics: every counter from z
 """
 import copy
 import os
-import re
 import time
 
 import numpy as np
@@ -24,6 +23,8 @@ from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import grid_sample_gradfix
 from vendor.common import runlog
+from vendor.common.runguard import check_finite_stats, check_finite_weights
+from vendor.common.runlock import releases_run_dirs
 
 import metrics.metric_main as metric_main
 
@@ -117,19 +118,17 @@ def load_resume(source, cache_dir=None):
                                      for name in ('G', 'D', 'G_ema')})
 
 
-_STALE_TMP = re.compile(r'^\.network-snapshot-\d+\.pt\..+\.tmp$')  # what runlog.atomic_write leaves when killed
-
-
-def remove_stale_tmp(folder, min_age_sec=60):
-    """Delete snapshot temporaries of killed writes (older than min_age_sec, so a write still in
-    progress elsewhere is left alone). Returns the names removed."""
-    removed = []
-    if folder and os.path.isdir(folder):
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
-            if _STALE_TMP.match(name) and os.path.isfile(path) and time.time() - os.path.getmtime(path) >= min_age_sec:
-                os.remove(path)
-                removed.append(name)
+def prepare_run_folders(run_dir, resume_pkl=None, snapshot=None):
+    """Lock run_dir for this process (a second run into it is refused: runlog.RunDirError) and remove the
+    temporaries killed writes left there; an exact resume into the snapshot's own folder drops the stats
+    rows logged past the snapshot. The resume source's folder loses its stale temporaries too, unless a
+    live run holds its lock. Returns the removed temporaries' paths."""
+    source_dir = os.path.dirname(os.path.abspath(resume_pkl)) if resume_pkl and os.path.isfile(resume_pkl) else None
+    same = source_dir is not None and os.path.realpath(source_dir) == os.path.realpath(run_dir)
+    removed = runlog.prepare_run_dir(run_dir, resume_step=snapshot['cur_nimg'] / 1000 if same and snapshot else None,
+                           step_keys=('Progress/kimg',), refuse_existing=False)
+    if source_dir is not None and not same:
+        removed += runlog.remove_stale_tmp_if_idle(source_dir)
     return removed
 
 
@@ -169,6 +168,7 @@ def save_grid(images, path, grid_size):
 
 # ---------------------------------------------------------------------------------------------
 
+@releases_run_dirs
 def training_loop(
     run_dir='.',                    # Where snapshots, grids and stats.jsonl go.
     training_set_kwargs={},         # Dataset constructor spec (class_name + kwargs, e.g. ImageFolderDataset).
@@ -227,11 +227,10 @@ def training_loop(
     if resume_pkl is not None:
         if rank == 0:
             print(f'Resuming from "{resume_pkl}"')
-            remove_stale_tmp(run_dir)
-            if os.path.isfile(resume_pkl):
-                remove_stale_tmp(os.path.dirname(os.path.abspath(resume_pkl)))
         resume_data = load_resume(resume_pkl, cache_dir=resume_cache_dir)
         exact = resume_data['kind'] == 'snapshot'
+    if rank == 0:
+        prepare_run_folders(run_dir, resume_pkl, resume_data if exact else None)
 
     # Each rank draws its own share of every batch from an endless sampler.
     if rank == 0:
@@ -481,10 +480,13 @@ def training_loop(
         # keeps the collectors' state for an exact resume).
         stats_collector.update()
         stats_dict = stats_collector.as_dict()
+        where = f'tick {cur_tick} (kimg {cur_nimg / 1000:.3f})'  # nan/inf: stop before the snapshot and the row
+        check_finite_stats(where, stats_dict)
 
         # Snapshot: state_dicts plus constructor kwargs, loadable with weights_only=True.
         snapshot_path = None
         if network_snapshot_ticks and (done or cur_tick % network_snapshot_ticks == 0):
+            check_finite_weights(where, G=G, D=D, G_ema=G_ema)
             rng = get_rng_state(device)
             if distributed:  # every rank has its own streams
                 rng_all = [None] * num_gpus
@@ -546,6 +548,7 @@ def training_loop(
         tick_start_nimg = cur_nimg
 
     # Training finished.
+    check_finite_weights(f'kimg {cur_nimg / 1000:.3f}', G=G, G_ema=G_ema)
     if stats_tfevents is not None:
         stats_tfevents.close()
     if rank == 0:
