@@ -80,18 +80,25 @@ def generator_weights(path: str) -> tuple[dict, dict]:
 
 
 def infer_config(g: dict) -> dict:
-    try:
-        nz = g["init.init.0.weight_orig"].shape[0]
-        ngf = g["to_128.weight_orig"].shape[1]
-    except KeyError as error:
-        raise SnapshotError(f"not a FastGAN generator state_dict (missing {error})") from None
+    if not isinstance(g, dict):
+        raise SnapshotError(f"entry 'g' is a {type(g).__name__}, not a FastGAN generator state_dict")
+    for key, dims in (("init.init.0.weight_orig", 1), ("to_128.weight_orig", 2)):
+        if key not in g:
+            raise SnapshotError(f"not a FastGAN generator state_dict (missing {key!r})")
+        if not isinstance(g[key], torch.Tensor) or g[key].dim() < dims:
+            raise SnapshotError(f"entry 'g.{key}' is not a FastGAN weight (a tensor of {dims}+ dimensions)")
+    nz = g["init.init.0.weight_orig"].shape[0]
+    ngf = g["to_128.weight_orig"].shape[1]
     im_size = 1024 if "feat_1024.1.weight_orig" in g else 512 if "feat_512.1.weight_orig" in g else 256
     return {"nz": int(nz), "ngf": int(ngf), "im_size": im_size}
 
 
 def build_generator(path: str, args, device) -> tuple[Generator, dict]:
     g, extra = generator_weights(path)
-    config = infer_config(g)
+    try:
+        config = infer_config(g)
+    except SnapshotError as error:
+        raise SnapshotError(f"{path}: {error}") from None
     for key in ("nz", "ngf", "im_size"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
