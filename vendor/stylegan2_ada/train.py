@@ -19,9 +19,9 @@ import tempfile
 import click
 import torch
 
+from vendor.common import checks, flags
 import dnnlib
 from torch_utils import training_stats
-from vendor.common import checks, flags
 from vendor.common.datasets import DatasetError
 
 
