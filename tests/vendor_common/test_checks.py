@@ -210,3 +210,19 @@ def test_device():
     if not torch.cuda.is_available():
         with pytest.raises(flags.FlagError, match="no CUDA"):
             flags.device("cuda", "--device")
+
+
+def test_cached_digits_classifier_with_a_nan_weight_is_refused(tmp_path):
+    from vendor.common.metrics import MetricError
+    from vendor.common.metrics import digits_detector as dd
+
+    state = dd.DigitsClassifier().state_dict()
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = state[name].clone()
+    state[name].view(-1)[0] = math.nan
+    path = dd.classifier_cache_path(tmp_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": state}, path)
+    with pytest.raises(MetricError) as info:
+        dd.load_digits_detector(tmp_path, verbose=False)
+    assert str(path) in str(info.value) and name in str(info.value)

@@ -79,6 +79,7 @@ CASES = [
     ("fastgan_eval", ["--dist", "FILE"], "--dist"),
     ("fastgan_eval", ["--metric", "no_such_metric", "--path", "digits"], "--metric"),
     ("fastgan_eval", ["--metric", "fid_digits", "--path", "MISSING"], "--path"),
+    ("fastgan_eval_runs", ["--start_iter", "5", "--end_iter", "2"], "--end_iter"),
 ]
 
 BASE = {  # valid, tiny command lines (a check that stopped working ends in a short run, not an hour of training)
@@ -94,6 +95,7 @@ BASE = {  # valid, tiny command lines (a check that stopped working ends in a sh
     "stylegan2": ["--outdir", "{OUT}", *sg2_helpers.TINY_FLAGS],
     "sg2_generate": ["--network", "{OUT}/missing.pt", "--seeds", "0", "--outdir", "{OUT}", "--device", "cpu"],
     "fastgan_eval": ["--ckpt", "{OUT}/missing.pth", "--dist", "{OUT}", "--device", "cpu", "--n_sample", "1"],
+    "fastgan_eval_runs": ["--artifacts", "{OUT}", "--dist", "{OUT}", "--device", "cpu", "--n_sample", "1"],
 }
 
 
@@ -120,7 +122,7 @@ def run_cli(vendor, argv, capsys):
             result.output
         return result.exit_code, result.output
     main = {"fastgan": fastgan.main, "progan": progan.main, "autogan": autogan.main, "sngan": sngan.main,
-            "fastgan_eval": fastgan_eval.main}[vendor]
+            "fastgan_eval": fastgan_eval.main, "fastgan_eval_runs": fastgan_eval.main}[vendor]
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     captured = capsys.readouterr()

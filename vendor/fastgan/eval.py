@@ -166,6 +166,8 @@ def main(argv=None):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1")
     reference = check_metric(args, parser) if args.metric else None
+    if args.ckpt is None and args.end_iter < args.start_iter:
+        parser.error(f"--end_iter {args.end_iter} is below --start_iter {args.start_iter}: no checkpoint to read")
     if args.ckpt is not None:
         paths = [args.ckpt]
     else:
