@@ -248,13 +248,16 @@ def optimizer_state(state, optimizer: torch.optim.Optimizer, where: str) -> None
 
 
 def scheduler_state(state, scheduler, where: str) -> None:
-    """An LR scheduler state_dict with the live one's keys and value types (numbers finite)."""
+    """An LR scheduler state_dict whose entries have the live one's value types (numbers finite); of the
+    live one's keys only base_lrs and last_epoch must be there (other torch versions add or drop the rest)."""
     ref = scheduler.state_dict()
     if not isinstance(state, Mapping):
         raise CheckpointError(f"entry {where!r} is {_kind(state)}, expected a dict")
     for key, ref_value in ref.items():
         if key not in state:
-            raise CheckpointError(f"entry '{where}.{key}' is missing")
+            if key in ("base_lrs", "last_epoch"):
+                raise CheckpointError(f"entry '{where}.{key}' is missing")
+            continue
         value = state[key]
         if key in ("last_epoch", "_step_count"):
             counter(value, f"{where}.{key}", -1)
