@@ -80,6 +80,7 @@ CASES = [
     ("fastgan_eval", ["--metric", "no_such_metric", "--path", "digits"], "--metric"),
     ("fastgan_eval", ["--metric", "fid_digits", "--path", "MISSING"], "--path"),
     ("fastgan_eval_runs", ["--start_iter", "5", "--end_iter", "2"], "--end_iter"),
+    ("fastgan_eval", ["--metric", "fid_digits", "--path", "digits", "--n_sample", "1"], "--n_sample"),
 ]
 
 BASE = {  # valid, tiny command lines (a check that stopped working ends in a short run, not an hour of training)
@@ -94,7 +95,7 @@ BASE = {  # valid, tiny command lines (a check that stopped working ends in a sh
               "--z_dim", "8", "--eval_step", "0", "--data-ratio", "0.005"],
     "stylegan2": ["--outdir", "{OUT}", *sg2_helpers.TINY_FLAGS],
     "sg2_generate": ["--network", "{OUT}/missing.pt", "--seeds", "0", "--outdir", "{OUT}", "--device", "cpu"],
-    "fastgan_eval": ["--ckpt", "{OUT}/missing.pth", "--dist", "{OUT}", "--device", "cpu", "--n_sample", "1"],
+    "fastgan_eval": ["--ckpt", "{OUT}/missing.pth", "--dist", "{OUT}", "--device", "cpu", "--n_sample", "2"],
     "fastgan_eval_runs": ["--artifacts", "{OUT}", "--dist", "{OUT}", "--device", "cpu", "--n_sample", "1"],
 }
 

@@ -137,6 +137,8 @@ def check_metric(args, parser):
         spec = get_metric_spec(args.metric)
     except MetricError as error:
         parser.error(f"--metric: {error}")
+    if args.n_sample < 2:
+        parser.error(f"--n_sample must be >= 2 with --metric, got {args.n_sample}")
     if spec.is_standard:
         if args.detector is None:
             args.detector = INCEPTION_URL if spec.space == "inception" else VGG16_URL
