@@ -387,11 +387,6 @@ def check_resume(args):
             training_loop.load_tensors_by_name(net, data[name], name)
         except ValueError as err:
             raise UserError(f'--resume: {source}: {err}')
-    if data['kind'] == 'snapshot':
-        try:  # every entry the training loop restores, before the run folder exists
-            check_snapshot(data, G, D, args)
-        except checks.CheckpointError as err:
-            raise UserError(f'--resume: {checks.in_file(source, err)}')
     return G, D, data
 
 
@@ -579,6 +574,12 @@ def main(ctx, outdir, dry_run, **config_kwargs):
         resumed = check_resume(args)
     except UserError as err:
         ctx.fail(err)
+
+    if resumed is not None and resumed[2]['kind'] == 'snapshot':
+        try:  # every entry the training loop restores, against G and D as set up for the run
+            check_snapshot(resumed[2], resumed[0], resumed[1], args)
+        except checks.CheckpointError as err:
+            ctx.fail(f'--resume: {checks.in_file(args.resume_pkl, err)}')
 
     # Rank 0 names the run directory for everyone.
     if torchrun_rank is not None:
