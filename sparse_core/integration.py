@@ -153,6 +153,17 @@ def config_from_flags(args):
     return None if cls.name == "none" else cfg
 
 
+def _name_the_flag(msg: str, args) -> str:
+    """'interval must be ...' -> '--interval: interval must be ...' when a flag of the method sets that field."""
+    try:
+        cls, _ = _method_values(args)
+    except ConfigError:
+        return msg
+    field = msg.split(" ", 1)[0]
+    flag = next((f.flag for f in cls.flags if f.field == field and f.flag not in msg), None)
+    return f"{flag}: {msg}" if flag else msg
+
+
 def controller_from_flags(args, G, D, on_error=None, run_length: int | None = None):
     """on_error: e.g. `parser.error`, so a bad flag value ends with the CLI's usual one-line message.
     run_length: the iterations the method will run (its advance() calls while not paused); a schedule that never
@@ -165,7 +176,7 @@ def controller_from_flags(args, G, D, on_error=None, run_length: int | None = No
     except ConfigError as e:
         if on_error is None:
             raise
-        on_error(f"sparse training: {e}")
+        on_error(f"sparse training: {_name_the_flag(str(e), args)}")
         raise
     for note in unused_flags(args):
         print(f"sparse training: --sparse {cls.name} ignores {note}", file=sys.stderr, flush=True)

@@ -41,6 +41,7 @@ try:
     import vendor.common  # noqa: F401  (installed with `pip install -e .`)
 except ImportError:  # running from a source checkout without installing: use the repository root
     sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+from vendor.common import checks, flags
 from vendor.common.datasets import DatasetError, load_dataset
 from vendor.common.diffaug import DiffAugment, parse_policy
 from vendor.common.runguard import FiniteGuard, run_cli
@@ -88,10 +89,13 @@ def check_args(args, parser) -> None:
             args.load_path = os.path.join(args.load_path, "Model", "checkpoint.pth")
         if not os.path.isfile(args.load_path):
             parser.error(f"--load_path: checkpoint file not found: {args.load_path}")
-    try:
-        torch.device(args.device)
-    except RuntimeError as error:
-        parser.error(f"--device: {error}")
+    flags.check(parser.error, flags.seed, args.random_seed, "--random_seed")
+    for name in ("g_lr", "d_lr"):
+        flags.check(parser.error, flags.finite_positive, getattr(args, name), f"--{name}")
+    for name in ("beta1", "beta2"):
+        flags.check(parser.error, flags.unit_interval, getattr(args, name), f"--{name}")
+    flags.check(parser.error, flags.device, args.device, "--device")
+    flags.check(parser.error, flags.out_dir, args.logdir, "--logdir")
 
 
 def num_epochs(args, batches_per_epoch: int) -> int:
@@ -155,18 +159,46 @@ def build_checkpoint(gen_net, dis_net, gen_avg_param, gen_optimizer, dis_optimiz
     }
 
 
+COUNTS = ("epoch", "global_steps", "gen_step", "nimg", "tick", "tick_steps_D", "tick_steps_G")
+LOSS_SUMS = ("total_sec", "best_fid", "tick_loss_D", "tick_loss_G", "last_loss_G")
+
+
+def check_checkpoint(state, gen_net, dis_net, gen_optimizer, dis_optimizer, gen_scheduler, dis_scheduler) -> None:
+    """Networks, optimizers, schedulers, counters, RNG and sampler state of a checkpoint (vendor.common.checks);
+    raises CheckpointError naming the entry."""
+    for key, net in (("gen_state_dict", gen_net), ("avg_gen_state_dict", gen_net), ("dis_state_dict", dis_net)):
+        checks.module_state(checks.require(state, key), net, key)
+    for key, opt in (("gen_optimizer", gen_optimizer), ("dis_optimizer", dis_optimizer)):
+        checks.optimizer_state(checks.require(state, key), opt, key)
+    for key, sched in (("gen_scheduler", gen_scheduler), ("dis_scheduler", dis_scheduler)):
+        checks.scheduler_state(checks.require(state, key), sched, key)
+    counters = checks.require(state, "counters")
+    for key in COUNTS:
+        checks.counter(checks.require(counters, key, "counters"), f"counters.{key}")
+    for key in LOSS_SUMS:
+        checks.number(checks.require(counters, key, "counters"), f"counters.{key}")
+    checks.seconds(counters["total_sec"], "counters.total_sec")
+    checks.rng_state(checks.require(state, "rng"), "rng")
+    checks.permutation_sampler(checks.require(state, "batches"), 0, "batches", order_key=None)
+
+
 def restore_checkpoint(state, gen_net, dis_net, gen_avg_param, gen_optimizer, dis_optimizer, gen_scheduler,
                        dis_scheduler, batches, args) -> dict:
     """Inverse of build_checkpoint; returns the counters."""
-    if state.get("gen_model") != args.gen_model or state.get("dis_model") != args.dis_model:
-        raise SnapshotError(f"checkpoint is {state.get('gen_model')}/{state.get('dis_model')} but --gen_model "
-                            f"{args.gen_model} --dis_model {args.dis_model}")
-    for key, value in state.get("config", {}).items():
-        if value != getattr(args, key):
-            raise SnapshotError(f"checkpoint has {key}={value} but --{key} {getattr(args, key)}")
     if "counters" not in state:
         raise SnapshotError("not a checkpoint of this train.py (no 'counters'; upstream checkpoints resume only "
                             "weights: load avg_gen_state_dict / gen_state_dict yourself)")
+    if state.get("gen_model") != args.gen_model or state.get("dis_model") != args.dis_model:
+        raise SnapshotError(f"checkpoint is {state.get('gen_model')}/{state.get('dis_model')} but --gen_model "
+                            f"{args.gen_model} --dis_model {args.dis_model}")
+    config = state.get("config", {})
+    for key, value in (config.items() if isinstance(config, dict) else [("config", config)]):
+        if value != getattr(args, key, None):
+            raise SnapshotError(f"checkpoint has {key}={value} but --{key} {getattr(args, key, None)}")
+    try:  # every entry checked against the live objects before any is used
+        check_checkpoint(state, gen_net, dis_net, gen_optimizer, dis_optimizer, gen_scheduler, dis_scheduler)
+    except checks.CheckpointError as error:
+        raise SnapshotError(str(checks.in_file(args.load_path, error))) from None
     gen_net.load_state_dict(state["avg_gen_state_dict"])
     for p_avg, p in zip(gen_avg_param, gen_net.parameters()):
         p_avg.copy_(p.detach())

@@ -27,6 +27,7 @@ else:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import operation as op
     from models import Generator
+from vendor.common import checks, flags
 from vendor.common.runlog import SnapshotError, atomic_write, images_to_uint8
 
 
@@ -62,8 +63,15 @@ def generator_weights(path: str) -> tuple[dict, dict]:
     """(G state_dict with the EMA weights, extras) from any checkpoint kind this tree knows."""
     state = op.load_checkpoint(path)
     if state["kind"] == "ours":
+        try:
+            names, ema = checks.require(state, "param_names"), checks.require(state, "g_ema")
+            if not isinstance(state["netG"], dict) or not isinstance(names, list) or not isinstance(ema, list) \
+                    or len(names) != len(ema) or not all(isinstance(n, str) and n in state["netG"] for n in names):
+                raise checks.CheckpointError("entries 'param_names' and 'g_ema' do not name netG's parameters")
+        except checks.CheckpointError as error:
+            raise SnapshotError(str(checks.in_file(path, error))) from None
         g = dict(state["netG"])
-        for name, value in zip(state["param_names"], state["g_ema"]):
+        for name, value in zip(names, ema):
             g[name] = value
         return g, {"lpips_untrained": state.get("lpips_untrained", False)}
     if state["kind"] == "upstream_all":  # its `g` is the raw G; the EMA list follows parameters() order
@@ -72,22 +80,35 @@ def generator_weights(path: str) -> tuple[dict, dict]:
 
 
 def infer_config(g: dict) -> dict:
-    try:
-        nz = g["init.init.0.weight_orig"].shape[0]
-        ngf = g["to_128.weight_orig"].shape[1]
-    except KeyError as error:
-        raise SnapshotError(f"not a FastGAN generator state_dict (missing {error})") from None
+    if not isinstance(g, dict):
+        raise SnapshotError(f"entry 'g' is a {type(g).__name__}, not a FastGAN generator state_dict")
+    for key, dims in (("init.init.0.weight_orig", 1), ("to_128.weight_orig", 2)):
+        if key not in g:
+            raise SnapshotError(f"not a FastGAN generator state_dict (missing {key!r})")
+        if not isinstance(g[key], torch.Tensor) or g[key].dim() < dims:
+            raise SnapshotError(f"entry 'g.{key}' is not a FastGAN weight (a tensor of {dims}+ dimensions)")
+    nz = g["init.init.0.weight_orig"].shape[0]
+    ngf = g["to_128.weight_orig"].shape[1]
     im_size = 1024 if "feat_1024.1.weight_orig" in g else 512 if "feat_512.1.weight_orig" in g else 256
     return {"nz": int(nz), "ngf": int(ngf), "im_size": im_size}
 
 
 def build_generator(path: str, args, device) -> tuple[Generator, dict]:
     g, extra = generator_weights(path)
-    config = infer_config(g)
+    try:
+        config = infer_config(g)
+    except SnapshotError as error:
+        raise SnapshotError(f"{path}: {error}") from None
     for key in ("nz", "ngf", "im_size"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     net = Generator(ngf=config["ngf"], nz=config["nz"], im_size=config["im_size"], tanh_all=args.tanh_all)
+    try:  # shapes, dtypes and finite values before anything is loaded (a scalar would broadcast silently)
+        checks.module_state(g, net, "g")
+        if "ema" in extra:
+            checks.tensor_list_like(extra["ema"], list(net.parameters()), "g_ema")
+    except checks.CheckpointError as error:
+        raise SnapshotError(f"{path}: weights do not fit Generator({config}): {error}") from None
     try:
         net.load_state_dict(g)
     except RuntimeError as error:
@@ -105,6 +126,32 @@ def save_png(image_uint8: np.ndarray, path: str) -> None:
     Image.fromarray(image_uint8.transpose(1, 2, 0)).save(path, format="PNG")
 
 
+def check_metric(args, parser):
+    """--metric, its detector and the --path images are checked before any image is written; returns the
+    reference dataset (at the first checkpoint's size when it can be read from --im_size, else 256)."""
+    from vendor.common.datasets import DatasetError, load_dataset
+    from vendor.common.metrics import INCEPTION_URL, VGG16_URL, MetricError, get_metric_spec
+    from vendor.common.metrics.detectors import resolve_detector_file
+
+    try:
+        spec = get_metric_spec(args.metric)
+    except MetricError as error:
+        parser.error(f"--metric: {error}")
+    if args.n_sample < 2:
+        parser.error(f"--n_sample must be >= 2 with --metric, got {args.n_sample}")
+    if spec.is_standard:
+        if args.detector is None:
+            args.detector = INCEPTION_URL if spec.space == "inception" else VGG16_URL
+        try:
+            resolve_detector_file(args.detector, args.metric_cache)
+        except MetricError as error:
+            parser.error(f"--detector: {error}")
+    try:
+        return load_dataset(args.path, resolution=args.im_size or 256, channels=3)
+    except DatasetError as error:
+        parser.error(f"--path: {error}")
+
+
 def main(argv=None):
     parser = build_argparser()
     args = parser.parse_args(argv)
@@ -113,7 +160,16 @@ def main(argv=None):
             parser.error(f"--{name} must be >= 1")
     if args.metric and not args.path:
         parser.error("--metric needs --path (the reference images)")
-    device = torch.device(args.device)
+    flags.check(parser.error, flags.seed, args.seed, "--seed")
+    device = flags.check(parser.error, flags.device, args.device, "--device")
+    if not args.no_images:
+        flags.check(parser.error, flags.out_dir, args.dist, "--dist")
+    for name in ("im_size", "ngf", "nz"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1")
+    reference = check_metric(args, parser) if args.metric else None
+    if args.ckpt is None and args.end_iter < args.start_iter:
+        parser.error(f"--end_iter {args.end_iter} is below --start_iter {args.start_iter}: no checkpoint to read")
     if args.ckpt is not None:
         paths = [args.ckpt]
     else:
@@ -148,10 +204,14 @@ def main(argv=None):
                 done += count
             print(f"{path}: {done} images -> {folder}", flush=True)
         if args.metric:
-            from vendor.common.datasets import load_dataset
+            from vendor.common.datasets import DatasetError, load_dataset
             from vendor.common.metrics import compute_metric
 
-            dataset = load_dataset(args.path, resolution=config["im_size"], channels=3)
+            try:
+                dataset = reference if reference.resolution == config["im_size"] else \
+                    load_dataset(args.path, resolution=config["im_size"], channels=3)
+            except DatasetError as error:
+                parser.error(f"--path: {error}")
             value = compute_metric(args.metric, G_sample, dataset, num_gen=args.n_sample, batch=args.batch,
                                    device=str(device), detector=args.detector, cache_dir=args.metric_cache)
             first = float(next(iter(value.values())))

@@ -37,6 +37,7 @@ else:  # run as a script (upstream style): the sibling modules live next to this
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import operation as op
     from models import SIZES, Discriminator, Generator, crop_image_by_part, weights_init
+from vendor.common import checks, flags
 from vendor.common.datasets import DatasetError, load_dataset
 from vendor.common.diffaug import DiffAugment, parse_policy
 from vendor.common.lpips import LPIPSWeightsError, load_lpips
@@ -124,10 +125,11 @@ def check_args(args, parser) -> None:
     for flag in ("ckpt", "resume"):
         if getattr(args, flag) is not None and not os.path.isfile(getattr(args, flag)):
             parser.error(f"--{flag}: file not found: {getattr(args, flag)}")
-    try:
-        torch.device(args.device)
-    except RuntimeError as error:
-        parser.error(f"--device: {error}")
+    flags.check(parser.error, flags.seed, args.seed, "--seed")
+    flags.check(parser.error, flags.finite_positive, args.lr, "--lr")
+    flags.check(parser.error, flags.unit_interval, args.beta1, "--beta1")
+    flags.check(parser.error, flags.device, args.device, "--device")
+    flags.check(parser.error, flags.out_dir, op.get_dir(args)[0], "--output_path/--name")
     if args.tensorboard:
         import importlib.util
         if importlib.util.find_spec("tensorboard") is None:
@@ -190,15 +192,23 @@ def restore(state: dict, netG, netD, avg_param_G, optG, optD, batches, args) -> 
     total_sec). The EMA tensors are filled in place: whoever holds the list keeps valid references."""
     source = args.resume or args.ckpt
     if state["kind"] == "ours":
-        for key, value in state.get("config", {}).items():
-            if value != getattr(args, key):
-                raise SnapshotError(f"{source}: snapshot has {key}={value} but --{key} {getattr(args, key)}")
-        g, d, ema, opt_g, opt_d = state["netG"], state["netD"], state["g_ema"], state["opt_g"], state["opt_d"]
+        config = state.get("config", {})
+        if not isinstance(config, dict):
+            raise SnapshotError(f"{source}: entry 'config' is a {type(config).__name__}, expected a dict")
+        for key, value in config.items():
+            if value != getattr(args, key, None):
+                raise SnapshotError(f"{source}: snapshot has {key}={value} but --{key} {getattr(args, key, None)}")
+        names = ("netG", "netD", "g_ema", "opt_g", "opt_d")
     elif state["kind"] == "upstream_all":
-        g, d, ema, opt_g, opt_d = state["g"], state["d"], state["g_ema"], state["opt_g"], state["opt_d"]
+        names = ("g", "d", "g_ema", "opt_g", "opt_d")
     else:
         raise SnapshotError(f"{source}: a {state['kind']} file holds no optimizer state; resume from "
                             f"models/all_{{it}}.pth or one of our snapshots")
+    try:  # every entry checked against the live objects before any is used
+        check_state(state, names, netG, netD, avg_param_G, optG, optD, batches)
+    except checks.CheckpointError as error:
+        raise SnapshotError(str(checks.in_file(source, error))) from None
+    g, d, ema, opt_g, opt_d = (state[name] for name in names)
     netG.load_state_dict(g)
     netD.load_state_dict(d)
     if len(ema) != len(avg_param_G):
@@ -212,6 +222,24 @@ def restore(state: dict, netG, netD, avg_param_G, optG, optD, batches, args) -> 
     batches.load_state_dict(state["batches"])
     op.set_rng_state(state["rng"])
     return int(state["iteration"]) + 1, int(state["nimg"]), int(state["tick"]), float(state["total_sec"])
+
+
+def check_state(state, names, netG, netD, avg_param_G, optG, optD, batches) -> None:
+    """Shapes, dtypes and finite values of the networks, EMA list and optimizers; for our snapshots also the
+    counters, RNG and sampler state (vendor.common.checks; raises CheckpointError naming the entry)."""
+    g, d, ema, opt_g, opt_d = names
+    checks.module_state(checks.require(state, g), netG, g)
+    checks.module_state(checks.require(state, d), netD, d)
+    checks.tensor_list_like(checks.require(state, ema), avg_param_G, ema)
+    checks.optimizer_state(checks.require(state, opt_g), optG, opt_g)
+    checks.optimizer_state(checks.require(state, opt_d), optD, opt_d)
+    if state["kind"] != "ours":
+        return
+    for key in ("iteration", "nimg", "tick"):
+        checks.counter(checks.require(state, key), key)
+    checks.seconds(checks.require(state, "total_sec"), "total_sec")
+    checks.rng_state(checks.require(state, "rng"), "rng")
+    checks.permutation_sampler(checks.require(state, "batches"), len(batches.images), "batches")
 
 
 def make_sampler(netG, avg_param_G, args, device):

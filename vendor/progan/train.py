@@ -45,6 +45,7 @@ try:
     import vendor.common  # noqa: F401  (installed with `pip install -e .`)
 except ImportError:  # running from a source checkout without installing: use the repository root
     sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+from vendor.common import checks, flags
 from vendor.common.datasets import DatasetError, load_dataset
 from vendor.common.runguard import FiniteGuard, run_cli
 from vendor.common.runlock import releases_run_dirs
@@ -138,12 +139,15 @@ def check_args(args, parser) -> None:
         if args.epoch < 1:
             parser.error(f"--epoch must be >= 1 (or -1 for the per-stage defaults), got {args.epoch}")
         args.epochs = [args.epoch] * count
-    if args.stable_kimg <= 0 or args.fade_kimg < 0:
-        parser.error("--stable_kimg must be > 0 and --fade_kimg >= 0")
-    if not 0.0 <= args.ema_beta < 1.0:
-        parser.error(f"--ema_beta must be in [0, 1), got {args.ema_beta}")
-    if args.lr <= 0 or args.lambda_gp < 0 or args.drift < 0:
-        parser.error("--lr must be > 0, --lambda_gp and --drift >= 0")
+    flags.check(parser.error, flags.finite_positive, args.stable_kimg, "--stable_kimg")
+    flags.check(parser.error, flags.finite_nonneg, args.fade_kimg, "--fade_kimg")
+    flags.check(parser.error, flags.unit_interval, args.ema_beta, "--ema_beta")
+    flags.check(parser.error, flags.finite_positive, args.lr, "--lr")
+    flags.check(parser.error, flags.finite_nonneg, args.lambda_gp, "--lambda_gp")
+    flags.check(parser.error, flags.finite_nonneg, args.drift, "--drift")
+    for i, beta in enumerate(args.betas):
+        flags.check(parser.error, flags.unit_interval, beta, f"--betas (beta{i + 1})")
+    flags.check(parser.error, flags.seed, args.seed, "--seed")
     for name in ("sample_step", "eval_step", "snapshot_steps"):
         if getattr(args, name) < 0:
             parser.error(f"--{name} must be >= 0, got {getattr(args, name)}")
@@ -153,10 +157,8 @@ def check_args(args, parser) -> None:
         args.metric = "fid_digits" if args.dataset == "digits" else "fid"
     if args.resume is not None and not os.path.isfile(args.resume):
         parser.error(f"--resume: snapshot file not found: {args.resume}")
-    try:
-        torch.device(args.device)
-    except RuntimeError as error:
-        parser.error(f"--device: {error}")
+    flags.check(parser.error, flags.device, args.device, "--device")
+    flags.check(parser.error, flags.out_dir, args.logdir, "--logdir")
 
 
 def check_metric_args(args, parser) -> None:
@@ -262,12 +264,38 @@ def restore_networks(state: dict, net_G, net_D, G_ema, args, plan):
         if saved.get(key) != mine[key]:
             raise SnapshotError(f"{args.resume}: snapshot has {key}={saved.get(key)} but this run has "
                                 f"{mine[key]} (same --z_dim/--ch/--max_res/schedule/--ema_beta/data needed)")
+    try:  # networks and optimizers checked against live (throw-away) objects before anything is loaded
+        checks.module_state(state["net_G"], net_G, "net_G")
+        checks.module_state(state["net_D"], net_D, "net_D")
+        if G_ema is not None:
+            checks.module_state(state["G_ema"], G_ema, "G_ema")
+        for name, optimizer in zip(("optim_G", "optim_D"), make_optimizers(net_G, net_D, args)):
+            checks.optimizer_state(state[name], optimizer, name)
+    except checks.CheckpointError as error:
+        raise SnapshotError(str(checks.in_file(args.resume, error))) from None
     net_G.load_state_dict(state["net_G"])
     net_D.load_state_dict(state["net_D"])
     if G_ema is not None:
         G_ema.load_state_dict(state["G_ema"])
     return (int(state["stage"]), int(state["it"]), int(state["step"]), int(state["nimg"]), int(state["tick"]),
             float(state["total_sec"]))
+
+
+def check_snapshot(state, path, plan, num_images) -> None:
+    """Counters, position in the plan, RNG and sampler state of a snapshot (vendor.common.checks), before the
+    networks exist; raises SnapshotError naming the file and the entry."""
+    try:
+        stage = checks.counter(checks.require(state, "stage"), "stage", 0, len(plan) - 1)
+        checks.counter(checks.require(state, "it"), "it", 0, plan[stage].iters)
+        for key in ("step", "nimg", "tick"):
+            checks.counter(checks.require(state, key), key)
+        checks.seconds(checks.require(state, "total_sec"), "total_sec")
+        if not isinstance(state.get("config", {}), dict):
+            raise checks.CheckpointError("entry 'config' is not a dict")
+        checks.rng_state(checks.require(state, "rng"), "rng")
+        checks.permutation_sampler(checks.require(state, "batches"), num_images, "batches")
+    except checks.CheckpointError as error:
+        raise SnapshotError(str(checks.in_file(path, error))) from None
 
 
 _full_datasets = {}
@@ -324,6 +352,7 @@ def main(argv=None):
     if args.resume is not None:
         try:
             state = load_snapshot(args.resume)
+            check_snapshot(state, args.resume, plan, num_images)
         except SnapshotError as error:
             parser.error(f"--resume: {error}")
     total_steps = sum(s.iters for s in plan)

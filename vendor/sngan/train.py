@@ -37,6 +37,7 @@ try:
     import vendor.common  # noqa: F401  (installed with `pip install -e .`)
 except ImportError:  # running from a source checkout without installing: use the repository root
     sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+from vendor.common import checks, flags
 from vendor.common.datasets import DatasetError, load_dataset
 from vendor.common.diffaug import DiffAugment, parse_policy
 from vendor.common.runguard import FiniteGuard, run_cli
@@ -216,18 +217,9 @@ def check_args(args, parser) -> None:
         args.metric = "fid_digits" if args.dataset == "digits" else "fid"
     if args.resume is not None and not os.path.isfile(args.resume):
         parser.error(f"--resume: snapshot file not found: {args.resume}")
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as error:
-        parser.error(f"--device: {error}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error(f"--device {args.device}: no CUDA device is available (use --device cpu)")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        parser.error(f"--device {args.device}: only {torch.cuda.device_count()} CUDA device(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        parser.error(f"--device {args.device}: MPS is not available")
-    if os.path.exists(args.logdir) and not os.path.isdir(args.logdir):
-        parser.error(f"--logdir {args.logdir}: exists and is not a folder")
+    flags.check(parser.error, flags.seed, args.seed, "--seed")
+    flags.check(parser.error, flags.device, args.device, "--device")
+    flags.check(parser.error, flags.out_dir, args.logdir, "--logdir")
     if not args.record:
         args.eval_step = 0
 
@@ -373,6 +365,12 @@ def check_resume_config(state: dict, args) -> None:
     if not isinstance(state, dict) or "step" not in state or "net_G" not in state:
         raise SnapshotError("not a training snapshot of this script (no step / net_G); G_final.pt cannot be resumed")
     config = state.get("config", {})
+    if not isinstance(config, dict):
+        raise SnapshotError(f"entry 'config' is a {type(config).__name__}, expected a dict")
+    try:
+        checks.counter(state["step"], "step")
+    except checks.CheckpointError as error:
+        raise SnapshotError(str(error)) from None
     given = resume_config(args)
     differ = [f"--{key} (snapshot {config[key]!r}, given {given[key]!r})" for key in RESUME_FIXED
               if key in config and config[key] != given[key]]
@@ -385,10 +383,31 @@ def check_resume_config(state: dict, args) -> None:
         raise SnapshotError("--ema_decay is on but the snapshot has no net_G_ema")
 
 
+def check_state(state, net_G, net_D, optim_G, optim_D, sched_G, sched_D, batches, net_G_ema=None) -> None:
+    """Networks, optimizers, schedulers, counters, RNG and sampler state of a snapshot (vendor.common.checks);
+    raises CheckpointError naming the entry."""
+    for key, net in (("net_G", net_G), ("net_D", net_D), ("net_G_ema", net_G_ema)):
+        if net is not None:
+            checks.module_state(checks.require(state, key), net, key)
+    for key, opt in (("optim_G", optim_G), ("optim_D", optim_D)):
+        checks.optimizer_state(checks.require(state, key), opt, key)
+    for key, sched in (("sched_G", sched_G), ("sched_D", sched_D)):
+        checks.scheduler_state(checks.require(state, key), sched, key)
+    for key in ("step", "nimg", "tick"):
+        checks.counter(checks.require(state, key), key)
+    checks.seconds(checks.require(state, "total_sec"), "total_sec")
+    checks.rng_state(checks.require(state, "rng"), "rng")
+    checks.permutation_sampler(checks.require(state, "batches"), len(batches.images), "batches")
+
+
 def restore_snapshot(state: dict, net_G, net_D, optim_G, optim_D, sched_G, sched_D, batches, args,
                      net_G_ema=None):
     """Inverse of build_snapshot; returns (step, nimg, tick, total_sec)."""
     check_resume_config(state, args)
+    try:  # every entry checked against the live objects before any is used
+        check_state(state, net_G, net_D, optim_G, optim_D, sched_G, sched_D, batches, net_G_ema)
+    except checks.CheckpointError as error:
+        raise SnapshotError(str(error)) from None
     net_G.load_state_dict(state["net_G"])
     if net_G_ema is not None:
         net_G_ema.load_state_dict(state["net_G_ema"])

@@ -15,6 +15,7 @@ import torch
 
 from metrics import metric_main
 import legacy
+from vendor.common import flags
 
 
 class CommaSeparatedList(click.ParamType):
@@ -45,6 +46,12 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, device,
     if gpus != 1:
         ctx.fail('--gpus: only single-process evaluation is supported by this tool')
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        flags.device(device, '--device')
+    except flags.FlagError as err:
+        ctx.fail(str(err))
+    if num_gen is not None and num_gen < 2:
+        ctx.fail(f'--num-gen: must be at least 2, got {num_gen}')
 
     try:
         network = legacy.load_network(network_pkl, device=device)

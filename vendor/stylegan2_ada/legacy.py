@@ -31,7 +31,7 @@ import torch
 import dnnlib
 import training.dataset
 from training import networks
-from vendor.common import safeload
+from vendor.common import checks, safeload
 from vendor.common.safeload import CheckpointError
 
 __all__ = ['NetworkFileError', 'load_network', 'from_checkpoint_dict', 'generator',
@@ -244,6 +244,7 @@ def _check_sizes(obj, where):
 def _construct(class_name, kwargs, where):
     try:
         kwargs = safeload.plain_data(kwargs, where)
+        checks.plain_finite(kwargs, where)  # a NaN lr_multiplier, clamp or beta would poison every output
         _check_sizes(kwargs, where)
         return safeload.construct(class_name, kwargs, {class_name: NETWORK_CLASSES[class_name]}, where)
     except CheckpointError as error:
@@ -281,6 +282,13 @@ def _flatten(record, module, prefix, out, where):
         _flatten(child, ours[name], f'{prefix}{name}.', out, where)
 
 
+def _finite(tensor, key, where):
+    try:
+        checks.tensor(tensor, key)
+    except CheckpointError as error:
+        raise NetworkFileError(f'{where}: {error}') from None
+
+
 @torch.no_grad()
 def _copy_strict(net, tensors, where):
     own = net.state_dict()
@@ -296,6 +304,7 @@ def _copy_strict(net, tensors, where):
                                    f'{tuple(target.shape)} for the recorded config')
         if source.dtype.is_floating_point != target.dtype.is_floating_point:
             raise NetworkFileError(f'{where}: {key} is {source.dtype} in the file, expected {target.dtype}')
+        _finite(source, key, where)
         target.copy_(source)
 
 
@@ -334,7 +343,8 @@ def _from_nvlabs(data, path, device):
                 raise NetworkFileError(f'augment_pipe: is not a recorded AugmentPipe')
             spec = dict(safeload.plain_data(pipe.state.get('_init_kwargs') or {}, 'augment_pipe.init_kwargs'),
                         class_name=AUGMENT_CLASSES[0])
-            result['augment_kwargs'] = safeload.check_spec(spec, AUGMENT_CLASSES, 'augment_pipe.init_kwargs')
+            result['augment_kwargs'] = checks.plain_finite(
+                safeload.check_spec(spec, AUGMENT_CLASSES, 'augment_pipe.init_kwargs'), 'augment_pipe.init_kwargs')
     except CheckpointError as error:
         raise NetworkFileError(f'{path}: {error}') from None
     return result
@@ -344,7 +354,7 @@ def _from_nvlabs(data, path, device):
 # Our own .pt files (training snapshots and G_sparse / G_dense exports).
 
 def _dataset_spec(spec, where):
-    spec = safeload.check_spec(spec, DATASET_CLASSES, where)
+    spec = checks.plain_finite(safeload.check_spec(spec, DATASET_CLASSES, where), where)
     if 'path' in spec and not isinstance(spec['path'], str):
         raise CheckpointError(f'{where}.path: not a string')
     return spec
@@ -366,6 +376,7 @@ def _copy_by_name(net, state, where):
             shape = tuple(source.shape) if isinstance(source, torch.Tensor) else type(source).__name__
             raise NetworkFileError(f'{where}: {key} is {shape} in the file but {tuple(target.shape)} '
                                    f'for the recorded config')
+        _finite(source, key, where)
         target.copy_(source)
 
 
@@ -387,7 +398,8 @@ def from_checkpoint_dict(data, where='checkpoint', device='cpu'):
         if data.get('training_set_kwargs'):
             result['training_set_kwargs'] = _dataset_spec(data['training_set_kwargs'], 'training_set_kwargs')
         if data.get('augment_kwargs'):
-            result['augment_kwargs'] = safeload.check_spec(data['augment_kwargs'], AUGMENT_CLASSES, 'augment_kwargs')
+            result['augment_kwargs'] = checks.plain_finite(
+                safeload.check_spec(data['augment_kwargs'], AUGMENT_CLASSES, 'augment_kwargs'), 'augment_kwargs')
         for key, allowed in _OTHER_SPEC_CLASSES.items():
             if data.get(key):
                 safeload.check_spec(data[key], allowed, key)

@@ -20,6 +20,7 @@ import tempfile
 import click
 import torch
 
+from vendor.common import checks, flags
 import dnnlib
 from torch_utils import training_stats
 from vendor.common.datasets import DatasetError
@@ -56,6 +57,10 @@ RESUME_SPECS = {
 AUGPIPES = ['blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc', 'bgcf', 'bgcfn', 'bgcfnc']
 
 
+def _fail(message):
+    raise UserError(message)
+
+
 def auto_spec(res, gpus):
     """Upstream's 'auto' rule: values derived from resolution and GPU count."""
     spec = dict(CFG_SPECS['auto'])
@@ -86,6 +91,7 @@ def setup_training_loop_kwargs(
                              ('--metric-gen', metric_gen, 1), ('--seed', seed, 0)]:
         if value is not None and value < low:
             raise UserError(f'{flag}: must be at least {low}, got {value}')
+    flags.check(_fail, flags.seed, seed, '--seed')
 
     # Process count, snapshots, seed and metrics.
     if gpus < 1:
@@ -360,6 +366,12 @@ def check_resume(args):
         for key in ('G', 'D', 'G_ema', 'G_opt', 'D_opt', 'cur_nimg', 'batch_idx'):
             if key not in data:
                 raise UserError(f'--resume: {source} is not a complete training snapshot (no {key!r} entry)')
+        try:
+            for key in ('batch_size', 'num_gpus'):
+                if data.get(key) is not None:
+                    checks.counter(data[key], key, 1)
+        except checks.CheckpointError as err:
+            raise UserError(f'--resume: {checks.in_file(source, err)}')
         for flag, key, given in [('--batch', 'batch_size', args.batch_size), ('--gpus', 'num_gpus', args.num_gpus)]:
             if data.get(key) is not None and int(data[key]) != given:  # the sampler position depends on both
                 raise UserError(f'{flag}: the snapshot was trained with {data[key]}, given {given} '
@@ -389,6 +401,52 @@ def check_dataset(args):
         dataset.check_images(args.data_loader_kwargs.num_workers)
     except DatasetError as err:
         raise UserError(f'--data: {err}')
+
+def check_snapshot(data, G, D, args):
+    """Optimizer, counters, RNG, augmentation and statistics state of one of our snapshots
+    (vendor.common.checks; the networks were checked by legacy.load_network)."""
+    for key, net in [('G_opt', G), ('D_opt', D)]:  # one Adam per network, over all its parameters
+        checks.optimizer_state(data[key], torch.optim.Adam(net.parameters()), key)
+    cur_nimg = checks.counter(checks.require(data, 'cur_nimg'), 'cur_nimg')
+    checks.counter(checks.require(data, 'cur_tick'), 'cur_tick')
+    batch_idx = checks.counter(checks.require(data, 'batch_idx'), 'batch_idx')
+    if batch_idx * args.batch_size != cur_nimg:  # both advance once per iteration of --batch images
+        raise checks.CheckpointError(f"entry 'batch_idx' = {batch_idx} does not match 'cur_nimg' = {cur_nimg} at "
+                                     f"batch {args.batch_size} (the sampler would start elsewhere)")
+    checks.seconds(checks.require(data, 'total_sec'), 'total_sec')
+    if data.get('augment_p') is not None:
+        checks.number(data['augment_p'], 'augment_p', 0.0, 1.0)
+    if data.get('pl_mean') is not None:
+        checks.number(data['pl_mean'], 'pl_mean')
+    for key in ('augment_pipe', 'apa'):
+        if data.get(key) is not None:
+            checks.tensors_like(data[key], {}, key, extra_ok=True)
+    for key in ('stats_collector', 'ada_stats'):  # {pending, moments: {name: [count, sum, sum of squares]}}
+        collector = data.get(key)
+        if collector is None:
+            continue
+        if not isinstance(collector, dict):
+            raise checks.CheckpointError(f"entry '{key}' is a {type(collector).__name__}, expected a dict")
+        for part in ('pending', 'moments'):
+            moments = collector.get(part, {})
+            if not isinstance(moments, dict):
+                raise checks.CheckpointError(f"entry '{key}.{part}' is a {type(moments).__name__}, expected a dict")
+            for name, value in moments.items():
+                checks.tensor(value, f'{key}.{part}.{name}', shape=(training_stats._num_moments,))
+    rng = data.get('rng')
+    if rng is not None:
+        states = rng if isinstance(rng, list) else [rng]
+        if isinstance(rng, list) and len(rng) != args.num_gpus:
+            raise checks.CheckpointError(f"entry 'rng' holds {len(rng)} per-process states, expected {args.num_gpus}")
+        for i, state in enumerate(states):
+            where = f'rng[{i}]' if isinstance(rng, list) else 'rng'
+            checks.rng_state(state, where)
+            keys = checks.tensor(checks.require(state, 'numpy_keys', where), f'{where}.numpy_keys', shape=(624,))
+            if keys.dtype.is_floating_point or bool(((keys < 0) | (keys >= 2 ** 32)).any()):
+                raise checks.CheckpointError(f"entry '{where}.numpy_keys' is not a numpy MT19937 key array")
+            checks.counter(checks.require(state, 'numpy_pos', where), f'{where}.numpy_pos', 0, 624)
+            checks.counter(checks.require(state, 'numpy_has_gauss', where), f'{where}.numpy_has_gauss', 0, 1)
+            checks.number(checks.require(state, 'numpy_cached_gaussian', where), f'{where}.numpy_cached_gaussian')
 
 
 def check_detectors(args):
@@ -512,6 +570,7 @@ def main(ctx, outdir, dry_run, **config_kwargs):
     """StyleGAN2-ADA training (Karras et al. 2020) on a dataset zip, image folder, CIFAR-10 or the built-in digits."""
     dnnlib.util.Logger(should_flush=True)
     config_kwargs = {k: v for k, v in config_kwargs.items() if v is not None}
+    flags.check(ctx.fail, flags.out_dir, outdir, '--outdir')
 
     # torchrun: every process runs this script (WORLD_SIZE/RANK set); --gpus follows WORLD_SIZE.
     world_size = int(os.environ.get('WORLD_SIZE', '1'))
@@ -527,6 +586,12 @@ def main(ctx, outdir, dry_run, **config_kwargs):
         resumed = check_resume(args)
     except UserError as err:
         ctx.fail(err)
+
+    if resumed is not None and resumed[2]['kind'] == 'snapshot':
+        try:  # every entry the training loop restores, against G and D as set up for the run
+            check_snapshot(resumed[2], resumed[0], resumed[1], args)
+        except checks.CheckpointError as err:
+            ctx.fail(f'--resume: {checks.in_file(args.resume_pkl, err)}')
 
     # Rank 0 names the run directory for everyone.
     if torchrun_rank is not None:

@@ -25,6 +25,7 @@ from torch import nn
 
 from .cache import atomic_output, file_sha256, resolve_cache_dir
 from .errors import MetricError
+from .. import checks
 from ..safeload import load_checkpoint
 
 # Bump when anything below changes the trained weights, so stale cache files are not reused.
@@ -224,6 +225,7 @@ def _load_classifier(path: Path) -> DigitsClassifier:
     try:
         payload = load_checkpoint(path)  # the shared weights-only path (vendor/common/safeload.py)
         model = DigitsClassifier()
+        checks.module_state(payload["state_dict"], model, "state_dict")  # shapes and finite values first
         model.load_state_dict(payload["state_dict"])
     except Exception as error:  # bad pickle, wrong keys or shapes all mean the same: unusable file
         raise MetricError(f"cached digits classifier {str(path)!r} is unreadable ({error}); delete it to retrain") from error
