@@ -92,8 +92,9 @@ def digits_judge(tile: int = 32) -> Judge:
 
 def grid_tiles(path, tile: int) -> np.ndarray:
     """A sample grid PNG cut into its tile x tile cells, row by row: uint8 [N, C, tile, tile]."""
-    from PIL import Image
-    with Image.open(path) as im:
+    sys.path.insert(0, str(ROOT))
+    from vendor.common.images import open_image
+    with open(path, "rb") as f, open_image(f, str(path)) as im:
         im = im.convert("RGB") if im.mode not in ("L", "RGB") else im
         a = np.asarray(im)
     a = a[:, :, None] if a.ndim == 2 else a

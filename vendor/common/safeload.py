@@ -16,6 +16,7 @@ from __future__ import annotations
 import numbers
 import os
 import re
+import warnings
 
 import numpy as np
 import torch
@@ -66,7 +67,9 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     if not os.path.isfile(name):
         raise CheckpointError(f"{name}: file not found")
     try:
-        data = torch.load(name, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's own warnings about the format advise weights_only: not passed on
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(name, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for truncated / foreign / unsafe files
         raise CheckpointError(f"{name}: refused: {_describe_torch_error(error)}") from None
     if not isinstance(data, dict):
