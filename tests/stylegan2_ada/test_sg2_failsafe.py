@@ -20,13 +20,25 @@ from vendor.common.runguard import run_cli  # noqa: E402
 FLAGS = TINY_FLAGS + ['--kimg', '0.016', '--tick', '0.004', '--snap', '1', '--img-snap', '0', '--seed', '3']
 
 
-def cli(capsys, outdir, *more):
-    """(exit status, output, run folder) of one train.py run."""
+def fresh_training_stats():
+    """training_stats' process-wide accumulators as a fresh process has them (a NaN summed into them stays there)."""
     from torch_utils import training_stats
-    train = sg2_helpers.load_script('train')
-    training_stats._counters.clear()   # as a fresh process starts
+    training_stats._counters.clear()
     training_stats._cumulative.clear()
     training_stats._sync_called = False
+
+
+@pytest.fixture(autouse=True)
+def _leave_training_stats_clean():
+    """These runs happen in the test process: later tests in this worker must not inherit their NaN moments."""
+    yield
+    fresh_training_stats()
+
+
+def cli(capsys, outdir, *more):
+    """(exit status, output, run folder) of one train.py run."""
+    train = sg2_helpers.load_script('train')
+    fresh_training_stats()   # as a fresh process starts
     before = set(os.listdir(outdir)) if os.path.isdir(outdir) else set()
 
     def main():
@@ -93,7 +105,7 @@ def test_a_locked_run_folder_is_refused_and_stale_temporaries_go_whatever_their_
         args.run_dir = str(run)
         with pytest.raises(runlog.RunDirError, match='in use by another run'):
             training_loop.training_loop(rank=0, **args)
-    assert sorted(os.listdir(run)) == ['.lock']
+    assert sorted(os.listdir(run)) == []   # the refused run wrote nothing; the holder removed its lock file
     # temporaries a killed write left a moment ago (no age rule: the lock says nobody is writing them)
     handle, stale = tempfile.mkstemp(prefix='.network-snapshot-000012.pt.', suffix='.tmp', dir=run)
     os.close(handle)

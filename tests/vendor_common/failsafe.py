@@ -152,7 +152,8 @@ def hold_lock(folder):
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
         yield
-    finally:
+    finally:  # as a run that releases its lock does (vendor.common.runlock): the file goes, then the lock
+        os.unlink(os.path.join(folder, ".lock"))
         os.close(fd)
 
 

@@ -1,7 +1,8 @@
 """One writer per run folder: an exclusive lock on `<run folder>/.lock`, held while a run writes there.
 
 The lock is an flock(2) on the open lock file: the kernel drops it when the process ends, however it ends
-(exit, exception, SIGKILL), so a crashed run never leaves a folder locked. A second run into a locked
+(exit, exception, SIGKILL), so a crashed run never leaves a folder locked (its `.lock` file stays, unlocked;
+a run that releases its lock removes the file). A second run into a locked
 folder is refused by name (RunDirLocked) before it writes anything. Within one process the lock is
 re-entrant (a run that resumes in-process into the folder it just wrote keeps it), and `releases_run_dirs`
 gives up the locks a function took when it returns, so in-process callers (tests) can hand a folder to a
@@ -54,6 +55,13 @@ def lock_run_dir(run_dir: str) -> str:
         raise RunDirLocked(f"{run_dir} is in use by another run (its lock {path} is held"
                            f"{' by pid ' + owner if owner.isdigit() else ''}); wait for it to end or choose "
                            f"another folder") from None
+    try:
+        same = os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        same = False
+    if not same:  # the holder removed the file between our open and our flock: take the new one
+        os.close(fd)
+        return lock_run_dir(run_dir)
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode("ascii"))
     _held[key] = (os.getpid(), fd)
@@ -62,8 +70,13 @@ def lock_run_dir(run_dir: str) -> str:
 
 def release_run_dir(run_dir: str) -> None:
     """Give up this process's lock of `run_dir` (nothing if it holds none)."""
-    held = _held.pop(_key(run_dir), None)
+    key = _key(run_dir)
+    held = _held.pop(key, None)
     if held is not None and held[0] == os.getpid():
+        try:  # removed while still held (a waiting opener re-checks the path, above), so a finished run leaves none
+            os.unlink(os.path.join(key, LOCK_FILE))
+        except OSError:
+            pass
         os.close(held[1])  # closing the descriptor drops the flock
 
 
