@@ -70,9 +70,7 @@ class SparseController:
     # the context's fields under their public names
     targets = property(lambda self: self.ctx.targets)
     sites = property(lambda self: self.ctx.sites)
-    G_ema = property(lambda self: self.ctx.ema.module)
     iteration = property(lambda self: self.ctx.iteration)
-    nimg = property(lambda self: self.ctx.nimg)
     paused = property(lambda self: self.ctx.paused)
 
     def _net(self, net_name: str, what: str) -> str:
@@ -234,7 +232,7 @@ class SparseController:
         out = {"sparse/method": self.method, "sparse/phase": "paused" if self.paused else self.current_phase(),
                "sparse/iteration": self.iteration,
                "sparse/lr_scale": self.lr["G"].scale if "G" in self.targets else self.lr[first].scale,
-               "progress/real_images": self.nimg, "flops/train_total": float(self.flops.total),
+               "progress/real_images": self.ctx.nimg, "flops/train_total": float(self.flops.total),
                "flops/train_dense_equiv": float(self.flops.dense_equiv)}
         for n in NETS:
             if n in self.nets:
@@ -252,9 +250,10 @@ class SparseController:
     def state_dict(self) -> dict:
         """Everything needed to continue the same schedule; plain values only (torch.load(weights_only=True))."""
         return {"version": STATE_VERSION, "config": config_to_dict(self.config), "iteration": self.iteration,
-                "nimg": self.nimg, "phase": self.current_phase(), "lr_scale": {n: self.lr[n].scale for n in self.nets},
-                "metric_history": list(self.metric_history), "metric_higher_is_better": self.metric_higher_is_better,
-                "flops": self.flops.state_dict(), "tensors": {k: t.detach().clone() for k, t in self.strategy.tensors()},
+                "nimg": self.ctx.nimg, "phase": self.current_phase(),
+                "lr_scale": {n: self.lr[n].scale for n in self.nets}, "metric_history": list(self.metric_history),
+                "metric_higher_is_better": self.metric_higher_is_better, "flops": self.flops.state_dict(),
+                "tensors": {k: t.detach().clone() for k, t in self.strategy.tensors()},
                 "method_state": self.strategy.state_dict()}
 
     @torch.no_grad()

@@ -21,11 +21,6 @@ _FROM_DENSE = Flag("--sparse-from-dense", "sparse_from_dense", bool, False,
                    "allow --resume from a dense run's snapshot: the sparse method starts from its weights")
 
 
-def _sparse_flag() -> Flag:
-    names = methods.names()
-    return Flag("--sparse", "sparse", str, "none", "sparse training method: " + " | ".join(names), choices=names)
-
-
 def all_flags() -> list[Flag]:
     """--sparse, then every method's flags (a flag several methods declare appears once), --sparse-from-dense."""
     out: dict[str, Flag] = {}
@@ -35,11 +30,9 @@ def all_flags() -> list[Flag]:
             if have is not None and (have.flag, have.type, have.choices) != (f.flag, f.type, f.choices):
                 raise TypeError(f"method {m.name} declares {f.flag} differently from another method")
             out.setdefault(f.dest, f)
-    return [_sparse_flag(), *out.values(), _FROM_DENSE]
-
-
-def _flag_owners(dest: str) -> list[str]:
-    return [m.name for m in methods.all_methods() if any(f.dest == dest for f in m.flags)]
+    names = methods.names()
+    sparse = Flag("--sparse", "sparse", str, "none", "sparse training method: " + " | ".join(names), choices=names)
+    return [sparse, *out.values(), _FROM_DENSE]
 
 
 def _with_defaults(interval, warmup, exclude) -> list[tuple[Flag, object]]:
@@ -138,7 +131,8 @@ def unused_flags(args) -> list[str]:
             continue
         v = get(f.dest, f.default)
         if v is not None and v != f.default:
-            out.append(f"{f.flag} (a flag of --sparse {' / '.join(_flag_owners(f.dest))})")
+            owners = [m.name for m in methods.all_methods() if any(g.dest == f.dest for g in m.flags)]
+            out.append(f"{f.flag} (a flag of --sparse {' / '.join(owners)})")
     return out
 
 

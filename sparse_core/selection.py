@@ -44,15 +44,15 @@ class Site:
         """Attribute the forward reads when it is recomputed from the site by a pre-hook ('sn', 'wn', 'hook')."""
         return "weight" if self.kind in ("sn", "wn") else self.derived
 
+    def key(self, net_name: str, attr: str) -> str:
+        """This site's `attr` (mask / threshold) in a controller state: 'G/<module>.<attr>'."""
+        return f"{net_name}/{self.module_name + '.' if self.module_name else ''}{attr}"
+
     def module(self, net: nn.Module) -> nn.Module:
         return net.get_submodule(self.module_name) if self.module_name else net
 
     def param(self, net: nn.Module) -> torch.Tensor:
         return self.module(net)._parameters[self.attr]
-
-
-def _is_transposed(module: nn.Module) -> bool:
-    return isinstance(module, nn.modules.conv._ConvTransposeNd) or bool(getattr(module, "transposed", False))
 
 
 def _hook_kind(module: nn.Module, attr: str) -> str:
@@ -154,7 +154,7 @@ def find_sites(net: nn.Module, scope: str, include: Sequence[str] = (), exclude:
     for module_name, module in net.named_modules():
         if isinstance(module, parametrize.ParametrizationList):
             continue   # handled from the parametrized layer below
-        dim = 1 if _is_transposed(module) else 0
+        dim = 1 if isinstance(module, nn.modules.conv._ConvTransposeNd) or getattr(module, "transposed", False) else 0
         for attr, p in module._parameters.items():
             if p is None or attr.endswith(OWN_SUFFIXES) or id(p) in seen:
                 continue

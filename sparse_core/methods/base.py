@@ -366,9 +366,7 @@ class MaskMethod(Method):
 
     def tensors(self):
         c = self.ctx
-        for n in c.targets:
-            for s in c.sites[n]:
-                yield f"{n}/{s.module_name + '.' if s.module_name else ''}{s.mask_attr}", self.mask(s, n)
+        return ((s.key(n, s.mask_attr), self.mask(s, n)) for n in c.targets for s in c.sites[n])
 
     def check_tensor(self, key: str, value: torch.Tensor) -> str | None:
         return None if bool(((value == 0) | (value == 1)).all()) else "is not a 0/1 mask"

@@ -330,7 +330,8 @@ class RGGAN(Method):
         c = self.ctx
         if net_name not in c.targets or self._mode != "sparse":
             return None
-        return sum(torch.exp(-self._threshold(c.nets[net_name], s)).sum() for s in c.sites[net_name]) * self.config.lam
+        net = c.nets[net_name]
+        return sum(torch.exp(-self._threshold(net, s)).sum() for s in c.sites[net_name]) * self.config.lam
 
     def on_metric(self, history):
         if not self.config.augmented:
@@ -380,9 +381,7 @@ class RGGAN(Method):
 
     def tensors(self):
         c = self.ctx
-        for n in c.targets:
-            for s in c.sites[n]:
-                yield f"{n}/{s.module_name + '.' if s.module_name else ''}{s.threshold_attr}", self._threshold(c.nets[n], s)
+        return ((s.key(n, s.threshold_attr), self._threshold(c.nets[n], s)) for n in c.targets for s in c.sites[n])
 
     def state_dict(self) -> dict:
         # the densities the next forwards are charged at, so FLOPs continue exactly after a resume
