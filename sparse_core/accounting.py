@@ -70,16 +70,15 @@ def module_flops(net: nn.Module, run: Callable[[], object]) -> dict[str, tuple[i
         n = names.get(id(module))
         if n is not None:
             stack.append(n)
-            b = _leading_batch(args)
-            batch[n] += b if b is not None else 0
+            batch[n] += _leading_batch(args) or 0
 
     def pop(module, args, output):
         n = names.get(id(module))
         if n is not None and stack and stack[-1] == n:
             stack.pop()
 
-    h1 = nn.modules.module.register_module_forward_pre_hook(push)
-    h2 = nn.modules.module.register_module_forward_hook(pop, always_call=True)
+    hooks = (nn.modules.module.register_module_forward_pre_hook(push),
+             nn.modules.module.register_module_forward_hook(pop, always_call=True))
     mode = _CountingMode(stack)
     # eval mode and fork_rng: the measuring forward must not move BatchNorm / spectral-norm buffers or the RNG
     was_training = [(m, m.training) for m in net.modules()]
@@ -89,8 +88,8 @@ def module_flops(net: nn.Module, run: Callable[[], object]) -> dict[str, tuple[i
         with torch.random.fork_rng(devices=devices), torch.no_grad(), mode:
             run()
     finally:
-        h1.remove()
-        h2.remove()
+        for h in hooks:
+            h.remove()
         for m, t in was_training:
             m.training = t
     return {n: (f, batch.get(n, 0)) for n, f in mode.flops.items()}
@@ -121,14 +120,10 @@ SITE_ATTR = "_sparse_core_flop_site"
 
 def _charge_forward(module: nn.Module, args, kwargs, output):
     site: _Site | None = module.__dict__.get(SITE_ATTR)
-    if site is None or site.account is None or site.module_id != id(module) or not module.training:
-        return None
-    account = site.account()
-    if account is None:
-        return None
-    batch = _leading_batch(args)
-    if batch is None:
-        batch = _leading_batch(kwargs.values())
+    live = site is not None and site.account is not None and site.module_id == id(module) and module.training
+    account = site.account() if live else None
+    batch = None if account is None else _leading_batch(args)
+    batch = _leading_batch(kwargs.values()) if batch is None and account is not None else batch
     if batch is None:
         return None
     flops = site.per_sample * batch

@@ -21,18 +21,12 @@ from .selection import find_sites
 
 STATE_VERSION = 2
 NETS = ("G", "D")
-# Direction of well-known metrics by name prefix (lower first: 'ppl' before 'pr').
-_LOWER_IS_BETTER = ("fid", "kid", "ppl", "lpips")
-_HIGHER_IS_BETTER = ("is", "pr", "precision", "recall", "confident")
+# higher_is_better of well-known metrics by name prefix (lower-is-better first: 'ppl' before 'pr')
+_DIRECTIONS = {False: ("fid", "kid", "ppl", "lpips"), True: ("is", "pr", "precision", "recall", "confident")}
 
 
 def metric_direction(name: str | None) -> bool | None:
-    """higher_is_better of a known metric name (fid*, kid*, ppl*: False; is*, pr*, confident*: True), else None."""
-    n = (name or "").lower()
-    for prefixes, higher in ((_LOWER_IS_BETTER, False), (_HIGHER_IS_BETTER, True)):
-        if n.startswith(prefixes):
-            return higher
-    return None
+    return next((higher for higher, prefixes in _DIRECTIONS.items() if (name or "").lower().startswith(prefixes)), None)
 
 
 class SparseController:

@@ -13,7 +13,9 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
+from torch.nn.utils import parametrizations, parametrize
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 
 from .config import ConfigError
 
@@ -57,8 +59,6 @@ class Site:
 
 def _hook_kind(module: nn.Module, attr: str) -> str:
     """'sn' / 'wn' when an old-API norm hook derives `weight` from `attr`, else 'plain'."""
-    from torch.nn.utils.spectral_norm import SpectralNorm
-    from torch.nn.utils.weight_norm import WeightNorm
     for hook in module._forward_pre_hooks.values():
         if isinstance(hook, SpectralNorm) and attr == hook.name + "_orig":
             return "sn"
@@ -69,18 +69,14 @@ def _hook_kind(module: nn.Module, attr: str) -> str:
 
 def _parametrization_kind(plist: nn.Module) -> str | None:
     """Which known zero-preserving parametrization `plist` (a ParametrizationList) is; None if unknown."""
-    from torch.nn.utils import parametrizations as P
-    if len(plist) == 1 and isinstance(plist[0], getattr(P, "_SpectralNorm", ())):
-        return "spectral_norm"
-    if len(plist) == 1 and isinstance(plist[0], getattr(P, "_WeightNorm", ())):
-        return "weight_norm"
+    for kind, cls in (("spectral_norm", "_SpectralNorm"), ("weight_norm", "_WeightNorm")):
+        if len(plist) == 1 and isinstance(plist[0], getattr(parametrizations, cls, ())):
+            return kind
     return None
 
 
 def foreign_pre_hooks(module: nn.Module) -> list:
     """(key, hook) of the forward pre-hooks that are neither old-API norms nor sparse_core's own."""
-    from torch.nn.utils.spectral_norm import SpectralNorm
-    from torch.nn.utils.weight_norm import WeightNorm
     return [(k, h) for k, h in module._forward_pre_hooks.items()
             if not isinstance(h, (SpectralNorm, WeightNorm)) and not getattr(h, "sparse_core_hook", False)]
 

@@ -79,9 +79,7 @@ class EMA:
 
     def tensor(self, s: Site) -> torch.Tensor:
         """G_ema's copy of site `s`."""
-        if self._list is not None:
-            return self._list[self._index[s.name]]
-        return s.module(self.module)._parameters[s.attr]
+        return self._list[self._index[s.name]] if self._list is not None else s.module(self.module)._parameters[s.attr]
 
     def list_value(self, name: str) -> torch.Tensor | None:
         return self._list[self._index[name]] if self._list is not None and name in self._index else None
@@ -339,12 +337,9 @@ class MaskMethod(Method):
     def refresh_density(self) -> None:
         """Densities only change when masks do: cache them as plain floats for the per-step FLOPs sum."""
         c = self.ctx
-        self._static = {}
-        for n in c.targets:
-            # Ascending size: a layer with several masked tensors (scope 'all') ends up with its largest one's
-            # density, i.e. the weight's, which is what its FLOPs scale with.
-            for s in sorted(c.sites[n], key=lambda s: c.param(n, s).numel()):
-                self._static[(n, s.layer)] = float(self.mask(s, n).mean()) if self.masking_active() else 1.0
+        # ascending size: a layer with several masked tensors (scope 'all') gets its largest one's (the weight's)
+        self._static = {(n, s.layer): float(self.mask(s, n).mean()) if self.masking_active() else 1.0
+                        for n in c.targets for s in sorted(c.sites[n], key=lambda s: c.param(n, s).numel())}
 
     def owner_density(self, net_name: str, layer: str):
         return self._static.get((net_name, layer), 1.0)
@@ -374,15 +369,3 @@ class MaskMethod(Method):
     def after_load(self) -> None:
         self.sync_ema()
         self.refresh_density()
-
-    def check_masks(self, masks: dict, what: str) -> None:
-        c = self.ctx
-        for n, given in masks.items():
-            if n not in c.targets:
-                raise ConfigError(f"{what} has masks for {n}, which is not a target ({c.targets})")
-            shapes = {s.name: tuple(c.param(n, s).shape) for s in c.sites[n]}
-            for k, v in given.items():
-                if k not in shapes:
-                    raise ConfigError(f"{what}: {n} has no masked tensor {k!r}")
-                if tuple(v.shape) != shapes[k]:
-                    raise ConfigError(f"{what}: mask {n}/{k} has shape {tuple(v.shape)}, expected {shapes[k]}")

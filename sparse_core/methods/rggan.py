@@ -17,7 +17,7 @@ from torch import nn
 
 from .. import ops
 from ..config import ConfigError, SparseConfig, number
-from ..selection import Site, run_pre_hooks
+from ..selection import Site, SpectralNorm, WeightNorm, run_pre_hooks
 from .base import Flag, Method, register
 from .shared import finite_float, scope_flags
 
@@ -409,7 +409,6 @@ def _norm_hook(module: nn.Module, cls):
 def _export_spectral_norm(module: nn.Module, s: Site, t: torch.Tensor) -> None:
     """weight_orig ⊙ step(|W_orig/σ| − t), u rescaled so the eval-mode σ of the masked weight is the trained σ:
     the exported layer computes (W_orig/σ) ⊙ M exactly (eval mode)."""
-    from torch.nn.utils.spectral_norm import SpectralNorm
     hook = _norm_hook(module, SpectralNorm)
     w, u, v = module._parameters[s.attr], module._buffers[hook.name + "_u"], module._buffers[hook.name + "_v"]
 
@@ -424,7 +423,6 @@ def _export_spectral_norm(module: nn.Module, s: Site, t: torch.Tensor) -> None:
 
 def _export_weight_norm(module: nn.Module, s: Site, t: torch.Tensor) -> None:
     """v ⊙ M with M = step(|g·v/‖v‖| − t); g rescaled by ‖v ⊙ M‖ / ‖v‖ so g·(v⊙M)/‖v⊙M‖ = (g·v/‖v‖) ⊙ M."""
-    from torch.nn.utils.weight_norm import WeightNorm
     hook = _norm_hook(module, WeightNorm)
     v, g = module._parameters[hook.name + "_v"], module._parameters[hook.name + "_g"]
     before = torch.norm_except_dim(v, 2, hook.dim)

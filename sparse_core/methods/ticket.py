@@ -179,9 +179,15 @@ class Ticket(MaskMethod):
     def attach(self) -> None:
         super().attach()
         c = self.ctx
-        self.check_masks(self._given_masks, "ticket")
         for n, given in self._given_masks.items():
+            if n not in c.targets:
+                raise ConfigError(f"ticket has masks for {n}, which is not a target ({c.targets})")
+            shapes = {s.name: tuple(c.param(n, s).shape) for s in c.sites[n]}
             for k, m in given.items():
+                if k not in shapes:
+                    raise ConfigError(f"ticket: {n} has no masked tensor {k!r}")
+                if tuple(m.shape) != shapes[k]:
+                    raise ConfigError(f"ticket: mask {n}/{k} has shape {tuple(m.shape)}, expected {shapes[k]}")
                 if not bool(((m == 0) | (m == 1)).all()) or not bool(m.any()):
                     raise ConfigError(f"ticket: mask {n}/{k} must be 0/1 and keep at least one entry")
         if self._given_init is not None:
