@@ -1,5 +1,4 @@
-"""Atomic torch.save: write a temporary file in the target folder, then rename it over the target, so a
-crash never leaves a half-written file under the final name (exports, ticket files)."""
+"""Atomic torch.save: a temporary file in the target folder renamed over the target (no half-written files)."""
 from __future__ import annotations
 
 import os

@@ -79,9 +79,9 @@ class SparseController:
         """Objects created after prepare() (G_ema: a copy of G or a tensor list aligned with G.parameters()).
         Idempotent; a new optimizer / scheduler list replaces the old one and gets the LR scale exactly once. An
         optimizer without the parameters the method added (created before prepare()) is refused."""
-        for n, opt, sch in (("G", opt_G, sched_G), ("D", opt_D, sched_D)):
-            if opt is None and sch is None:
-                continue
+        given = [(n, o, s) for n, o, s in (("G", opt_G, sched_G), ("D", opt_D, sched_D))
+                 if o is not None or s is not None]
+        for n, opt, sch in given:
             self._net(n, f"bind(opt_{n}=...)")
             if opt is not None:
                 held = {id(p) for g in getattr(opt, "param_groups", []) for p in g["params"]}
@@ -93,9 +93,7 @@ class SparseController:
         if G_ema is not None:
             self.ctx.ema.bind(G_ema)
             self.strategy.attach_ema()
-        for n, opt, sch in (("G", opt_G, sched_G), ("D", opt_D, sched_D)):
-            if opt is None and sch is None:
-                continue
+        for n, opt, sch in given:
             self.lr[n].bind(opt, None if sch is None else list(sch))
             if opt is not None:
                 self._bound.add(n)

@@ -110,14 +110,11 @@ def _getter(args):
 def _method_values(args):
     get = _getter(args)
     name = get("sparse", "none") or "none"
-    cls = methods.get(name) if name in methods.names() else None
-    if cls is None:
+    if name not in methods.names():
         raise ConfigError(f"--sparse must be one of {methods.names()}, got {name!r}")
-    values = {}
-    for f in cls.flags:
-        v = get(f.dest, f.default)
-        values[f.dest] = f.default if v is None and not f.type is bool else v
-    return cls, values
+    cls = methods.get(name)
+    return cls, {f.dest: f.default if (v := get(f.dest, f.default)) is None and f.type is not bool else v
+                 for f in cls.flags}
 
 
 def unused_flags(args) -> list[str]:

@@ -51,7 +51,7 @@ class Site:
         return f"{net_name}/{self.module_name + '.' if self.module_name else ''}{attr}"
 
     def module(self, net: nn.Module) -> nn.Module:
-        return net.get_submodule(self.module_name) if self.module_name else net
+        return net.get_submodule(self.module_name)
 
     def param(self, net: nn.Module) -> torch.Tensor:
         return self.module(net)._parameters[self.attr]

@@ -51,8 +51,7 @@ class RGGANConfig(SparseConfig):
 # ---------------------------------------------------------------------------------------------- the forward
 @dataclasses.dataclass
 class ThresholdState:
-    """Per-module settings; `attrs`: (trainable attribute, output-channel dim, derived attribute or None);
-    `active` False means dense."""
+    """Per-module settings: `attrs` (attribute, output-channel dim, derived attribute | None); `active` False: dense."""
 
     attrs: tuple[tuple[str, int, str | None], ...]
     official: bool = False
@@ -236,8 +235,7 @@ class RGGAN(Method):
     def _install(self, net: nn.Module, net_name: str) -> set[str]:
         """Thresholds on every owner of `net` lacking them (and on every other layer holding the same parameter:
         tied weights); returns the owners that got new ones."""
-        fresh: set[str] = set()
-        by_owner: dict[str, list[Site]] = {}
+        fresh, by_owner = set(), {}
         for s in self.ctx.sites[net_name]:
             by_owner.setdefault(s.module_name, []).append(s)
         holders: dict[int, list[tuple[nn.Module, str]]] = {}
@@ -308,10 +306,9 @@ class RGGAN(Method):
     # ------------------------------------------------------------------ training loop
     def before_step(self, net_name: str) -> None:
         c = self.ctx
-        if net_name in c.targets and self._mode == "sparse":
-            # frozen across the step: the optimizer (momentum, weight decay) may move entries with zero grad
-            net = c.nets[net_name]
-            self._stash[net_name] = [(s.param(net).detach().clone(), self._keep(net, s)) for s in c.sites[net_name]]
+        if net_name in c.targets and self._mode == "sparse":   # frozen across the step: Adam may move pruned entries
+            self._stash[net_name] = [(s.param(c.nets[net_name]).detach().clone(), self._keep(c.nets[net_name], s))
+                                     for s in c.sites[net_name]]
 
     @torch.no_grad()
     def after_step(self, net_name: str) -> None:
