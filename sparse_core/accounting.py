@@ -195,15 +195,12 @@ class FlopAccount:
             self.cost[net_name] = cost
             return
         self.counted.add(net_name)
-        modules = dict(net.named_modules())
-        hooks = []
+        self._hooks[net_name] = []
         for name, (f, b) in per_module.items():
-            m = modules[name]
+            m = net.get_submodule(name)
             # per sample of this module's own calls (its batch may differ from the net's: none do in our vendors)
-            per_sample = f / b if b else f / batch
-            m.__dict__[SITE_ATTR] = _Site(self, net_name, _owner_of(name, owners), per_sample, m)
-            hooks.append(m.register_forward_hook(_charge_forward, with_kwargs=True))
-        self._hooks[net_name] = hooks
+            m.__dict__[SITE_ATTR] = _Site(self, net_name, _owner_of(name, owners), f / b if b else f / batch, m)
+            self._hooks[net_name].append(m.register_forward_hook(_charge_forward, with_kwargs=True))
 
     def charge(self, net_name: str, owner: str, flops: float) -> None:
         """Add one executed pass of `flops` dense FLOPs done by `owner` of `net_name`."""
