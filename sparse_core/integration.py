@@ -7,8 +7,6 @@ import argparse
 import os
 import sys
 
-import torch
-
 from . import methods
 from .atomic import save_atomic
 from .config import ConfigError

@@ -115,11 +115,11 @@ def _pre_hook(module: nn.Module, args):
         w = effective_weight(module, attr, derived)
         reset_collapsed(w, t, dim, st.reset_density)
         masked = ops.threshold_masked_weight(w, t, channel_dim=dim, official=st.official)
-        key = attr if derived is None else derived
-        st.stash[key] = w
         if derived is None:
+            st.stash[attr] = w
             module._parameters[attr] = masked
         else:
+            st.stash[derived] = w
             module.__dict__[derived] = masked
     return None
 
