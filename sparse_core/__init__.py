@@ -1,12 +1,6 @@
-"""sparse_core: Re-GAN and RG-GAN as a small library.
-
-    import sparse_core as sc
-    ctrl = sc.prepare(sc.ReGANConfig(sparsity=0.3, interval=5000), G=G, D=D)
-    ...  (see sparse_core.controller for the call order, README for the whole API)
-
-Methods are strategies in `sparse_core.methods` (regan, rggan, ticket, none); a new one is one file.
-The library never imports a vendor tree; the vendor trees never import it; patches/ connect the two.
-"""
+"""sparse_core: sparse GAN training (Re-GAN, RG-GAN, GAN tickets) on any network as a small library:
+`ctrl = sc.prepare(sc.ReGANConfig(sparsity=0.3, interval=5000), G=G, D=D)`, then the calls in README "sparse_core
+API". Methods live in `sparse_core.methods`, one file each."""
 from .config import ConfigError, SparseConfig
 from .methods.none import NoneConfig
 from .methods.regan import ReGANConfig

@@ -1,19 +1,13 @@
-"""Training-cost accounting: FLOPs (dense and mask-aware) and real images shown (SPEC §2.5; docs/ARCHITECTURE.md).
-
-One measuring forward under a dispatch mode sees every convolution / matrix product at the ATen level (custom
-layers calling F.conv2d on a derived weight included) and attributes it to the innermost module owning a masked
-tensor (outside any owner: dense). conv 2·N·Hout·Wout·Cout·(Cin/groups)·k², transposed conv
-2·N·Hin·Win·Cin·(Cout/groups)·k², matrix product 2·M·N·K; a masked layer's FLOPs scale with its density.
-Then either every executed training-mode forward is charged at its real batch and its backward when a gradient
-reaches it (2×, or 6× when that backward builds a graph: R1, path length; copies such as G_ema and eval-mode
-forwards are not charged), or a declared per-iteration cost (`IterationCost`: samples forward-only and
-forward+backward, a training pass costing 3× the forward) is added at every `add_iteration()`.
-"""
+"""Training FLOPs, dense and mask-aware (SPEC §2.5). One measuring forward under a dispatch mode attributes every
+ATen convolution / matrix product to the innermost module owning a masked tensor (its FLOPs scale with its
+density). Then every executed training-mode forward is charged at its real batch, its backward when a gradient
+reaches it (2×; 6× when it builds a graph: R1, path length), or a declared per-iteration cost is added."""
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
+import math
 import weakref
+from collections import defaultdict
 from typing import Callable
 
 import torch
@@ -24,23 +18,12 @@ aten = torch.ops.aten
 UNOWNED = ""
 
 
-def _numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
-
-
 def op_flops(func, args, out) -> int:
     """FLOPs of one ATen call, 0 for anything that is not a convolution or a matrix product."""
     packet = getattr(func, "overloadpacket", None)
     if packet is aten.convolution:
-        x, w = args[0], args[1]
-        transposed = bool(args[6])
-        if transposed:
-            # weight [Cin, Cout/groups, k...]: every input element meets Cout/groups·k² weights.
-            return 2 * x.numel() * _numel(w.shape[1:])
-        return 2 * out.numel() * _numel(w.shape[1:])
+        # transposed: weight [Cin, Cout/groups, k...], every input element meets Cout/groups·k² weights
+        return 2 * (args[0] if args[6] else out).numel() * math.prod(int(s) for s in args[1].shape[1:])
     if packet in (aten.mm, aten.addmm):
         a, b = (args[0], args[1]) if packet is aten.mm else (args[1], args[2])
         return 2 * a.shape[0] * a.shape[1] * b.shape[1]
@@ -73,20 +56,12 @@ def _leading_batch(args) -> int | None:
 
 def _owner_of(name: str, owners: set[str]) -> str:
     """The innermost module in `owners` that is `name` or encloses it ('' = none)."""
-    best = None
-    for o in owners:
-        if o == name or o == "" or name.startswith(o + "."):
-            if best is None or len(o) > len(best):
-                best = o
-    return UNOWNED if best is None else best
+    return max((o for o in owners if o in (name, "") or name.startswith(o + ".")), key=len, default=UNOWNED)
 
 
 def module_flops(net: nn.Module, run: Callable[[], object]) -> dict[str, tuple[int, int]]:
-    """Run `run()` (a forward of `net`) once; {module name: (FLOPs done directly by it, its summed batch)}.
-
-    Each product is attributed to the innermost module on the call stack; the batch is the leading size of the
-    first tensor argument of each call of that module (summed over calls, so flops / batch is per sample).
-    """
+    """Run `run()` (a forward of `net`) once; {module name: (FLOPs done directly by it, its summed batch: the
+    leading size of the first tensor argument of each call)}."""
     names = {id(m): n for n, m in net.named_modules()}
     stack: list[str] = []
     batch: dict[str, int] = defaultdict(int)
@@ -95,37 +70,34 @@ def module_flops(net: nn.Module, run: Callable[[], object]) -> dict[str, tuple[i
         n = names.get(id(module))
         if n is not None:
             stack.append(n)
-            b = _leading_batch(args)
-            batch[n] += b if b is not None else 0
+            batch[n] += _leading_batch(args) or 0
 
     def pop(module, args, output):
         n = names.get(id(module))
         if n is not None and stack and stack[-1] == n:
             stack.pop()
 
-    h1 = nn.modules.module.register_module_forward_pre_hook(push)
-    h2 = nn.modules.module.register_module_forward_hook(pop, always_call=True)
+    hooks = (nn.modules.module.register_module_forward_pre_hook(push),
+             nn.modules.module.register_module_forward_hook(pop, always_call=True))
     mode = _CountingMode(stack)
-    # eval mode: the measuring forward must not move BatchNorm running stats or spectral-norm vectors,
-    # or a patched run would diverge from the unmodified one it is compared with.
+    # eval mode and fork_rng: the measuring forward must not move BatchNorm / spectral-norm buffers or the RNG
     was_training = [(m, m.training) for m in net.modules()]
     net.eval()
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     try:
-        # fork_rng: a forward that draws noise must not shift the training run's random stream either.
         with torch.random.fork_rng(devices=devices), torch.no_grad(), mode:
             run()
     finally:
-        h1.remove()
-        h2.remove()
+        for h in hooks:
+            h.remove()
         for m, t in was_training:
             m.training = t
     return {n: (f, batch.get(n, 0)) for n, f in mode.flops.items()}
 
 
 class _Site:
-    """Per-module charging state, kept in the module's __dict__ (the hook itself is a plain function). A copy of
-    the module (deepcopy: G_ema; pickling) gets a detached site that charges nothing."""
+    """Per-module charging state in the module's __dict__ (the hook is a plain function); a copy (G_ema, pickles)
+    gets a detached site that charges nothing."""
 
     def __init__(self, account, net_name: str, owner: str, per_sample: float, module: nn.Module):
         self.account = weakref.ref(account) if account is not None else None
@@ -148,14 +120,10 @@ SITE_ATTR = "_sparse_core_flop_site"
 
 def _charge_forward(module: nn.Module, args, kwargs, output):
     site: _Site | None = module.__dict__.get(SITE_ATTR)
-    if site is None or site.account is None or site.module_id != id(module) or not module.training:
-        return None
-    account = site.account()
-    if account is None:
-        return None
-    batch = _leading_batch(args)
-    if batch is None:
-        batch = _leading_batch(kwargs.values())
+    live = site is not None and site.account is not None and site.module_id == id(module) and module.training
+    account = site.account() if live else None
+    batch = None if account is None else _leading_batch(args)
+    batch = _leading_batch(kwargs.values()) if batch is None and account is not None else batch
     if batch is None:
         return None
     flops = site.per_sample * batch
@@ -211,8 +179,7 @@ class FlopAccount:
 
     def measure(self, net_name: str, net: nn.Module, run: Callable[[], object], batch: int,
                 owners: set[str], cost: IterationCost | None = None) -> None:
-        """Measure `net`'s forward FLOPs per sample; then count its executed passes at run time (cost None)
-        or charge the declared `cost` per iteration."""
+        """Measure `net`'s forward FLOPs per sample; then count its executed passes (cost None) or charge `cost`."""
         if batch <= 0:
             raise ValueError(f"batch must be positive, got {batch}")
         per_module = module_flops(net, run)
@@ -228,15 +195,12 @@ class FlopAccount:
             self.cost[net_name] = cost
             return
         self.counted.add(net_name)
-        modules = dict(net.named_modules())
-        hooks = []
+        self._hooks[net_name] = []
         for name, (f, b) in per_module.items():
-            m = modules[name]
+            m = net.get_submodule(name)
             # per sample of this module's own calls (its batch may differ from the net's: none do in our vendors)
-            per_sample = f / b if b else f / batch
-            m.__dict__[SITE_ATTR] = _Site(self, net_name, _owner_of(name, owners), per_sample, m)
-            hooks.append(m.register_forward_hook(_charge_forward, with_kwargs=True))
-        self._hooks[net_name] = hooks
+            m.__dict__[SITE_ATTR] = _Site(self, net_name, _owner_of(name, owners), f / b if b else f / batch, m)
+            self._hooks[net_name].append(m.register_forward_hook(_charge_forward, with_kwargs=True))
 
     def charge(self, net_name: str, owner: str, flops: float) -> None:
         """Add one executed pass of `flops` dense FLOPs done by `owner` of `net_name`."""
@@ -263,31 +227,20 @@ class FlopAccount:
         pending = sum((d.double() * f for d, f in self._pending.values()), 0.0)
         return self._total + self._tensor_total + pending
 
-    @total.setter
-    def total(self, value) -> None:
-        self._total, self._tensor_total, self._pending = float(value), 0.0, {}
-
-    def dense_per_iteration(self) -> float:
-        """Declared networks only (counted ones are charged as they run)."""
-        return sum(sum(d.values()) * self.cost[n].passes() for n, d in self.per_sample.items() if n in self.cost)
-
-    def sparse_per_iteration(self, density: Callable[[str, str], float]) -> float:
-        """density(net_name, owner_name) -> kept fraction of the owner's weight (1.0 where unmasked)."""
-        total = 0.0
-        for n, d in self.per_sample.items():
-            if n not in self.cost:
-                continue
-            passes = self.cost[n].passes()
-            for owner, f in d.items():
-                # density may be a 0-d device tensor (RG-GAN): summing it avoids a host sync per step.
-                total = total + f * passes * (1.0 if owner == UNOWNED else density(n, owner))
-        return total
-
     def add_iteration(self, density: Callable[[str, str], float]) -> None:
-        if self.cost:
-            x = self.sparse_per_iteration(density)
-            self._tensor_total = self._tensor_total + (x.double() if isinstance(x, torch.Tensor) else x)
-            self.dense_equiv += self.dense_per_iteration()
+        """Charge the declared networks' cost (counted ones are charged as they run); density(net, owner) may be
+        a 0-d device tensor (RG-GAN): summing it avoids a host sync per step."""
+        if not self.cost:
+            return
+        x, dense = 0.0, 0.0
+        for n, d in self.per_sample.items():
+            if n in self.cost:
+                passes = self.cost[n].passes()
+                dense += sum(d.values()) * passes
+                for owner, f in d.items():
+                    x = x + f * passes * (1.0 if owner == UNOWNED else density(n, owner))
+        self._tensor_total = self._tensor_total + (x.double() if isinstance(x, torch.Tensor) else x)
+        self.dense_equiv += dense
 
     def state_dict(self) -> dict:
         return {"total": float(self.total), "dense_equiv": float(self.dense_equiv),
@@ -296,7 +249,7 @@ class FlopAccount:
                 "counted": sorted(self.counted)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.total = float(state["total"])
+        self._total, self._tensor_total, self._pending = float(state["total"]), 0.0, {}
         self.dense_equiv = float(state["dense_equiv"])
         # Costs measured in this process (measure() before load) win: they describe the networks as built now.
         for n, d in state["per_sample"].items():

@@ -1,10 +1,6 @@
-"""Atomic torch.save: write a temporary file in the target folder, then rename it over the target, so a
-crash never leaves a half-written file under the final name (exports, ticket files).
-
-The object is serialised in memory and written through Python's file layer, so a failed write (full disk,
-read-only folder) is an OSError carrying its cause (strerror) and the FINAL file's name, marked
-`during_write`; the caller's entry point words it (torch.save onto a file would report a full disk only
-as 'unexpected pos ...')."""
+"""Atomic torch.save: a temporary file in the target folder renamed over the target (no half-written files).
+The object is serialised in memory first, so a failed write (full disk, read-only folder) is an OSError naming
+the FINAL file and its cause (torch.save onto a file would say only 'unexpected pos ...')."""
 from __future__ import annotations
 
 import io

@@ -1,6 +1,5 @@
-"""What every method's configuration shares: the error type, number checks and the selection settings
-(target / scope / include / exclude), validated once in `SparseConfig`. Each method's own config class
-subclasses it in the method's file (sparse_core/methods/<name>.py)."""
+"""What every method's configuration shares: the error type, number checks and `SparseConfig` (target / scope /
+include / exclude, validated once), which each method's config class subclasses."""
 from __future__ import annotations
 
 import dataclasses
@@ -24,11 +23,8 @@ def count(value) -> bool:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SparseConfig:
-    """target:          'G', 'D' or 'both' (networks the method acts on).
-    scope:           'weights' (conv / linear / modulated weights, ndim >= 2) or 'all' (every parameter, as the
-                     official Re-GAN code: biases, BatchNorm affine, constants, noise strengths too).
-    include/exclude: regular expressions matched (re.search) against parameter names, e.g. exclude=['torgb'].
-    """
+    """target: 'G', 'D' or 'both'; scope: 'weights' (ndim >= 2 conv / linear / modulated weights) or 'all' (every
+    parameter, as the official Re-GAN code); include / exclude: regexes searched in parameter names."""
 
     target: str = "G"
     scope: str = "weights"

@@ -1,12 +1,10 @@
-"""SparseController: the one object a training loop talks to (call order: README "sparse_core API").
-
-It holds what every method shares (networks, selected sites and G_ema in a `Context`, LR scaling, FLOPs,
-counters, persistence), checks the call order and loaded state, and delegates everything method-specific to
-the method chosen by the config's `method` name, which sees only the context.
-"""
+"""SparseController: the one object a training loop talks to (call order: README "sparse_core API"). It holds
+what every method shares (the `Context`, LR scaling, FLOPs, persistence), checks the call order and loaded state,
+and delegates everything method-specific to the method, which sees only the context."""
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import warnings
 import weakref
@@ -23,18 +21,12 @@ from .selection import find_sites
 
 STATE_VERSION = 2
 NETS = ("G", "D")
-# Direction of well-known metrics by name prefix (lower first: 'ppl' before 'pr').
-_LOWER_IS_BETTER = ("fid", "kid", "ppl", "lpips")
-_HIGHER_IS_BETTER = ("is", "pr", "precision", "recall", "confident")
+# higher_is_better of well-known metrics by name prefix (lower-is-better first: 'ppl' before 'pr')
+_DIRECTIONS = {False: ("fid", "kid", "ppl", "lpips"), True: ("is", "pr", "precision", "recall", "confident")}
 
 
 def metric_direction(name: str | None) -> bool | None:
-    """higher_is_better of a known metric name (fid*, kid*, ppl*: False; is*, pr*, confident*: True), else None."""
-    n = (name or "").lower()
-    for prefixes, higher in ((_LOWER_IS_BETTER, False), (_HIGHER_IS_BETTER, True)):
-        if n.startswith(prefixes):
-            return higher
-    return None
+    return next((higher for higher, prefixes in _DIRECTIONS.items() if (name or "").lower().startswith(prefixes)), None)
 
 
 class SparseController:
@@ -72,9 +64,7 @@ class SparseController:
     # the context's fields under their public names
     targets = property(lambda self: self.ctx.targets)
     sites = property(lambda self: self.ctx.sites)
-    G_ema = property(lambda self: self.ctx.ema.module)
     iteration = property(lambda self: self.ctx.iteration)
-    nimg = property(lambda self: self.ctx.nimg)
     paused = property(lambda self: self.ctx.paused)
 
     def _net(self, net_name: str, what: str) -> str:
@@ -86,17 +76,12 @@ class SparseController:
     def bind(self, G_ema: nn.Module | Sequence[torch.Tensor] | None = None,
              opt_G: torch.optim.Optimizer | None = None, opt_D: torch.optim.Optimizer | None = None,
              sched_G: Sequence | None = None, sched_D: Sequence | None = None) -> None:
-        """Tell the controller about objects created after prepare(): the EMA generator, optimizers, schedulers.
-
-        Idempotent, and safe to call again whenever the loop rebuilds one of them: a new optimizer (or
-        scheduler list) for a network replaces the previous one and gets the current LR scale exactly once.
-        `G_ema` is a module (a copy of G) or a list of tensors aligned with `G.parameters()` (an EMA kept as
-        plain tensors); binding it never overwrites thresholds it already holds. An optimizer that does not
-        train the parameters the method added (created before prepare()) is refused.
-        """
-        for n, opt, sch in (("G", opt_G, sched_G), ("D", opt_D, sched_D)):
-            if opt is None and sch is None:
-                continue
+        """Objects created after prepare() (G_ema: a copy of G or a tensor list aligned with G.parameters()).
+        Idempotent; a new optimizer / scheduler list replaces the old one and gets the LR scale exactly once. An
+        optimizer without the parameters the method added (created before prepare()) is refused."""
+        given = [(n, o, s) for n, o, s in (("G", opt_G, sched_G), ("D", opt_D, sched_D))
+                 if o is not None or s is not None]
+        for n, opt, sch in given:
             self._net(n, f"bind(opt_{n}=...)")
             if opt is not None:
                 held = {id(p) for g in getattr(opt, "param_groups", []) for p in g["params"]}
@@ -108,9 +93,7 @@ class SparseController:
         if G_ema is not None:
             self.ctx.ema.bind(G_ema)
             self.strategy.attach_ema()
-        for n, opt, sch in (("G", opt_G, sched_G), ("D", opt_D, sched_D)):
-            if opt is None and sch is None:
-                continue
+        for n, opt, sch in given:
             self.lr[n].bind(opt, None if sch is None else list(sch))
             if opt is not None:
                 self._bound.add(n)
@@ -120,10 +103,8 @@ class SparseController:
 
     # ------------------------------------------------------------------ training-loop hooks
     def pause(self, paused: bool = True) -> None:
-        """Hold the method while `paused`: the networks train exactly as without sparse_core (no masking around
-        steps, no regulariser, RG-GAN thresholds out of the forward, no iterations counted towards the method's
-        schedule; FLOPs and images are still counted, as dense). For loops that run the method in part of the
-        training only (ProGAN: the final resolution). Not in state_dict(): the loop re-derives it on resume."""
+        """Hold the method: dense training exactly as without sparse_core, no schedule iterations counted (FLOPs
+        and images still are, as dense). Not saved: the loop re-derives it (ProGAN's lower resolutions)."""
         self.ctx.paused = bool(paused)
         self.strategy.set_paused(self.ctx.paused)
 
@@ -163,9 +144,8 @@ class SparseController:
         return torch.zeros((), device=next(net.parameters()).device) if term is None else term
 
     def feed_metric(self, value: float, higher_is_better: bool | None = None, name: str | None = None) -> str | None:
-        """Give the loop's periodic quality metric (e.g. FID of G_ema) to the method, with its direction:
-        `higher_is_better`, or `name` of a known metric (fid / kid / ppl: lower; is / pr / confident: higher).
-        Returns the mode for the coming period ('sparse' / 'dense') or None when the method does not use it."""
+        """The loop's periodic quality metric, with its direction (`higher_is_better` or a known `name`); returns
+        the mode for the coming period ('sparse' / 'dense'), None when the method does not use it."""
         value = float(value)
         if not math.isfinite(value):
             raise ValueError(f"feed_metric got {value} ({name or 'metric'}): a non-finite metric cannot steer training")
@@ -182,10 +162,7 @@ class SparseController:
         return self.strategy.on_metric([-v if direction else v for v in self.metric_history])
 
     def advance(self, real_images: int) -> str | None:
-        """Call once per training iteration with the number of real images D saw in it.
-
-        Returns the name of the phase entered at this boundary (Re-GAN), else None.
-        """
+        """Once per training iteration with the real images D saw; returns the phase entered (Re-GAN) or None."""
         if not count(real_images) or real_images < 0:
             raise ValueError(f"real_images must be an integer >= 0, got {real_images!r}")
         for n in self.targets:
@@ -210,9 +187,8 @@ class SparseController:
 
     def measure_flops(self, net_name: str, run: Callable[[], object], batch: int,
                       forward_samples: float | None = None, train_samples: float | None = None) -> None:
-        """Count `net_name`'s forward FLOPs per sample once (run() = one forward of `batch` samples); from then on
-        every training forward and backward it executes is charged (sparse_core.accounting). Giving
-        forward_samples / train_samples (samples per iteration) declares a fixed cost per iteration instead."""
+        """Count `net_name`'s FLOPs per sample once (run(): one forward of `batch` samples), then charge every
+        executed training pass, or a declared cost per iteration (forward_samples / train_samples)."""
         owners = {s.layer for s in self.sites.get(self._net(net_name, "measure_flops"), [])}
         declared = None if forward_samples is None and train_samples is None else \
             IterationCost(float(forward_samples or 0.0), float(train_samples or 0.0))
@@ -220,8 +196,7 @@ class SparseController:
 
     # ------------------------------------------------------------------ reporting
     def layer_density(self, net_name: str) -> dict[str, float]:
-        """Kept fraction of every masked tensor of `net_name` as the next forward will see it. Non-finite
-        weights are refused (FloatingPointError naming the layer), never reported as pruned."""
+        """Kept fraction of every masked tensor as the next forward sees it (non-finite weights raise)."""
         if self._net(net_name, "layer_density") not in self.targets:
             return {}
         for s in self.sites[net_name]:
@@ -246,15 +221,11 @@ class SparseController:
     def stats(self, per_layer: bool = True) -> dict:
         """Flat dict for stats.jsonl (keys of SPEC §3)."""
         first = self.targets[0] if self.targets else "G"
-        out = {
-            "sparse/method": self.method,
-            "sparse/phase": "paused" if self.paused else self.current_phase(),
-            "sparse/iteration": self.iteration,
-            "sparse/lr_scale": self.lr["G"].scale if "G" in self.targets else self.lr[first].scale,
-            "progress/real_images": self.nimg,
-            "flops/train_total": float(self.flops.total),
-            "flops/train_dense_equiv": float(self.flops.dense_equiv),
-        }
+        out = {"sparse/method": self.method, "sparse/phase": "paused" if self.paused else self.current_phase(),
+               "sparse/iteration": self.iteration,
+               "sparse/lr_scale": self.lr["G"].scale if "G" in self.targets else self.lr[first].scale,
+               "progress/real_images": self.ctx.nimg, "flops/train_total": float(self.flops.total),
+               "flops/train_dense_equiv": float(self.flops.dense_equiv)}
         for n in NETS:
             if n in self.nets:
                 dens = self.layer_density(n)
@@ -269,31 +240,19 @@ class SparseController:
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict:
-        """Everything needed to continue the same schedule; plain tensors / numbers / strings only, so a
-        snapshot holding it loads with torch.load(weights_only=True)."""
-        return {
-            "version": STATE_VERSION,
-            "config": config_to_dict(self.config),
-            "iteration": self.iteration,
-            "nimg": self.nimg,
-            "phase": self.current_phase(),
-            "lr_scale": {n: self.lr[n].scale for n in self.nets},
-            "metric_history": list(self.metric_history),
-            "metric_higher_is_better": self.metric_higher_is_better,
-            "flops": self.flops.state_dict(),
-            "tensors": {k: t.detach().clone() for k, t in self.strategy.tensors()},
-            "method_state": self.strategy.state_dict(),
-        }
+        """Everything needed to continue the same schedule; plain values only (torch.load(weights_only=True))."""
+        return {"version": STATE_VERSION, "config": config_to_dict(self.config), "iteration": self.iteration,
+                "nimg": self.ctx.nimg, "phase": self.current_phase(),
+                "lr_scale": {n: self.lr[n].scale for n in self.nets}, "metric_history": list(self.metric_history),
+                "metric_higher_is_better": self.metric_higher_is_better, "flops": self.flops.state_dict(),
+                "tensors": {k: t.detach().clone() for k, t in self.strategy.tensors()},
+                "method_state": self.strategy.state_dict()}
 
     @torch.no_grad()
     def load_state_dict(self, state: dict | None, allow_dense: bool = False, source: str | None = None) -> None:
-        """Restore a saved controller: the one entry point for resuming.
-
-        A dense run's state (nothing, or method 'none') starts a sparse run only with `allow_dense=True`
-        (--sparse-from-dense): the method keeps its fresh schedule and re-derives its masks from the restored
-        weights. Everything is checked before anything changes (settings, architecture, types and ranges,
-        finite values, 0/1 masks); a refusal is one ConfigError naming `source` (the file, if known) and the entry.
-        """
+        """The one resume entry point. Everything is checked before anything changes; a refusal is one
+        ConfigError naming `source` and the entry. A dense run's state (None or method 'none') starts a sparse
+        run only with allow_dense=True (--sparse-from-dense): the method re-derives its masks from the weights."""
         where = f"{source}: " if source else ""
         dense = not state or (isinstance(state, dict) and isinstance(state.get("config"), dict)
                               and state["config"].get("method") == "none")
@@ -306,16 +265,14 @@ class SparseController:
         if not state:
             return
         self._check_state(state, where)
-        items = list(self.strategy.tensors())
-        for k, dst in items:
+        for k, dst in self.strategy.tensors():
             dst.copy_(state["tensors"][k])
         self.ctx.iteration, self.ctx.nimg = int(state["iteration"]), int(state["nimg"])
         self.metric_history = [float(v) for v in state["metric_history"]]
         self.metric_higher_is_better = state.get("metric_higher_is_better")
         self.flops.load_state_dict(state["flops"])
         self.strategy.load_state_dict(state.get("method_state", {}), state["phase"])
-        # Restored optimizers / schedulers carry the scale they were saved with (lr.MARK), so this only changes
-        # those not restored yet or never scaled; bind() before or after gives the same LRs.
+        # restored optimizers carry the scale they were saved with (lr.MARK): bind() before or after is the same
         for n, sc in state["lr_scale"].items():
             if n in self.lr:
                 self.lr[n].set_scale(float(sc))
@@ -355,9 +312,8 @@ class SparseController:
         if not _flops_state_ok(state.get("flops")):
             bad("flops", "is not a FLOP account (finite totals, per-sample costs, declared costs)")
         tensors, items = state.get("tensors"), list(self.strategy.tensors())
-        if not isinstance(tensors, dict) or set(tensors) != {k for k, _ in items}:
-            expected = {k for k, _ in items}
-            got = set(tensors) if isinstance(tensors, dict) else set()
+        got, expected = set(tensors) if isinstance(tensors, dict) else set(), {k for k, _ in items}
+        if not isinstance(tensors, dict) or got != expected:
             missing, extra = sorted(expected - got), sorted(got - expected)
             bad("tensors", f"does not match these networks (same settings, different architecture?): "
                            f"{len(missing)} missing (e.g. {missing[:3]}), {len(extra)} unexpected (e.g. {extra[:3]})")
@@ -380,12 +336,8 @@ class SparseController:
 
     # ------------------------------------------------------------------ export
     def export(self, which: str = "G", sparse: bool = True) -> nn.Module:
-        """A plain copy of G / G_ema / D with the vendor's own state_dict keys (no masks, thresholds or hooks).
-
-        sparse=True applies the method's mask (Re-GAN: the current mask in a sparse phase, otherwise a fresh
-        magnitude prune at ρ, i.e. the model a sparse phase would start from; RG-GAN: step(|W| − t)), the
-        papers' "Sparse_*" model; sparse=False keeps every weight, the "Dense_*" model.
-        """
+        """A plain copy of G / G_ema / D with the vendor's state_dict keys (no masks, thresholds or hooks):
+        sparse=True bakes the method's mask in (the papers' "Sparse_*" model), sparse=False the "Dense_*" one."""
         ema = self.ctx.ema
         ema_list = which == "G_ema" and ema.is_list
         source = {"G": self.nets.get("G"), "D": self.nets.get("D"),
@@ -413,9 +365,8 @@ class SparseController:
 
 
 def _copy(net: nn.Module) -> nn.Module:
-    """deepcopy, also of a network holding weights a pre-hook derived in the last forward (non-leaf tensors in
-    a module's __dict__: weight norm, equalised LR), which deepcopy refuses: the copy gets them detached (its
-    next forward derives them again)."""
+    """deepcopy, also of a network holding non-leaf weights a pre-hook derived (weight norm, equalised LR), which
+    deepcopy refuses: the copy gets them detached (its next forward derives them again)."""
     derived = [(m, k, v) for m in net.modules() for k, v in m.__dict__.items()
                if isinstance(v, torch.Tensor) and v.grad_fn is not None]
     try:
@@ -437,19 +388,15 @@ def _flops_state_ok(f) -> bool:
 
 
 class _AddedParamsAdapter:
-    """Optimizer load pre-hook: an optimizer state saved without the method's own parameters (a dense or
-    Re-GAN run's, no RG-GAN thresholds) gets fresh entries for them, so the loop's own
-    `optimizer.load_state_dict` succeeds; `load_state_dict(allow_dense=...)` then decides whether that snapshot
-    may start this run. Holds the controller weakly."""
+    """Optimizer load pre-hook: a state saved without the method's added parameters (RG-GAN thresholds) gets fresh
+    entries for them, so the loop's own load succeeds; the controller's load decides whether it may start this run."""
 
     def __init__(self, ctrl: SparseController) -> None:
         self._ctrl = weakref.ref(ctrl)
 
     def __call__(self, optimizer, state_dict):
         ctrl = self._ctrl()
-        if ctrl is None:
-            return None
-        extra = {id(t) for t in ctrl.strategy.added_parameters()}
+        extra = {id(t) for t in ctrl.strategy.added_parameters()} if ctrl is not None else set()
         groups = state_dict.get("param_groups", [])
         if not extra or len(groups) != len(optimizer.param_groups):
             return None
@@ -457,31 +404,18 @@ class _AddedParamsAdapter:
         if not all(len(sg["params"]) == len(pl) for sg, pl in zip(groups, plain)) or \
                 all(len(sg["params"]) == len(g["params"]) for sg, g in zip(groups, optimizer.param_groups)):
             return None
-        next_id = 1 + max((i for sg in groups for i in sg["params"]), default=-1)
+        fresh = itertools.count(1 + max((i for sg in groups for i in sg["params"]), default=-1))
         new_groups = []
         for sg, g in zip(groups, optimizer.param_groups):
             saved = iter(sg["params"])
-            ids = []
-            for p in g["params"]:
-                if id(p) in extra:
-                    ids.append(next_id)
-                    next_id += 1
-                else:
-                    ids.append(next(saved))
-            new_groups.append({**sg, "params": ids})
+            new_groups.append({**sg, "params": [next(fresh) if id(p) in extra else next(saved) for p in g["params"]]})
         return {**state_dict, "param_groups": new_groups}
 
 
 def prepare(config, G: nn.Module, D: nn.Module | None = None,
             masks: dict[str, dict[str, torch.Tensor]] | None = None, **method_kwargs) -> SparseController:
-    """Attach the method's masks or thresholds to G (and D) and return the controller.
-
-    Call it after the networks are built, before copying G into G_ema and before creating optimizers:
-    thresholds are new parameters the optimizers must see, masks are buffers the copy must carry.
-    `masks=` ({'G': {site name: mask}}) and `init=` are the ticket method's fixed mask and rewind values.
-    Every selected layer is probed: a layer whose forward sparse_core cannot make its mask reach is refused by
-    name with the `exclude=` that skips it (sparse_core.selection).
-    """
+    """Attach the method's masks or thresholds to G (and D) and return the controller; call it before copying G
+    into G_ema and creating optimizers. `masks=` / `init=`: the ticket method's fixed masks and rewind values."""
     if masks is not None:
         method_kwargs["masks"] = masks
     return SparseController(config, G, D, **method_kwargs)

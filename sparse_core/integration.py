@@ -1,21 +1,11 @@
-"""What a patched training script needs, so that each patch stays a handful of one-line hooks.
-
-- `add_argparse_flags(parser, interval=..., warmup=None, exclude="")` / `click_options(interval=...)`: the
-  method flags, built from the method registry (each method declares its own, sparse_core.methods), plus
-  `--sparse` and `--sparse-from-dense`; identical in every vendor.
-- `controller_from_flags(args, G, D)`: a SparseController for every `--sparse` value, `none` included (its
-  hooks do nothing), so the patched loop calls the hooks unconditionally.
-- `load_resume_state(ctrl, state)`: `ctrl.load_state_dict(state, allow_dense=<--sparse-from-dense>)`.
-- `export_generators(ctrl, which, out_dir)`: the sparse and the dense generator, as plain state_dicts (atomic
-  write), and the method's own end-of-run files (tickets: ticket.pt).
-"""
+"""What a patched training script needs, so that each patch stays a handful of one-line hooks: the method flags
+(argparse / click, built from the registry), a controller for every --sparse value (none included),
+load_resume_state and export_generators."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-
-import torch
 
 from . import methods
 from .atomic import save_atomic
@@ -29,11 +19,6 @@ _FROM_DENSE = Flag("--sparse-from-dense", "sparse_from_dense", bool, False,
                    "allow --resume from a dense run's snapshot: the sparse method starts from its weights")
 
 
-def _sparse_flag() -> Flag:
-    names = methods.names()
-    return Flag("--sparse", "sparse", str, "none", "sparse training method: " + " | ".join(names), choices=names)
-
-
 def all_flags() -> list[Flag]:
     """--sparse, then every method's flags (a flag several methods declare appears once), --sparse-from-dense."""
     out: dict[str, Flag] = {}
@@ -43,20 +28,21 @@ def all_flags() -> list[Flag]:
             if have is not None and (have.flag, have.type, have.choices) != (f.flag, f.type, f.choices):
                 raise TypeError(f"method {m.name} declares {f.flag} differently from another method")
             out.setdefault(f.dest, f)
-    return [_sparse_flag(), *out.values(), _FROM_DENSE]
+    names = methods.names()
+    sparse = Flag("--sparse", "sparse", str, "none", "sparse training method: " + " | ".join(names), choices=names)
+    return [sparse, *out.values(), _FROM_DENSE]
 
 
-def _flag_owners(dest: str) -> list[str]:
-    return [m.name for m in methods.all_methods() if any(f.dest == dest for f in m.flags)]
+def _with_defaults(interval, warmup, exclude) -> list[tuple[Flag, object]]:
+    overrides = {"interval": interval, "warmup": warmup, "exclude": exclude}
+    return [(f, overrides[_VENDOR_DEFAULTS[f.dest]] if f.dest in _VENDOR_DEFAULTS else f.default) for f in all_flags()]
 
 
 def add_argparse_flags(parser: argparse.ArgumentParser, interval: int, warmup: int | None = None,
                        exclude: str = "") -> argparse.ArgumentParser:
-    overrides = {"interval": interval, "warmup": warmup, "exclude": exclude}
     g = parser.add_argument_group("sparse training (sparse_core: " + ", ".join(methods.names()) + ")")
-    for f in all_flags():
-        default = overrides[_VENDOR_DEFAULTS[f.dest]] if f.dest in _VENDOR_DEFAULTS else f.default
-        if f.is_switch:
+    for f, default in _with_defaults(interval, warmup, exclude):
+        if f.type is bool:
             g.add_argument(f.flag, dest=f.dest, action="store_true", help=f.help)
         else:
             g.add_argument(f.flag, dest=f.dest, type=f.type, choices=f.choices, default=default, help=f.help)
@@ -86,12 +72,9 @@ def click_options(interval: int, warmup: int | None = None, exclude: str = ""):
     """Decorator adding the same flags to a click command (StyleGAN2-ADA's train.py)."""
     import click
 
-    overrides = {"interval": interval, "warmup": warmup, "exclude": exclude}
-
     def decorate(fn):
-        for f in reversed(all_flags()):
-            default = overrides[_VENDOR_DEFAULTS[f.dest]] if f.dest in _VENDOR_DEFAULTS else f.default
-            if f.is_switch:
+        for f, default in reversed(_with_defaults(interval, warmup, exclude)):
+            if f.type is bool:
                 fn = click.option(f.flag, f.dest, is_flag=True, default=False, help=f.help)(fn)
             else:
                 fn = click.option(f.flag, f.dest, type=_click_type(f), default=default, show_default=True,
@@ -100,17 +83,21 @@ def click_options(interval: int, warmup: int | None = None, exclude: str = ""):
     return decorate
 
 
-def pop_flags(kwargs: dict, on_error=None) -> dict:
-    """Remove the method flags from a click kwargs dict (so the vendor's own option parsing never sees them),
-    validate them, and return them as a plain dict for the training loop."""
-    flags = {f.dest: kwargs.pop(f.dest) for f in all_flags() if f.dest in kwargs}
+def _reported(on_error, fn):
+    """fn(), a ConfigError also passed to on_error (e.g. parser.error: the CLI's usual one-line message)."""
     try:
-        config_from_flags(flags)
+        return fn()
     except ConfigError as e:
-        if on_error is None:
-            raise
-        on_error(f"sparse training: {e}")
+        if on_error is not None:
+            on_error(f"sparse training: {e}")
         raise
+
+
+def pop_flags(kwargs: dict, on_error=None) -> dict:
+    """Remove the method flags from a click kwargs dict (the vendor's option parsing never sees them), validate
+    them and return them as a plain dict for the training loop."""
+    flags = {f.dest: kwargs.pop(f.dest) for f in all_flags() if f.dest in kwargs}
+    _reported(on_error, lambda: config_from_flags(flags))
     return flags
 
 
@@ -121,14 +108,11 @@ def _getter(args):
 def _method_values(args):
     get = _getter(args)
     name = get("sparse", "none") or "none"
-    cls = methods.get(name) if name in methods.names() else None
-    if cls is None:
+    if name not in methods.names():
         raise ConfigError(f"--sparse must be one of {methods.names()}, got {name!r}")
-    values = {}
-    for f in cls.flags:
-        v = get(f.dest, f.default)
-        values[f.dest] = f.default if v is None and not f.is_switch else v
-    return cls, values
+    cls = methods.get(name)
+    return cls, {f.dest: f.default if (v := get(f.dest, f.default)) is None and f.type is not bool else v
+                 for f in cls.flags}
 
 
 def unused_flags(args) -> list[str]:
@@ -142,7 +126,8 @@ def unused_flags(args) -> list[str]:
             continue
         v = get(f.dest, f.default)
         if v is not None and v != f.default:
-            out.append(f"{f.flag} (a flag of --sparse {' / '.join(_flag_owners(f.dest))})")
+            owners = [m.name for m in methods.all_methods() if any(g.dest == f.dest for g in m.flags)]
+            out.append(f"{f.flag} (a flag of --sparse {' / '.join(owners)})")
     return out
 
 
@@ -153,31 +138,23 @@ def config_from_flags(args):
     return None if cls.name == "none" else cfg
 
 
-def _name_the_flag(msg: str, args) -> str:
+def _name_the_flag(msg: str, cls) -> str:
     """'interval must be ...' -> '--interval: interval must be ...' when a flag of the method sets that field."""
-    try:
-        cls, _ = _method_values(args)
-    except ConfigError:
-        return msg
     field = msg.split(" ", 1)[0]
     flag = next((f.flag for f in cls.flags if f.field == field and f.flag not in msg), None)
     return f"{flag}: {msg}" if flag else msg
 
 
 def controller_from_flags(args, G, D, on_error=None, run_length: int | None = None):
-    """on_error: e.g. `parser.error`, so a bad flag value ends with the CLI's usual one-line message.
-    run_length: the iterations the method will run (its advance() calls while not paused); a schedule that never
-    reaches its sparse training within it is reported on stderr, naming the flags."""
-    try:
+    """A controller from parsed flags. on_error: e.g. `parser.error`; run_length: the method's iterations (its
+    advance() calls while not paused): a schedule that never reaches its sparse training is reported on stderr."""
+    def build():
         cls, values = _method_values(args)
-        cfg = cls.config_from_flags(values)
-        kwargs = cls.prepare_kwargs(values)
-        ctrl = prepare(cfg, G=G, D=D, **kwargs)
-    except ConfigError as e:
-        if on_error is None:
-            raise
-        on_error(f"sparse training: {_name_the_flag(str(e), args)}")
-        raise
+        try:
+            return cls, prepare(cls.config_from_flags(values), G=G, D=D, **cls.prepare_kwargs(values))
+        except ConfigError as e:
+            raise ConfigError(_name_the_flag(str(e), cls)) from None
+    cls, ctrl = _reported(on_error, build)
     for note in unused_flags(args):
         print(f"sparse training: --sparse {cls.name} ignores {note}", file=sys.stderr, flush=True)
     if run_length is not None and ctrl.targets:
@@ -194,11 +171,8 @@ def load_resume_state(ctrl, state, source: str | None = None) -> None:
 
 
 def export_generators(ctrl, which: str, out_dir: str, extra: dict | None = None, key: str = "G") -> list[str]:
-    """Write G_sparse.pt and G_dense.pt ({key: state_dict, **extra}) for a sparse run; nothing for a dense one.
-
-    The state_dicts have the vendor's own keys, so the unmodified vendor code loads them (`key` and `extra`
-    make the file look like the vendor's own snapshot where its tools expect one).
-    """
+    """Write G_sparse.pt and G_dense.pt ({key: state_dict with the vendor's keys, **extra}) and the method's own
+    files for a sparse run; nothing for a dense one."""
     if not ctrl.targets:
         return []
     paths = []

@@ -1,27 +1,10 @@
-"""Which parameter tensors get a mask, and how the forward derives its weight from them.
-
-A `Site` names one masked tensor: the module that owns it, the attribute name, and `kind`, i.e. how the
-weight the forward uses is derived from the trainable tensor:
-
-- 'plain': the module reads the parameter itself (conv, linear, modulated conv, BatchNorm affine, ...).
-- 'sn':    old-API spectral norm (torch.nn.utils.spectral_norm): trainable `weight_orig`, the forward uses
-           `weight = weight_orig / σ`, recomputed by a pre-hook on every call (so the site is `weight_orig`:
-           masking the recomputed `weight` would be undone at the next call).
-- 'wn':    old-API weight norm (torch.nn.utils.weight_norm): trainable `weight_v` (direction) and `weight_g`
-           (per-channel magnitude); the forward uses `g · v / ‖v‖`. The site is `weight_v`; `weight_g` stays dense.
-- 'param': torch.nn.utils.parametrize (parametrizations.spectral_norm / weight_norm): the trainable tensor is
-           `<layer>.parametrizations.<name>.original` (weight norm: `original1`, the direction). Only these two
-           parametrizations are known to keep zeros zero; any other parametrized tensor is refused by name.
-
-- 'hook':  any other forward pre-hook that derives the weight the forward reads (equalised learning rate:
-           `weight = weight_orig * c`, a plain attribute set before every call). At selection time a probe runs
-           the layer's pre-hooks on a test pattern and on the same pattern masked: the attribute that follows the
-           tensor is the derived weight, and masking must commute with the derivation (derive(W ⊙ M) =
-           derive(W) ⊙ M); otherwise the layer is refused by name with the `exclude=` that skips it.
-
-Zeros of the trainable tensor stay zeros of the derived weight for every kind, so masking the site masks
-the forward's weight.
-"""
+"""Which parameter tensors get a mask, and how the forward derives its weight from them (`Site.kind`):
+'plain' (the parameter itself), 'sn' / 'wn' (old-API spectral / weight norm: the site is `weight_orig` /
+`weight_v`), 'param' (torch.nn.utils.parametrize spectral / weight norm: the site is the original; any other
+parametrization is refused), 'hook' (another forward pre-hook derives the weight, e.g. equalised LR: a probe runs
+the layer's pre-hooks on a pattern and on the pattern masked; the attribute that follows is the derived weight,
+and masking must commute with the derivation, or the layer is refused naming the exclude= that skips it).
+For every kind, zeros of the site stay zeros of the weight the forward reads."""
 from __future__ import annotations
 
 import dataclasses
@@ -30,13 +13,13 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
+from torch.nn.utils import parametrizations, parametrize
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 
 from .config import ConfigError
 
-# Attribute names that hold the trainable weight of a conv / linear / modulated layer.
-_WEIGHT_ATTRS = ("weight", "weight_orig")
-# Suffixes sparse_core itself adds; never treated as maskable.
+_WEIGHT_ATTRS = ("weight", "weight_orig")   # the trainable weight of a conv / linear / modulated layer
 OWN_SUFFIXES = ("_mask", "_threshold")
 
 
@@ -63,21 +46,19 @@ class Site:
         """Attribute the forward reads when it is recomputed from the site by a pre-hook ('sn', 'wn', 'hook')."""
         return "weight" if self.kind in ("sn", "wn") else self.derived
 
+    def key(self, net_name: str, attr: str) -> str:
+        """This site's `attr` (mask / threshold) in a controller state: 'G/<module>.<attr>'."""
+        return f"{net_name}/{self.module_name + '.' if self.module_name else ''}{attr}"
+
     def module(self, net: nn.Module) -> nn.Module:
-        return net.get_submodule(self.module_name) if self.module_name else net
+        return net.get_submodule(self.module_name)
 
     def param(self, net: nn.Module) -> torch.Tensor:
         return self.module(net)._parameters[self.attr]
 
 
-def _is_transposed(module: nn.Module) -> bool:
-    return isinstance(module, nn.modules.conv._ConvTransposeNd) or bool(getattr(module, "transposed", False))
-
-
 def _hook_kind(module: nn.Module, attr: str) -> str:
     """'sn' / 'wn' when an old-API norm hook derives `weight` from `attr`, else 'plain'."""
-    from torch.nn.utils.spectral_norm import SpectralNorm
-    from torch.nn.utils.weight_norm import WeightNorm
     for hook in module._forward_pre_hooks.values():
         if isinstance(hook, SpectralNorm) and attr == hook.name + "_orig":
             return "sn"
@@ -88,18 +69,14 @@ def _hook_kind(module: nn.Module, attr: str) -> str:
 
 def _parametrization_kind(plist: nn.Module) -> str | None:
     """Which known zero-preserving parametrization `plist` (a ParametrizationList) is; None if unknown."""
-    from torch.nn.utils import parametrizations as P
-    if len(plist) == 1 and isinstance(plist[0], getattr(P, "_SpectralNorm", ())):
-        return "spectral_norm"
-    if len(plist) == 1 and isinstance(plist[0], getattr(P, "_WeightNorm", ())):
-        return "weight_norm"
+    for kind, cls in (("spectral_norm", "_SpectralNorm"), ("weight_norm", "_WeightNorm")):
+        if len(plist) == 1 and isinstance(plist[0], getattr(parametrizations, cls, ())):
+            return kind
     return None
 
 
 def foreign_pre_hooks(module: nn.Module) -> list:
     """(key, hook) of the forward pre-hooks that are neither old-API norms nor sparse_core's own."""
-    from torch.nn.utils.spectral_norm import SpectralNorm
-    from torch.nn.utils.weight_norm import WeightNorm
     return [(k, h) for k, h in module._forward_pre_hooks.items()
             if not isinstance(h, (SpectralNorm, WeightNorm)) and not getattr(h, "sparse_core_hook", False)]
 
@@ -160,28 +137,20 @@ def _names(hooks) -> str:
 
 def find_sites(net: nn.Module, scope: str, include: Sequence[str] = (), exclude: Sequence[str] = (),
                net_name: str = "network") -> list[Site]:
-    """Return the masked sites of `net` in parameter order.
-
-    scope 'weights': tensors named weight / weight_orig with ndim >= 2 (conv, conv-transpose, linear, modulated
-    conv and affine layers), weight-norm directions and parametrized weights; BatchNorm / bias / constants are
-    1-D or otherwise named and stay dense. scope 'all': every parameter (the official Re-GAN code's choice),
-    except weight-norm magnitudes. include / exclude are regular expressions searched in the full parameter
-    name; exclude wins. A selected tensor whose forward weight is derived in a way sparse_core does not know
-    raises ConfigError naming the layer.
-    """
+    """The masked sites of `net` in parameter order. scope 'weights': weight / weight_orig with ndim >= 2,
+    weight-norm directions, parametrized weights; 'all': every parameter except weight-norm magnitudes.
+    include / exclude: regexes searched in the parameter name (exclude wins)."""
     inc = [re.compile(p) for p in include]
     exc = [re.compile(p) for p in exclude]
 
     def wanted(full: str) -> bool:
-        if inc and not any(r.search(full) for r in inc):
-            return False
-        return not any(r.search(full) for r in exc)
+        return (not inc or any(r.search(full) for r in inc)) and not any(r.search(full) for r in exc)
 
     sites, seen = [], set()   # a tensor tied into several layers is one site, owned by its first holder
     for module_name, module in net.named_modules():
         if isinstance(module, parametrize.ParametrizationList):
             continue   # handled from the parametrized layer below
-        dim = 1 if _is_transposed(module) else 0
+        dim = 1 if isinstance(module, nn.modules.conv._ConvTransposeNd) or getattr(module, "transposed", False) else 0
         for attr, p in module._parameters.items():
             if p is None or attr.endswith(OWN_SUFFIXES) or id(p) in seen:
                 continue

@@ -1,6 +1,5 @@
-"""The sparse-training methods, one file each (regan, rggan, ticket, none), on the contract in `base.py`.
-A method registers itself with `register`; the controller, the argparse / click flags and saved-state loading
-look methods up here, so nothing else names them. docs/METHODS.md shows a new method written in one file."""
+"""The sparse-training methods, one file each (regan, rggan, ticket, none), on the contract in `base.py`; the
+registry is the only place that names them. docs/METHODS.md shows a new method written in one file."""
 from __future__ import annotations
 
 import dataclasses

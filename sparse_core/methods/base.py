@@ -1,10 +1,6 @@
-"""The method contract: the registry, the context a method sees, the `Method` base class and the shared part
-of the mask-buffer methods (`MaskMethod`). A new method is one file (docs/METHODS.md).
-
-A method sees the run only through its `Context` (`self.ctx`): `targets` (names of the networks it acts on),
-`nets` / `sites` per target, `ema` (G_ema, a module or a tensor list, behind one object), and the counters
-`iteration` / `nimg` / `paused`. The controller calls the hooks below; the defaults do nothing.
-"""
+"""The method contract: the registry, the `Context` a method sees (`self.ctx`), the `Method` base class (hooks
+the controller calls; the defaults do nothing) and `MaskMethod`, the mask-buffer methods' shared part.
+A new method is one file (docs/METHODS.md)."""
 from __future__ import annotations
 
 import dataclasses
@@ -63,10 +59,6 @@ class Flag:
     choices: tuple | None = None
     parse: Callable[[Any], Any] | None = None
 
-    @property
-    def is_switch(self) -> bool:
-        return self.type is bool
-
 
 class EMA:
     """G_ema as the methods see it: nothing, a module copy of G, or a list of tensors aligned with G.parameters()."""
@@ -87,9 +79,7 @@ class EMA:
 
     def tensor(self, s: Site) -> torch.Tensor:
         """G_ema's copy of site `s`."""
-        if self._list is not None:
-            return self._list[self._index[s.name]]
-        return s.module(self.module)._parameters[s.attr]
+        return self._list[self._index[s.name]] if self._list is not None else s.module(self.module)._parameters[s.attr]
 
     def list_value(self, name: str) -> torch.Tensor | None:
         return self._list[self._index[name]] if self._list is not None and name in self._index else None
@@ -100,7 +90,10 @@ class EMA:
             if ema is G:
                 raise ConfigError("G_ema is G itself; bind a copy (copy.deepcopy(G)) or leave G_ema out")
             for s in self.sites:
-                p = s.module(ema)._parameters.get(s.attr) if _has_module(ema, s) else None
+                try:
+                    p = s.module(ema)._parameters.get(s.attr)
+                except AttributeError:
+                    p = None
                 if p is None or tuple(p.shape) != tuple(s.param(G).shape):
                     raise ConfigError(f"G_ema has no parameter {s.name!r} of G's shape {tuple(s.param(G).shape)}: "
                                       f"it must be a copy of G")
@@ -122,16 +115,9 @@ class EMA:
         self._index = {k: i for i, (k, _) in enumerate(aligned)}
 
 
-def _has_module(net: nn.Module, s: Site) -> bool:
-    try:
-        s.module(net)
-        return True
-    except AttributeError:
-        return False
-
-
 class Context:
-    """The narrow view of a run a method works against (see the module docstring)."""
+    """The narrow view of a run a method works against: `targets`, `nets` / `sites` per target, `ema` (G_ema as
+    a module or a tensor list, behind one object), the counters `iteration` / `nimg` / `paused`."""
 
     def __init__(self, nets: dict[str, nn.Module], targets: tuple[str, ...], sites: dict[str, list[Site]]) -> None:
         self.nets, self.targets, self.sites = nets, targets, sites
@@ -167,12 +153,7 @@ class Method:
     def __init__(self, ctx: Context, config, **kwargs) -> None:
         if kwargs:
             raise TypeError(f"{self.name}: unexpected prepare() arguments {sorted(kwargs)}")
-        self.ctx = ctx
-        self.config = config
-
-    @property
-    def ctrl(self) -> Context:   # older name of the context
-        return self.ctx
+        self.ctx, self.config = ctx, config
 
     # attaching: install masks / thresholds at prepare(); G_ema (a module) bound: never overwrite its state
     def attach(self) -> None: ...
@@ -195,11 +176,9 @@ class Method:
 
     def on_iteration(self, iteration: int) -> str | None:
         """Called after the counters moved to `iteration`; return the phase entered, if any."""
-        return None
 
     def on_metric(self, history: list[float]) -> str | None:
-        """`history`: the fed metric values, oriented so that lower is better."""
-        return None
+        """`history`: the fed metric values, oriented so that lower is better; return the mode, if any."""
 
     uses_metric = False   # True: feed_metric must know the metric's direction
 
@@ -219,7 +198,6 @@ class Method:
 
     def schedule_warning(self, run_length: int) -> str | None:
         """A message when a run of `run_length` iterations never reaches the method's sparse training."""
-        return None
 
     # reporting: as the next forward sees the weights
     def owner_density(self, net_name: str, layer: str):
@@ -244,8 +222,7 @@ class Method:
         return iter(())
 
     def check_tensor(self, key: str, value: torch.Tensor) -> str | None:
-        """Why a saved tensor cannot be loaded (None: it can)."""
-        return None if bool(torch.isfinite(value).all()) else "has non-finite values"
+        """Why a saved tensor cannot be loaded (None: it can; the controller checks finiteness)."""
 
     def state_dict(self) -> dict:
         return {}
@@ -262,9 +239,8 @@ class Method:
 
 # ---------------------------------------------------------------------------------------------- mask buffers
 def _loaded_without_masks(module, incompatible_keys) -> None:
-    """Load post-hook: a state_dict without this layer's masks (a dense run's snapshot) loads and keeps the current
-    ones; whether such a snapshot may start this run is decided on the controller's state. A plain function
-    (no module reference), so copies rebuilt from reduce arguments and pickles carry no dead hook."""
+    """Load post-hook: a state_dict without this layer's masks (a dense run's) keeps the current ones. A plain
+    function, so copies rebuilt from reduce arguments and pickles carry no dead hook."""
     own = tuple("." + k for k in module._buffers if k.endswith("_mask"))
     missing = incompatible_keys.missing_keys
     missing[:] = [k for k in missing if not ("." + k).endswith(own)]
@@ -291,10 +267,9 @@ def broadcast(t: torch.Tensor) -> None:
 
 
 class MaskMethod(Method):
-    """`<attr>_mask` buffers next to the masked tensors (in the networks' state_dicts and the controller's).
-    Pruned entries stay exactly zero: gradients are masked before the optimizer step and weights after it
-    (Adam's momentum or weight decay would revive them otherwise), G_ema after every EMA update. Subclasses
-    decide when masks change (`masking_active`, `set_masks`)."""
+    """`<attr>_mask` buffers next to the masked tensors. Pruned entries stay exactly zero: gradients are masked
+    before the optimizer step and weights after it (Adam would revive them otherwise), G_ema after every EMA
+    update. Subclasses decide when masks change (`masking_active`, `set_masks`)."""
 
     def masking_active(self) -> bool:
         return True
@@ -362,12 +337,9 @@ class MaskMethod(Method):
     def refresh_density(self) -> None:
         """Densities only change when masks do: cache them as plain floats for the per-step FLOPs sum."""
         c = self.ctx
-        self._static = {}
-        for n in c.targets:
-            # Ascending size: a layer with several masked tensors (scope 'all') ends up with its largest one's
-            # density, i.e. the weight's, which is what its FLOPs scale with.
-            for s in sorted(c.sites[n], key=lambda s: c.param(n, s).numel()):
-                self._static[(n, s.layer)] = float(self.mask(s, n).mean()) if self.masking_active() else 1.0
+        # ascending size: a layer with several masked tensors (scope 'all') gets its largest one's (the weight's)
+        self._static = {(n, s.layer): float(self.mask(s, n).mean()) if self.masking_active() else 1.0
+                        for n in c.targets for s in sorted(c.sites[n], key=lambda s: c.param(n, s).numel())}
 
     def owner_density(self, net_name: str, layer: str):
         return self._static.get((net_name, layer), 1.0)
@@ -389,27 +361,11 @@ class MaskMethod(Method):
 
     def tensors(self):
         c = self.ctx
-        for n in c.targets:
-            for s in c.sites[n]:
-                yield f"{n}/{s.module_name + '.' if s.module_name else ''}{s.mask_attr}", self.mask(s, n)
+        return ((s.key(n, s.mask_attr), self.mask(s, n)) for n in c.targets for s in c.sites[n])
 
     def check_tensor(self, key: str, value: torch.Tensor) -> str | None:
-        if not bool(((value == 0) | (value == 1)).all()):
-            return "is not a 0/1 mask"
-        return None
+        return None if bool(((value == 0) | (value == 1)).all()) else "is not a 0/1 mask"
 
     def after_load(self) -> None:
         self.sync_ema()
         self.refresh_density()
-
-    def check_masks(self, masks: dict, what: str) -> None:
-        c = self.ctx
-        for n, given in masks.items():
-            if n not in c.targets:
-                raise ConfigError(f"{what} has masks for {n}, which is not a target ({c.targets})")
-            shapes = {s.name: tuple(c.param(n, s).shape) for s in c.sites[n]}
-            for k, v in given.items():
-                if k not in shapes:
-                    raise ConfigError(f"{what}: {n} has no masked tensor {k!r}")
-                if tuple(v.shape) != shapes[k]:
-                    raise ConfigError(f"{what}: mask {n}/{k} has shape {tuple(v.shape)}, expected {shapes[k]}")

@@ -1,5 +1,4 @@
-"""`--sparse none`: no masks, no thresholds; the controller still counts iterations, images and dense FLOPs,
-so a baseline run reports its cost the same way a sparse one does."""
+"""`--sparse none`: no masks, no thresholds; a baseline run still reports iterations, images and dense FLOPs."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,8 +1,5 @@
-"""Re-GAN (Saxena et al., CVPR 2023): dense warm-up, then alternating sparse and dense phases of g iterations.
-
-Sparse phase: magnitude-prune ρ of every masked tensor, keep pruned entries at zero. Dense phase: regrow
-them (zero, or Re-GAN-RI: fresh initializer values) and train with the LR scaled by `dense_lr_scale`.
-"""
+"""Re-GAN (Saxena et al., CVPR 2023): dense warm-up, then alternating sparse phases (ρ of every masked tensor
+pruned by magnitude) and dense ones (regrown: zero, or Re-GAN-RI fresh values; LR × dense_lr_scale)."""
 from __future__ import annotations
 
 import copy
@@ -20,13 +17,8 @@ WARMUP, SPARSE, DENSE = "warmup", "sparse", "dense"
 
 @dataclasses.dataclass(frozen=True)
 class ReGANConfig(SparseConfig):
-    """sparsity:        fraction ρ of each masked tensor pruned when a sparse phase starts (uniform per tensor).
-    interval:        g, length of every sparse and every dense phase, in iterations.
-    warmup:          dense iterations before the first prune.
-    regrow:          'zero' (paper) or 'random' (Re-GAN-RI ablation: pruned entries restart from the initializer).
-    dense_lr_scale:  LR multiplier of the targeted networks' optimizers in dense phases (1.0 = Re-GAN-lr ablation).
-    target / scope / include / exclude: see SparseConfig (target 'G' is the paper's default).
-    """
+    """sparsity: ρ pruned per tensor in sparse phases; interval: g, iterations per phase; warmup: dense iterations
+    before the first prune; regrow: 'zero' | 'random' (Re-GAN-RI); dense_lr_scale: LR multiplier in dense phases."""
 
     sparsity: float = 0.3
     interval: int = 5000
@@ -51,20 +43,15 @@ class ReGANConfig(SparseConfig):
 
 
 def phase_at(iteration: int, warmup: int, interval: int) -> str:
-    """Phase that iteration `iteration` (0-based) trains in: dense for `warmup` iterations, then alternating
-    blocks of `interval` iterations: sparse, dense, sparse, ..."""
+    """Phase iteration `iteration` (0-based) trains in: warm-up, then blocks of `interval`: sparse, dense, ..."""
     if iteration < warmup:
         return WARMUP
     return SPARSE if ((iteration - warmup) // interval) % 2 == 0 else DENSE
 
 
 def magnitude_mask(w: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Mask (same dtype as w) pruning the k = round(sparsity · numel) entries of smallest |w|, ties kept whole.
-
-    Entries strictly below the (k+1)-th smallest magnitude are pruned: exactly k when that value is not tied
-    with the k-th, fewer when a tie straddles the cut (e.g. BatchNorm γ, all 1 at init: none of the tie is
-    pruned, as the official |w| < quantile rule does). The mask says how many were really pruned.
-    """
+    """Mask (w's dtype) pruning the k = round(sparsity · numel) smallest |w|: entries strictly below the (k+1)-th
+    smallest, so a tie straddling the cut is kept whole (BatchNorm γ, all 1 at init, loses none)."""
     n = w.numel()
     k = int(round(float(sparsity) * n))
     if k <= 0:
@@ -76,17 +63,9 @@ def magnitude_mask(w: torch.Tensor, sparsity: float) -> torch.Tensor:
     return (mag.float() >= cut).to(w.dtype)
 
 
-def init_std(w: torch.Tensor) -> float:
-    """Spread of a freshly initialised tensor, recorded at prepare time for `regrow='random'`."""
-    return float(w.detach().float().std()) if w.numel() > 1 else 0.0
-
-
 def fresh_values(module: nn.Module, attr: str, fallback_mean: float, fallback_std: float) -> torch.Tensor:
-    """Values the layer's initializer would give `attr` now (Re-GAN-RI regrowth).
-
-    Only a plain 'weight' / 'bias' is what `reset_parameters` re-draws (on a throw-away copy); for weight_orig,
-    weight_v, parametrization originals and layers without it, N(mean, std²) of the tensor at prepare time.
-    """
+    """Values the layer's initializer would give `attr` now (Re-GAN-RI): `reset_parameters` on a throw-away copy
+    for a plain weight / bias, else N(mean, std²) of the tensor at prepare time."""
     p = module._parameters[attr]
     if attr in ("weight", "bias") and hasattr(module, "reset_parameters"):
         twin = copy.deepcopy(module)
@@ -122,10 +101,9 @@ class ReGAN(MaskMethod):
     def attach(self) -> None:
         super().attach()
         c = self.ctx
-        # The initializer's statistics, for Re-GAN-RI regrowth of layers without reset_parameters. Saved in
-        # state_dict(): after a resume, prepare() sees trained weights, not the initial ones.
-        self.init_stats = {f"{n}/{s.name}": (float(c.param(n, s).detach().float().mean()), init_std(c.param(n, s)))
-                           for n in c.targets for s in c.sites[n]}
+        # Initializer statistics for Re-GAN-RI; saved: after a resume prepare() sees trained weights
+        w = {f"{n}/{s.name}": c.param(n, s).detach().float() for n in c.targets for s in c.sites[n]}
+        self.init_stats = {k: (float(v.mean()), float(v.std()) if v.numel() > 1 else 0.0) for k, v in w.items()}
         self._phase = phase_at(0, self.config.warmup, self.config.interval)
         if self._phase == SPARSE:
             self._prune()
@@ -165,10 +143,9 @@ class ReGAN(MaskMethod):
     def _prune(self) -> None:
         c = self.ctx
         for n in c.targets:
-            masks = {}
-            for s in c.sites[n]:
-                masks[s.name] = magnitude_mask(c.param(n, s), self.config.sparsity)
-                broadcast(masks[s.name])
+            masks = {s.name: magnitude_mask(c.param(n, s), self.config.sparsity) for s in c.sites[n]}
+            for m in masks.values():
+                broadcast(m)
             self.set_masks(n, masks)
 
     @torch.no_grad()

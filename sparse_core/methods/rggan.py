@@ -1,20 +1,11 @@
-"""RG-GAN (Saxena et al., AAAI 2024): learned per-output-channel thresholds (dynamic pruning), the reset
-rule (recurrent regeneration) and metric-driven switches between sparse and dense training (augmented
-regeneration).
+"""RG-GAN (Saxena et al., AAAI 2024): learned per-output-channel thresholds (dynamic pruning), the reset rule
+(recurrent regeneration) and metric-driven switches between sparse and dense training (augmented regeneration).
 
-Forward masking without changing checkpoint keys: a forward pre-hook, registered after every other pre-hook,
-replaces the weight the module's code reads by `W ⊙ step(|W| − t)` for the duration of the call and a forward
-hook (always called, also on error) puts it back. Plain layers: the parameter entry itself is swapped (the
-module keeps reading `self.weight`, the parameter stays the leaf the optimizer and DDP know). Layers whose
-weight a pre-hook derives (old-API spectral_norm `weight = weight_orig / σ`, weight_norm, equalised learning
-rate `weight = weight_orig · c`; see sparse_core.selection): our hook masks the derived attribute, so the
-mask compares the weight the forward reads with t (spectral norm: σ from the unmasked weight, as the official
-code, spectral_norm wrapped around its masked conv). The reset rule runs in the same pre-hook, before the mask
-is used: a layer whose mask would keep <= reset_density of its entries has its thresholds set to 0 first; it
-runs in every forward of every copy that carries the hooks, G_ema included. A parameter tied into several
-layers gets the hooks on each, sharing one threshold parameter. Hooks are module-level functions and the
-per-module state a small picklable object, so deepcopy, pickling (also through `__reduce__` arguments) and DDP
-see no closures and no references to modules.
+A forward pre-hook, registered after every other pre-hook, swaps the weight the forward reads (the parameter, or
+the attribute a pre-hook derives: spectral / weight norm, equalised LR) for `W ⊙ step(|W| − t)` during the call;
+a forward hook (always called) puts it back, so checkpoint keys do not change. The reset rule runs in the same
+pre-hook, in every copy that carries the hooks (G_ema too). Hooks are module-level functions and the per-module
+state a small picklable object: deepcopy, pickling (also through `__reduce__` arguments) and DDP see no closures.
 """
 from __future__ import annotations
 
@@ -26,7 +17,7 @@ from torch import nn
 
 from .. import ops
 from ..config import ConfigError, SparseConfig, number
-from ..selection import Site, run_pre_hooks
+from ..selection import Site, SpectralNorm, WeightNorm, run_pre_hooks
 from .base import Flag, Method, register
 from .shared import finite_float, scope_flags
 
@@ -35,15 +26,9 @@ STATE_ATTR = "_rg_threshold_state"
 
 @dataclasses.dataclass(frozen=True)
 class RGGANConfig(SparseConfig):
-    """lam:             λ of the sparsity regulariser λ·Σ exp(−t) added to the G and D losses (paper 5e-12; the
-                     official code uses 1e-12).
-    reset_density:   a layer whose kept fraction falls to or below this is reset (thresholds back to 0); 0.01.
-    official:        reproduce the official code's detached (bool-cast) mask: thresholds learn only from the
-                     regulariser. Off by default; for comparisons only.
-    augmented:       run augmented regeneration from the metric values fed in (feed_metric); False keeps training
-                     sparse throughout (dynamic pruning + recurrent regeneration only).
-    target:          networks that get thresholds; the paper prunes both. scope: 'weights' only.
-    """
+    """lam: λ of the regulariser λ·Σ exp(−t) (paper 5e-12, official code 1e-12); reset_density: a layer keeping
+    no more than this is reset to t = 0; official: the official code's detached mask (comparisons only);
+    augmented: augmented regeneration from feed_metric (False: always sparse). Default target: both."""
 
     lam: float = 5e-12
     reset_density: float = 0.01
@@ -53,8 +38,7 @@ class RGGANConfig(SparseConfig):
 
     method = "rggan"
     scopes = ("weights",)   # thresholds are per output channel of conv / linear weights
-    # Weights of f_-4 .. f_0 in the augmented-regeneration rule (official code).
-    history_weights = (0.1, 0.1, 0.2, 0.2, 0.4)
+    history_weights = (0.1, 0.1, 0.2, 0.2, 0.4)   # f_-4 .. f_0 in augmented regeneration (official code)
 
     def __post_init__(self) -> None:
         if not number(self.lam) or float(self.lam) < 0.0:
@@ -67,24 +51,23 @@ class RGGANConfig(SparseConfig):
 # ---------------------------------------------------------------------------------------------- the forward
 @dataclasses.dataclass
 class ThresholdState:
-    """Per-module RG-GAN settings; `active` False means dense (all masks one, thresholds unused)."""
+    """Per-module settings: `attrs` (attribute, output-channel dim, derived attribute | None); `active` False: dense."""
 
-    # (trainable attribute, output-channel dim, derived attribute the forward reads or None)
     attrs: tuple[tuple[str, int, str | None], ...]
     official: bool = False
     active: bool = True
     reset_density: float = 0.01
     stash: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
-    def __deepcopy__(self, memo):
-        return ThresholdState(self.attrs, self.official, self.active, self.reset_density)
-
     def __getstate__(self):
         return {"attrs": self.attrs, "official": self.official, "active": self.active,
                 "reset_density": self.reset_density}
 
     def __setstate__(self, state):
-        self.__init__(tuple(state["attrs"]), state["official"], state["active"], state["reset_density"])
+        self.__init__(**{**state, "attrs": tuple(state["attrs"])})
+
+    def __deepcopy__(self, memo):
+        return ThresholdState(**self.__getstate__())
 
 
 def effective_weight(module: nn.Module, attr: str, derived: str | None) -> torch.Tensor:
@@ -94,8 +77,8 @@ def effective_weight(module: nn.Module, attr: str, derived: str | None) -> torch
 
 @torch.no_grad()
 def next_forward_weight(module: nn.Module, attr: str, derived: str | None) -> torch.Tensor:
-    """The unmasked weight the next forward will read: a derived weight is re-derived by the module's own
-    pre-hooks (spectral norm: with the power iteration the next call does in this mode), nothing kept."""
+    """The unmasked weight the next forward will read (a derived one re-derived by the module's own pre-hooks,
+    with the power iteration the next call does; nothing kept)."""
     if derived is None:
         return module._parameters[attr]
     buffers = {k: b.clone() for k, b in module._buffers.items() if b is not None}
@@ -110,6 +93,11 @@ def next_forward_weight(module: nn.Module, attr: str, derived: str | None) -> to
     else:
         module.__dict__[derived] = before
     return w
+
+
+def collapsed(keep: torch.Tensor, reset_density: float) -> torch.Tensor:
+    """Whether a layer's mask keeps so little that the reset rule sets it back to t = 0 (0-d bool tensor)."""
+    return keep.sum() <= reset_density * keep.numel()
 
 
 def _pre_hook(module: nn.Module, args):
@@ -134,17 +122,14 @@ def _post_hook(module: nn.Module, args, output):
     st: ThresholdState = module.__dict__.get(STATE_ATTR)
     if st is not None:
         for key, w in st.stash.items():
-            if key in module._parameters:
-                module._parameters[key] = w
-            else:
-                module.__dict__[key] = w
+            (module._parameters if key in module._parameters else module.__dict__)[key] = w
         st.stash.clear()
     return None
 
 
 def _loaded_without_thresholds(module, incompatible_keys) -> None:
-    """Load post-hook: a state_dict without this layer's thresholds (a dense or Re-GAN run's) loads and keeps the
-    current ones (0 at prepare); whether it may start this run is decided on the controller's state."""
+    """Load post-hook: a state_dict without this layer's thresholds (a dense or Re-GAN run's) keeps the current
+    ones; whether it may start this run is decided on the controller's state."""
     st = module.__dict__.get(STATE_ATTR)
     if st is not None:
         own = tuple(f".{a}_threshold" for a, _, _ in st.attrs)
@@ -157,8 +142,8 @@ _pre_hook.sparse_core_hook = _post_hook.sparse_core_hook = True
 
 def install(module: nn.Module, attrs: Sequence[tuple[str, int, str | None]], official: bool, reset_density: float,
             thresholds: dict | None = None) -> None:
-    """Add zero-initialised thresholds (one per output channel; `thresholds` {attr: parameter} shares existing
-    ones) and the masking hooks to `module`, after its existing pre-hooks (a hook deriving the weight runs first)."""
+    """Zero thresholds (one per output channel; `thresholds` {attr: parameter} shares existing ones) and the
+    masking hooks, after the module's existing pre-hooks (a hook deriving the weight runs first)."""
     for attr, dim, _ in attrs:
         w = module._parameters[attr]
         t = (thresholds or {}).get(attr)
@@ -194,24 +179,14 @@ def hard_mask(w: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
     return w.detach().abs() > t.detach().view(shape)
 
 
-def regularizer(thresholds: Sequence[torch.Tensor], lam: float) -> torch.Tensor:
-    """λ · Σ_layers Σ_i exp(−t_i)."""
-    return sum(torch.exp(-t).sum() for t in thresholds) * lam
-
-
 def regeneration_decision(history: Sequence[float], weights: Sequence[float]) -> str | None:
-    """Augmented regeneration: 'sparse' while the metric still improves, 'dense' otherwise, None if too early.
-
-    `history` is oriented so that lower is better (feed_metric negates higher-is-better metrics). With f_0 the
-    newest value, m = Σ weights[k] · f_{k−4}; m >= f_0 (the newest value is no worse than the weighted recent
-    mean) means still improving: keep training sparse; else regenerate densely.
-    """
+    """Augmented regeneration on `history` (lower is better): 'sparse' while Σ weights[k]·f_{k−4} >= f_0 (the
+    newest value is no worse than the weighted recent mean), else 'dense'; None before len(weights) values."""
     n = len(weights)
     if len(history) < n:
         return None
     recent = [float(v) for v in history[-n:]]
-    mean = sum(w * f for w, f in zip(weights, recent))
-    return "sparse" if mean >= recent[-1] else "dense"
+    return "sparse" if sum(w * f for w, f in zip(weights, recent)) >= recent[-1] else "dense"
 
 
 # ---------------------------------------------------------------------------------------------- the method
@@ -231,10 +206,7 @@ class RGGAN(Method):
 
     @classmethod
     def config_from_flags(cls, values: dict):
-        values = dict(values)
-        if not values.get("rg_no_augmented"):
-            values["rg_no_augmented"] = None       # leave the config default
-        return super().config_from_flags(values)
+        return super().config_from_flags({**values, "rg_no_augmented": values.get("rg_no_augmented") or None})
 
     @property
     def uses_metric(self) -> bool:
@@ -255,10 +227,9 @@ class RGGAN(Method):
         self._stash: dict[str, list] = {}
 
     def _install(self, net: nn.Module, net_name: str) -> set[str]:
-        """Thresholds on every owner of `net` that lacks them (and on every other layer holding the same
-        parameter: tied weights); returns the owners that got new ones."""
-        fresh: set[str] = set()
-        by_owner: dict[str, list[Site]] = {}
+        """Thresholds on every owner of `net` lacking them (and on every other layer holding the same parameter:
+        tied weights); returns the owners that got new ones."""
+        fresh, by_owner = set(), {}
         for s in self.ctx.sites[net_name]:
             by_owner.setdefault(s.module_name, []).append(s)
         holders: dict[int, list[tuple[nn.Module, str]]] = {}
@@ -266,31 +237,28 @@ class RGGAN(Method):
             for a, p in m._parameters.items():
                 if p is not None:
                     holders.setdefault(id(p), []).append((m, a))
+        args = (self.config.official, self.config.reset_density)
         for owner, sites in by_owner.items():
-            module = net.get_submodule(owner) if owner else net
+            module = net.get_submodule(owner)
             if state_of(module) is not None:
                 continue
-            install(module, [(s.attr, s.channel_dim, s.derived_attr) for s in sites], self.config.official,
-                    self.config.reset_density)
+            install(module, [(s.attr, s.channel_dim, s.derived_attr) for s in sites], *args)
             fresh.add(owner)
             for s in sites:
                 for other, a in holders[id(module._parameters[s.attr])]:
                     if other is not module and state_of(other) is None:
-                        install(other, [(a, s.channel_dim, None)], self.config.official, self.config.reset_density,
-                                {a: module._parameters[s.threshold_attr]})
+                        install(other, [(a, s.channel_dim, None)], *args, {a: module._parameters[s.threshold_attr]})
         return fresh
 
     @torch.no_grad()
     def attach_ema(self) -> None:
+        """A G_ema copied after prepare() (or restored) keeps its thresholds; one copied before gets G's."""
         c = self.ctx
         if "G" not in c.targets or c.ema.module is None:
             return
-        # A copy made after prepare() (or restored from a snapshot) already holds its thresholds: keep them.
-        # Only a copy made before prepare() gets thresholds here, initialised from G's.
-        G_ema = c.ema.module
-        fresh = self._install(G_ema, "G")
+        fresh = self._install(c.ema.module, "G")
         for s in c.sites["G"]:
-            m_ema = s.module(G_ema)
+            m_ema = s.module(c.ema.module)
             if s.threshold_attr not in m_ema._parameters:
                 raise ConfigError(f"G_ema module {s.module_name!r} has RG-GAN hooks but no {s.threshold_attr}")
             if s.module_name in fresh:
@@ -306,9 +274,8 @@ class RGGAN(Method):
         c = self.ctx
         for net in [c.nets[n] for n in c.targets] + ([c.ema.module] if c.ema.module is not None else []):
             for m in net.modules():
-                st = state_of(m)
-                if st is not None:
-                    st.active = mode == "sparse" and not c.paused
+                if state_of(m) is not None:
+                    state_of(m).active = mode == "sparse" and not c.paused
 
     def set_paused(self, paused: bool) -> None:
         self._set_mode(self._mode)   # thresholds leave (or rejoin) the forward
@@ -324,14 +291,18 @@ class RGGAN(Method):
         w = (next_forward_weight if next_forward else effective_weight)(m, s.attr, s.derived_attr)
         return hard_mask(w, m._parameters[s.threshold_attr], s.channel_dim)
 
+    def _next_density(self, net_name: str, s: Site) -> torch.Tensor:
+        """Kept fraction of the next forward's mask, the reset rule included (0-d tensor, no host sync)."""
+        keep = self._keep(self.ctx.nets[net_name], s, next_forward=True)
+        d = keep.sum() / keep.numel()
+        return torch.where(collapsed(keep, self.config.reset_density), torch.ones_like(d), d)
+
     # ------------------------------------------------------------------ training loop
     def before_step(self, net_name: str) -> None:
         c = self.ctx
-        if net_name not in c.targets or self._mode != "sparse":
-            return
-        net = c.nets[net_name]
-        # What must stay frozen: the optimizer (momentum, weight decay) may move entries with zero grad.
-        self._stash[net_name] = [(s.param(net).detach().clone(), self._keep(net, s)) for s in c.sites[net_name]]
+        if net_name in c.targets and self._mode == "sparse":   # frozen across the step: Adam may move pruned entries
+            self._stash[net_name] = [(s.param(c.nets[net_name]).detach().clone(), self._keep(c.nets[net_name], s))
+                                     for s in c.sites[net_name]]
 
     @torch.no_grad()
     def after_step(self, net_name: str) -> None:
@@ -341,21 +312,17 @@ class RGGAN(Method):
         stash = self._stash.pop(net_name, None)
         if stash is None:
             raise RuntimeError(f"after_step({net_name!r}) without before_step({net_name!r})")
-        net = c.nets[net_name]
         for s, (w_before, keep) in zip(c.sites[net_name], stash):
-            w = s.param(net)
+            w = s.param(c.nets[net_name])
             torch.where(keep, w, w_before, out=w)   # in place: no temporary of the weight's size
-            # FLOPs of the coming forwards: their mask (after this step, reset rule included), a 0-d tensor
-            # (no host sync)
-            nxt = self._keep(net, s, next_forward=True)
-            d = nxt.sum() / nxt.numel()
-            self._density[(net_name, s.layer)] = torch.where(d <= self.config.reset_density, torch.ones_like(d), d)
+            self._density[(net_name, s.layer)] = self._next_density(net_name, s)   # FLOPs of the coming forwards
 
     def regularizer(self, net_name: str):
         c = self.ctx
         if net_name not in c.targets or self._mode != "sparse":
             return None
-        return regularizer([self._threshold(c.nets[net_name], s) for s in c.sites[net_name]], self.config.lam)
+        net = c.nets[net_name]
+        return sum(torch.exp(-self._threshold(net, s)).sum() for s in c.sites[net_name]) * self.config.lam
 
     def on_metric(self, history):
         if not self.config.augmented:
@@ -371,13 +338,10 @@ class RGGAN(Method):
 
     @torch.no_grad()
     def layer_density(self, net_name: str) -> dict[str, float]:
-        """The next forward's masks, the reset rule included (a collapsed layer is reset by that forward)."""
-        if self._mode != "sparse":
-            return {s.name: 1.0 for s in self.ctx.sites.get(net_name, [])}
         out = {}
         for s in self.ctx.sites.get(net_name, []):
-            keep = self._keep(self.ctx.nets[net_name], s, next_forward=True)
-            out[s.name] = 1.0 if int(keep.sum()) <= self.config.reset_density * keep.numel() else \
+            keep = self._keep(self.ctx.nets[net_name], s, next_forward=True) if self._mode == "sparse" else None
+            out[s.name] = 1.0 if keep is None or collapsed(keep, self.config.reset_density) else \
                 float(keep.sum()) / keep.numel()
         return out
 
@@ -390,11 +354,10 @@ class RGGAN(Method):
     # ------------------------------------------------------------------ export / persistence
     @torch.no_grad()
     def export_site(self, module: nn.Module, s: Site, sparse: bool) -> None:
+        # also while dense: the model the thresholds define; a collapsed layer stays dense (the reset rule)
         p, t = module._parameters[s.attr], module._parameters[s.threshold_attr]
         keep = hard_mask(next_forward_weight(module, s.attr, s.derived_attr), t, s.channel_dim)
-        # also while dense (augmented regeneration): the model the thresholds define; a collapsed layer is
-        # what the reset rule makes of it (dense)
-        if sparse and int(keep.sum()) > self.config.reset_density * keep.numel():
+        if sparse and not bool(collapsed(keep, self.config.reset_density)):
             if s.kind == "sn":
                 _export_spectral_norm(module, s, t)
             elif s.kind == "wn":
@@ -409,10 +372,7 @@ class RGGAN(Method):
 
     def tensors(self):
         c = self.ctx
-        for n in c.targets:
-            for s in c.sites[n]:
-                yield (f"{n}/{s.module_name + '.' if s.module_name else ''}{s.threshold_attr}",
-                       self._threshold(c.nets[n], s))
+        return ((s.key(n, s.threshold_attr), self._threshold(c.nets[n], s)) for n in c.targets for s in c.sites[n])
 
     def state_dict(self) -> dict:
         # the densities the next forwards are charged at, so FLOPs continue exactly after a resume
@@ -433,32 +393,27 @@ class RGGAN(Method):
         self._set_mode(phase)
 
 
-def _sn_sigma(module: nn.Module, hook) -> torch.Tensor:
-    """σ as the old spectral_norm computes it without a power iteration (eval mode): uᵀ W v."""
-    mat = hook.reshape_weight_to_matrix(module._parameters[hook.name + "_orig"])
-    return torch.dot(module._buffers[hook.name + "_u"], torch.mv(mat, module._buffers[hook.name + "_v"]))
-
-
 def _norm_hook(module: nn.Module, cls):
     return next(h for h in module._forward_pre_hooks.values() if isinstance(h, cls))
 
 
 def _export_spectral_norm(module: nn.Module, s: Site, t: torch.Tensor) -> None:
-    """weight_orig ⊙ M with M = step(|W_orig/σ| − t); u is rescaled so that the eval-mode σ of the masked
-    weight equals the trained σ, i.e. the exported layer computes (W_orig/σ) ⊙ M exactly (in eval mode)."""
-    from torch.nn.utils.spectral_norm import SpectralNorm
+    """weight_orig ⊙ step(|W_orig/σ| − t), u rescaled so the eval-mode σ of the masked weight is the trained σ:
+    the exported layer computes (W_orig/σ) ⊙ M exactly (eval mode)."""
     hook = _norm_hook(module, SpectralNorm)
-    w = module._parameters[s.attr]
-    sigma = _sn_sigma(module, hook)
-    w.mul_(hard_mask(w / sigma, t, s.channel_dim).to(w.dtype))
-    sigma_masked = _sn_sigma(module, hook)
-    if float(sigma_masked) != 0.0:
-        module._buffers[hook.name + "_u"].mul_(sigma / sigma_masked)
+    w, u, v = module._parameters[s.attr], module._buffers[hook.name + "_u"], module._buffers[hook.name + "_v"]
+
+    def sigma():   # as the old spectral_norm computes it without a power iteration (eval mode): uᵀ W v
+        return torch.dot(u, torch.mv(hook.reshape_weight_to_matrix(w), v))
+    before = sigma()
+    w.mul_(hard_mask(w / before, t, s.channel_dim).to(w.dtype))
+    after = sigma()
+    if float(after) != 0.0:
+        u.mul_(before / after)
 
 
 def _export_weight_norm(module: nn.Module, s: Site, t: torch.Tensor) -> None:
-    """v ⊙ M with M = step(|g·v/‖v‖| − t); g is rescaled by ‖v ⊙ M‖ / ‖v‖ so g·(v⊙M)/‖v⊙M‖ = (g·v/‖v‖) ⊙ M."""
-    from torch.nn.utils.weight_norm import WeightNorm
+    """v ⊙ M with M = step(|g·v/‖v‖| − t); g rescaled by ‖v ⊙ M‖ / ‖v‖ so g·(v⊙M)/‖v⊙M‖ = (g·v/‖v‖) ⊙ M."""
     hook = _norm_hook(module, WeightNorm)
     v, g = module._parameters[hook.name + "_v"], module._parameters[hook.name + "_g"]
     before = torch.norm_except_dim(v, 2, hook.dim)

@@ -20,10 +20,9 @@ def finite_float(text) -> float:
 
 def integer(text) -> int:
     try:
-        v = int(text)
+        return int(text)
     except (TypeError, ValueError):
         raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    return v
 
 
 def split_patterns(text) -> tuple[str, ...]:

@@ -1,19 +1,7 @@
-"""GAN tickets (Chen et al. 2021, "GANs can play lottery tickets too"): iterative magnitude pruning with
-rewinding. Each round is a training run with a fixed mask, weights rewound to the saved initial values:
-
-    init = tickets.snapshot(G, cfg)                  # right after initialisation
-    train dense
-    for round in range(tickets.rounds_for(0.46)):    # 20% of the remaining weights per round
-        masks = tickets.prune_and_rewind(G, init, cfg, masks, rate=0.2)
-        ctrl = sparse_core.prepare(cfg, G, D, masks={'G': masks})   # fixed mask, pruned weights stay 0
-        retrain from the rewound weights
-
-From a command line: `--sparse ticket --ticket FILE` (FILE written by write_ticket, e.g. by bench/tickets.py)
-holds the masks and the initial values of every parameter of the targeted networks. Without `--ticket` the
-run is round 0: all-ones masks (dense training), the initial values the network's own at prepare(). Either
-way the run ends by writing `ticket.pt` (initial values, masks, final weights), from which next_ticket cuts
-the next round's. Every round is a full training run: report the summed #real images and FLOPs of all rounds.
-"""
+"""GAN tickets (Chen et al. 2021): iterative magnitude pruning with rewinding. Each round is a training run with a
+fixed mask from the weights rewound to their initial values (`snapshot`, `prune_and_rewind`, `rounds_for`), or
+from a command line `--sparse ticket --ticket FILE` (`write_ticket`; without it round 0: dense). A run ends by
+writing `ticket.pt` (initial values, masks, final weights), from which `next_ticket` cuts the next round's."""
 from __future__ import annotations
 
 import dataclasses
@@ -33,8 +21,7 @@ from .shared import scope_flags
 
 @dataclasses.dataclass(frozen=True)
 class TicketConfig(SparseConfig):
-    """A fixed mask: masks come from `prune_and_rewind` / a ticket file and stay fixed for the whole run; the
-    controller keeps pruned weights at zero exactly like a Re-GAN sparse phase."""
+    """A fixed mask for the whole run (from `prune_and_rewind` or a ticket file); pruned weights stay zero."""
 
     method = "ticket"
 
@@ -64,11 +51,8 @@ def _check_rate(rate: float, scope: str) -> None:
 def prune_and_rewind(net: nn.Module, init: dict[str, torch.Tensor], config: TicketConfig,
                      masks: dict[str, torch.Tensor] | None = None, rate: float = 0.2,
                      scope: str = "layer") -> dict[str, torch.Tensor]:
-    """Prune `rate` of the still-unpruned weights by magnitude, rewind survivors to `init`, zero the pruned.
-
-    scope 'layer': the same fraction in every tensor (uniform, as Re-GAN); 'global': one magnitude threshold
-    over all masked tensors together. Returns the new masks {name: mask}; the network is modified in place.
-    """
+    """Prune `rate` of the still-unpruned weights by magnitude (scope 'layer': per tensor; 'global': one cut),
+    rewind survivors to `init` and zero the pruned, in place; returns the new masks {name: mask}."""
     _check_rate(rate, scope)
     sites = find_sites(net, config.scope, config.include, config.exclude)
     missing = [s.name for s in sites if s.name not in init]
@@ -97,14 +81,10 @@ def prune_masks(final: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], 
     names = list(final)
     flat = torch.cat([scores[k].flatten() for k in names])
     n_prune = int(round(rate * int(torch.isfinite(flat).sum())))
-    if n_prune:
-        chosen = torch.zeros_like(flat, dtype=torch.bool)
-        chosen[torch.argsort(flat, stable=True)[:n_prune]] = True
-        start = 0
-        for k in names:
-            n = scores[k].numel()
-            masks[k].view(-1)[chosen[start:start + n]] = 0
-            start += n
+    chosen = torch.zeros_like(flat, dtype=torch.bool)
+    chosen[torch.argsort(flat, stable=True)[:n_prune]] = True
+    for k, c in zip(names, chosen.split([scores[k].numel() for k in names])):
+        masks[k].view(-1)[c] = 0
     return masks
 
 
@@ -130,18 +110,19 @@ TICKET_VERSION = 1
 
 
 def write_ticket(path: str, init: dict, masks: dict, final: dict | None = None, config=None) -> None:
-    """Write a ticket file: {net: {param name: initial value}}, {net: {site name: mask}}, optionally the
-    final trained values of the masked tensors (what the next IMP round prunes by). Atomic."""
+    """Write a ticket file atomically: {net: {param: initial value}}, {net: {site: mask}}, optionally the final
+    values of the masked tensors (what the next round prunes by)."""
     def cpu(d):
         return {n: {k: v.detach().cpu().clone() for k, v in dd.items()} for n, dd in (d or {}).items()}
+
     save_atomic({"format": TICKET_FORMAT, "version": TICKET_VERSION, "init": cpu(init), "masks": cpu(masks),
                  "final": cpu(final), "config": config_to_dict(config) if config is not None else {}},
                 path, prefix=".tmp-ticket-")
 
 
 def read_ticket(path: str) -> dict:
-    """Load and check a ticket file (tensors only: weights_only=True). Raises ConfigError naming the file and
-    the entry: masks 0/1 and none all-zero (a layer with every weight pruned cannot train), values finite."""
+    """Load (weights_only=True) and check a ticket file: finite values, 0/1 masks none all-zero; a ConfigError
+    names the file and the entry."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -198,9 +179,15 @@ class Ticket(MaskMethod):
     def attach(self) -> None:
         super().attach()
         c = self.ctx
-        self.check_masks(self._given_masks, "ticket")
         for n, given in self._given_masks.items():
+            if n not in c.targets:
+                raise ConfigError(f"ticket has masks for {n}, which is not a target ({c.targets})")
+            shapes = {s.name: tuple(c.param(n, s).shape) for s in c.sites[n]}
             for k, m in given.items():
+                if k not in shapes:
+                    raise ConfigError(f"ticket: {n} has no masked tensor {k!r}")
+                if tuple(m.shape) != shapes[k]:
+                    raise ConfigError(f"ticket: mask {n}/{k} has shape {tuple(m.shape)}, expected {shapes[k]}")
                 if not bool(((m == 0) | (m == 1)).all()) or not bool(m.any()):
                     raise ConfigError(f"ticket: mask {n}/{k} must be 0/1 and keep at least one entry")
         if self._given_init is not None:

@@ -44,7 +44,7 @@ def cases(vendor):
     out = [(["--sparse", "regan", "--sparse-exclude", "("], ("refused", "--sparse-exclude")),
            (["--sparse", "regan", "--rg-lambda", "0.001"], ("reports", IGNORED))]
     if vendor == "progan":
-        out.append((["--sparse", "regan", "--interval", "0"], ("refused", "interval")))  # sparse_core's wording
+        out.append((["--sparse", "regan", "--interval", "0"], ("refused", "--interval: interval")))
     if vendor == "stylegan2":  # dry runs: both reports cost nothing here
         out.append((["--sparsity", "0.5"], ("reports", IGNORED_NONE)))
     return out
