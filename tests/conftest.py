@@ -11,3 +11,21 @@ os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("SPARSE_TEST_THREADS", "
 import torch  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sg2_training_stats():
+    """StyleGAN2-ADA's training_stats keeps process-wide accumulators (upstream's design: one run per process).
+    Tests that run train.py in this process start from them as a fresh process has them, whatever ran before in
+    this worker (a NaN summed in stays; init_multiprocessing refuses a second call after a collection)."""
+    stats = sys.modules.get("torch_utils.training_stats")
+    if stats is not None:
+        stats._counters.clear()
+        stats._cumulative.clear()
+        stats._sync_called = False
+    yield

@@ -122,9 +122,9 @@ def test_lock_is_reentrant_in_one_process_and_released_by_the_entry_decorator(tm
             os.close(probe)
 
     main()
-    probe = os.open(os.path.join(run, ".lock"), os.O_RDWR)
-    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when main returned
-    os.close(probe)
+    assert not os.path.exists(os.path.join(run, ".lock"))  # released when main returned: the file went with it
+    lock_run_dir(run)  # and the folder can be taken again
+    release_run_dir(run)
 
 
 def test_stale_temporaries_of_every_snapshot_pattern_go_at_start_whatever_their_age(tmp_path):
