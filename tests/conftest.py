@@ -15,6 +15,8 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 import sys  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tests/upstream_facts.py for the layout tests
+
 import pytest  # noqa: E402
 
 

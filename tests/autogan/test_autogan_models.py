@@ -10,9 +10,10 @@ import torch.nn.functional as F
 
 from vendor.autogan.models import ARCHS, Discriminator, Generator, weights_init
 from vendor.sngan.models import ResDiscriminator32
+from upstream_facts import upstream_fact
 
-UPSTREAM = "/work/shared/upstream/autogan_state_dict.json"
-# /work/shared/upstream/README.md "AutoGAN": per cell conv (0 post / 1 pre), norm (0 none / 1 bn / 2 in),
+UPSTREAM = upstream_fact("autogan_state_dict.json")
+# shared/upstream/README.md "AutoGAN": per cell conv (0 post / 1 pre), norm (0 none / 1 bn / 2 in),
 # up (0 bilinear / 1 nearest / 2 deconv), shortcut, then (cells 2 and 3) a skip-input bitmask over earlier cells.
 SEARCH_VECTORS = {"autogan_cifar10_a": [1, 0, 1, 1, 1, 0, 0, 1, 1, 1, 0, 1, 0, 3],
                   "autogan_cifar10_b": [1, 0, 1, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 3],

@@ -6,11 +6,9 @@ import pytest
 import torch
 
 from vendor.fastgan.models import Discriminator, Generator, weights_init
+from upstream_facts import upstream_fact
 
-# shared/ sits beside the checkout (CI's layout); the workplace also keeps it at /work/shared
-LAYOUT = next((p for p in (Path(__file__).resolve().parents[3] / "shared" / "upstream" / "fastgan_state_dict.json",
-                           Path("/work/shared/upstream/fastgan_state_dict.json")) if p.is_file()),
-              Path("/work/shared/upstream/fastgan_state_dict.json"))
+LAYOUT = upstream_fact("fastgan_state_dict.json")
 
 
 @pytest.mark.parametrize("size", [256, 1024])

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from vendor.progan.models import Discriminator, Generator, channels_at, minibatch_std
+from upstream_facts import upstream_fact
 
-LAYOUT = Path("/work/shared/upstream/progan_state_dict.json")
+LAYOUT = upstream_fact("progan_state_dict.json")
 
 
 def test_layout_matches_the_official_regan_network():

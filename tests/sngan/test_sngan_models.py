@@ -8,8 +8,9 @@ import torch
 
 from vendor.sngan.losses import hinge_loss_D, hinge_loss_G
 from vendor.sngan.models import ResDiscriminator32, ResGenerator32
+from upstream_facts import upstream_fact
 
-UPSTREAM = "/work/shared/upstream/sngan_state_dict.json"
+UPSTREAM = upstream_fact("sngan_state_dict.json")
 
 
 @pytest.fixture(scope="module")

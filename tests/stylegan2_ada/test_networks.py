@@ -1,7 +1,6 @@
 """StyleGAN2 networks of the StyleGAN2-ADA tree.
 
-Layouts are compared with the upstream facts in /work/shared/upstream (or the copy under the
-repository's shared/ folder); the arithmetic of each layer is compared with float64 formulas
+Layouts are compared with the upstream facts in shared/upstream (tests/upstream_facts.py finds them); the arithmetic of each layer is compared with float64 formulas
 written out here from the upstream facts (equalized-LR gains, demodulation eps, noise, gains,
 the w indices each block consumes, minibatch-std grouping, label projection)."""
 import copy
@@ -19,6 +18,7 @@ if os.path.abspath(SG2_ROOT) not in sys.path:
     sys.path.insert(0, os.path.abspath(SG2_ROOT))
 
 from torch_utils import misc  # noqa: E402
+from upstream_facts import upstream_fact  # noqa: E402
 from torch_utils.ops import conv2d_resample, upfirdn2d  # noqa: E402
 from training import networks  # noqa: E402
 
@@ -27,17 +27,7 @@ SQRT2 = np.sqrt(2)
 
 
 def _find_upstream_json():
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidates = [
-        os.environ.get('SPARSE_GAN_UPSTREAM_DIR', ''),
-        os.path.join(here, '..', '..', 'shared', 'upstream'),
-        '/work/shared/upstream',
-    ]
-    for folder in candidates:
-        path = os.path.join(folder, 'stylegan2_ada_state_dict.json')
-        if folder and os.path.isfile(path):
-            return path
-    raise FileNotFoundError('stylegan2_ada_state_dict.json not found (set SPARSE_GAN_UPSTREAM_DIR)')
+    return str(upstream_fact('stylegan2_ada_state_dict.json'))
 
 
 # How each upstream config is built (shared/upstream/README.md): channel_base = fmaps * 32768,

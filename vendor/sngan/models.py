@@ -1,7 +1,7 @@
 """SNGAN ResNet generator and discriminator for 32x32 images.
 
 Layout (module names, Sequential indices, shapes) matches the widely used PyTorch GAN collection, so
-its checkpoints load by key name (checked against /work/shared/upstream/sngan_state_dict.json):
+its checkpoints load by key name (checked against the upstream facts, shared/upstream/sngan_state_dict.json):
 
   G: linear z -> 4x4xch, three up-blocks (residual: BN, ReLU, Upsample x2, conv3, BN, ReLU, conv3;
      shortcut: Upsample x2, conv1), output BN, ReLU, conv3 -> 3, tanh.          ch = 256 upstream.
