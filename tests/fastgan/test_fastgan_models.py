@@ -1,6 +1,5 @@
 """vendor/fastgan/models.py against upstream's layout (shared/upstream/fastgan_state_dict.json) and behaviour."""
 import json
-from pathlib import Path
 
 import pytest
 import torch

@@ -184,21 +184,12 @@ def test_dataset_tool_reads_lmdb_records_only_as_webp_jpeg_or_png():
 # ------------------------------------------------------------------------------------------------
 # guard: vendor/common/images.py is the only decoder call site
 
-FOLDERS = ('sparse_core', 'vendor', 'bench', 'scripts')
+from source_scan import dotted, python_files  # noqa: E402
+
 DECODER_SITE = os.path.join('vendor', 'common', 'images.py')
 CALLS = {'Image.open', 'PIL.Image.open', 'Image.frombytes'}
 PREFIXES = ('imageio.', 'torchvision.io.', 'cv2.', 'skimage.io.', 'torchvision.datasets.')
 NAMES = {'imread', 'imdecode', 'default_loader', 'pil_loader', 'ImageFolder', 'load_djpeg'}
-
-
-def dotted(node):
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-    return '.'.join(reversed(parts))
 
 
 def decoder_calls(source, rel):
@@ -227,13 +218,9 @@ def test_decoder_guard_sees_every_kind_of_call():
 
 def test_no_decoder_outside_the_shared_helper():
     found = []
-    for folder in FOLDERS:
-        for base, dirs, names in os.walk(os.path.join(ROOT, folder)):
-            dirs[:] = [d for d in dirs if d not in ('__pycache__', '.venv')]
-            for name in names:
-                rel = os.path.relpath(os.path.join(base, name), ROOT)
-                if name.endswith('.py') and rel != DECODER_SITE:
-                    found += decoder_calls(open(os.path.join(ROOT, rel), encoding='utf-8').read(), rel)
+    for rel in python_files():
+        if rel != DECODER_SITE:
+            found += decoder_calls(open(os.path.join(ROOT, rel), encoding='utf-8').read(), rel)
     # the patches' added lines (they become code in the patched trees)
     pattern = re.compile(r'Image\.open|imageio|torchvision\.io|cv2\.|imread|imdecode')
     for name in sorted(os.listdir(os.path.join(ROOT, 'patches'))):

@@ -12,28 +12,9 @@ import os
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-FOLDERS = ('sparse_core', 'vendor', 'bench', 'scripts')
+from source_scan import ROOT, dotted, python_files
+
 JIT_ALLOWED = {os.path.join('vendor', 'common', 'metrics', 'detectors.py')}
-
-
-def python_files():
-    for folder in FOLDERS:
-        for base, dirs, names in os.walk(os.path.join(ROOT, folder)):
-            dirs[:] = [d for d in dirs if d not in ('__pycache__', '.venv')]
-            for name in names:
-                if name.endswith('.py'):
-                    yield os.path.relpath(os.path.join(base, name), ROOT)
-
-
-def dotted(node):
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-    return '.'.join(reversed(parts))
 
 
 def problems_in(rel, root=ROOT):
