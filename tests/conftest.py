@@ -15,7 +15,7 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 import sys  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tests/upstream_facts.py for the layout tests
+sys.path.append(os.path.dirname(os.path.abspath(__file__)))  # tests/upstream_facts.py, tests/source_scan.py (last: shadows nothing)
 
 import pytest  # noqa: E402
 
