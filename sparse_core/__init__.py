@@ -6,9 +6,13 @@ from .methods.none import NoneConfig
 from .methods.regan import ReGANConfig
 from .methods.rggan import RGGANConfig
 from .methods.ticket import TicketConfig
+from .methods.static import StaticConfig
+from .methods.set_ import SETConfig
+from .methods.rigl import RigLConfig
 from .controller import SparseController, prepare
 from . import methods, tickets
 
 __all__ = ["prepare", "SparseController", "ReGANConfig", "RGGANConfig", "TicketConfig", "NoneConfig",
+           "StaticConfig", "SETConfig", "RigLConfig",
            "SparseConfig", "ConfigError", "methods", "tickets"]
 __version__ = "0.1.0"

@@ -1,12 +1,14 @@
-"""The sparse-training methods, one file each (regan, rggan, ticket, none), on the contract in `base.py`; the
-registry is the only place that names them. docs/METHODS.md shows a new method written in one file."""
+"""The sparse-training methods, one file each (regan, rggan, ticket, none, static, set_ (SET; the file name
+keeps the builtin `set` unshadowed here), rigl; dst.py is the dynamic-sparse-training base they share), on the
+contract in `base.py`; the registry is the only place that names them. docs/METHODS.md shows a new method written in one
+file."""
 from __future__ import annotations
 
 import dataclasses
 
 from ..config import ConfigError
 from .base import EMA, Context, Flag, MaskMethod, Method, all_methods, get, names, register, unregister
-from . import none, regan, rggan, ticket  # noqa: E402,F401  (registers the built-in methods)
+from . import none, regan, rggan, ticket, static, set_, rigl  # noqa: E402,F401  (registers the built-in methods)
 
 
 def config_from_dict(d: dict):
