@@ -9,10 +9,12 @@ from .methods.ticket import TicketConfig
 from .methods.static import StaticConfig
 from .methods.set_ import SETConfig
 from .methods.rigl import RigLConfig
+from .methods.stugan import STUGANConfig
+from .methods.adapt import ADAPTConfig
 from .controller import SparseController, prepare
 from . import methods, tickets
 
 __all__ = ["prepare", "SparseController", "ReGANConfig", "RGGANConfig", "TicketConfig", "NoneConfig",
-           "StaticConfig", "SETConfig", "RigLConfig",
+           "StaticConfig", "SETConfig", "RigLConfig", "STUGANConfig", "ADAPTConfig",
            "SparseConfig", "ConfigError", "methods", "tickets"]
 __version__ = "0.1.0"

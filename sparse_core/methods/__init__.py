@@ -9,6 +9,7 @@ import dataclasses
 from ..config import ConfigError
 from .base import EMA, Context, Flag, MaskMethod, Method, all_methods, get, names, register, unregister
 from . import none, regan, rggan, ticket, static, set_, rigl  # noqa: E402,F401  (registers the built-in methods)
+from . import stugan, adapt  # noqa: E402,F401  (STU-GAN, ADAPT: on dst.py)
 
 
 def config_from_dict(d: dict):
