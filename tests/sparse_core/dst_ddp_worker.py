@@ -1,7 +1,7 @@
 """Two gloo processes train the tiny nets with `stugan` and `adapt` on different data (no gradient averaging),
 each saving its masks, D's target density and weights (tests/sparse_core/test_stugan_adapt.py compares them).
 
-usage: python dst_ddp_worker.py OUT_DIR"""
+usage: python dst_ddp_worker.py OUT_DIR RANK (the test starts both ranks)"""
 import os
 import sys
 
@@ -15,8 +15,9 @@ def worker(rank, out_dir):
     import sparse_core as sc
     from sc_nets import Z, make
     cfgs = {"stugan": sc.STUGANConfig(density_g=0.5, density_d=0.4, update_frequency=1, death_rate=0.5),
+            # each rank's own bounds would move D's density the other way: rank 0's decision must win
             "adapt": sc.ADAPTConfig(density_g=0.5, density_d=0.3, br_interval=1, window=2, update_frequency=2,
-                                    d_interval=2, d_max=0.6, br_low=-0.2, br_high=0.2)}
+                                    d_interval=2, d_max=0.6, br_low=(-2e6, 1e6)[rank], br_high=(-1e6, 2e6)[rank])}
     for method, cfg in cfgs.items():
         G, D = make(0)   # the same start on both ranks
         ctrl = sc.prepare(cfg, G=G, D=D)
@@ -51,6 +52,4 @@ def worker(rank, out_dir):
 
 
 if __name__ == "__main__":
-    out = os.path.abspath(sys.argv[1])
-    os.makedirs(out, exist_ok=True)
-    torch.multiprocessing.spawn(worker, args=(out,), nprocs=2)
+    worker(int(sys.argv[2]), os.path.abspath(sys.argv[1]))
