@@ -325,6 +325,8 @@ def test_pruned_entries_stay_zero_through_adam_and_weight_decay(method):
             assert torch.count_nonzero(p.detach()[mask == 0]) == 0, (n, s.name)
             moved |= not torch.equal(mask, start[key][s.name])
     assert moved
+    out = lp.ctrl.export("G")    # a plain copy: the vendor's keys, no recorder hook (ADAPT)
+    assert set(out.state_dict()) == set(make()[0].state_dict()) and not out._forward_pre_hooks
 
 
 def _linear_nets():
