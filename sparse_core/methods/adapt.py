@@ -277,8 +277,9 @@ class ADAPT(DST):
         return self._score(self.ctx.nets["G"](*rec.args, **rec.kwargs))
 
     def _isolated(self, fn):
-        """fn() under a forked RNG, with every buffer of G and D restored afterwards."""
-        bufs = [b for n in ("G", "D") for b in self.ctx.nets[n].buffers()]
+        """fn() under a forked RNG, with every buffer of G and D restored afterwards (masks aside: no forward
+        changes them, and copying them would cost a copy of the weights)."""
+        bufs = [b for n in ("G", "D") for k, b in self.ctx.nets[n].named_buffers() if not k.endswith("_mask")]
         saved = [b.detach().clone() for b in bufs]
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
         try:
