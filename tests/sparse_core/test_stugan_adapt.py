@@ -271,6 +271,21 @@ def test_adapt_without_real_batches_refuses_at_its_first_measurement():
         ctrl.optimizer_step("G", opt_G)
 
 
+def test_adapt_refuses_a_loop_whose_G_step_bypasses_G_forward():
+    """G called through its submodules (as StyleGAN2-ADA's mapping / synthesis): the FLOP measuring call of
+    G.forward (no gradients) must not stand in for the G step's latent batch."""
+    G, D = _linear_nets()
+    ctrl = sc.prepare(sc.ADAPTConfig(), G=G, D=D)
+    opt_G, opt_D = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
+    ctrl.bind(opt_G=opt_G, opt_D=opt_D)
+    ctrl.measure_flops("G", lambda: G(torch.zeros(2, Z)), batch=2)
+    ctrl.strategy.observe_real(torch.randn(4, 12))
+    loss = -D(G[2](G[1](G[0](torch.randn(4, Z))))).mean()
+    loss.backward()
+    with pytest.raises(sc.ConfigError, match="no training forward of G"):
+        ctrl.optimizer_step("G", opt_G)
+
+
 # ------------------------------------------------------------------------------------ shared promises
 CFGS = {
     "stugan": lambda: sc.STUGANConfig(density_g=0.5, density_d=0.4, update_frequency=2, death_rate=0.5),
