@@ -64,9 +64,31 @@ def patched_tree(vendor: str, out: Path) -> Path:
                          out / "work" / vendor, force=True)
 
 
+def variant_error(variants: list[str]) -> str | None:
+    """Why `variants` cannot run (None: they can): a plain name must be `baseline` or a registered sparse_core
+    method (any set of them runs side by side), and names must be unique (each is a run folder)."""
+    sys.path.insert(0, str(ROOT))
+    from sparse_core import methods
+
+    names = [v.partition(":")[0] for v in variants]
+    if not names or any(not n for n in names):
+        return f"--variants has an empty name in {','.join(variants)!r}"
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        return f"--variants names {', '.join(dup)} more than once (each variant is one run folder)"
+    unknown = [v for v in variants if ":" not in v and v != "baseline" and v not in methods.names()]
+    if unknown:
+        return (f"--variants: {', '.join(unknown)} is neither `baseline` nor a sparse_core method "
+                f"({', '.join(methods.names())}); give `name:flags` for a variant with its own flags")
+    return None
+
+
 def run_variants(vendor: str, out: Path, variants: list[str], common: list[str], python: str = sys.executable,
                  env: dict | None = None) -> dict[str, Path]:
     spec = VENDORS[vendor]
+    error = variant_error(variants)
+    if error:   # before any training: a typo in the last variant must not cost the runs before it
+        raise SystemExit(f"[compare] {error}")
     out = Path(out).resolve()  # the subprocess's cwd is the vendor tree: a relative run folder would land there
     tree = None
     dirs = {}
@@ -284,6 +306,18 @@ def flops_at(row: dict, kimg_points: list[float]) -> list[float] | None:
     return None
 
 
+def quality_vs_flops(rows: list[dict]) -> dict:
+    """{row name: (FLOPs spent by each evaluation, [(kimg, value)])} of every run with a final metric and FLOPs:
+    the lines and end points of `metric_vs_flops.png` (one per run, whatever its method)."""
+    out = {}
+    for r in rows:
+        points = [(m["kimg"], m["value"]) for m in r["metric"] if m.get("kimg") is not None]
+        flops = flops_at(r, [k for k, _ in points]) if points else None
+        if flops and r["final"] is not None:
+            out[r["name"]] = (flops, points)
+    return out
+
+
 def _shade_sparse(ax, stats: list[dict], color, label: str | None = None) -> None:
     for i, (start, end) in enumerate(sparse_spans(stats)):
         ax.axvspan(start, end, color=color, alpha=0.12, lw=0, label=label if i == 0 else None)
@@ -315,11 +349,9 @@ def plots(rows: list[dict], out: Path) -> list[Path]:
     # the papers' Figure 1 view: final quality against the training compute that bought it
     fig, ax = plt.subplots(figsize=(7.5, 4))
     plotted = False
-    for r in rows:
-        points = [(m["kimg"], m["value"]) for m in r["metric"] if m.get("kimg") is not None]
-        flops = flops_at(r, [k for k, _ in points]) if points else None
-        if not flops or r["final"] is None:
-            continue
+    by_name = {r["name"]: r for r in rows}
+    for name, (flops, points) in quality_vs_flops(rows).items():
+        r = by_name[name]
         (line,) = ax.plot(flops, [v for _, v in points], lw=1, alpha=0.4)
         ax.scatter([flops[-1]], [points[-1][1]], s=60, color=line.get_color(), zorder=3,
                    label=f"{r['name']}{' (dense count)' if r.get('flops_note') else ''}")
@@ -402,9 +434,9 @@ def main(argv=None):
     r.add_argument("--out", required=True,
                    help="output folder: one run folder per variant, the patched copy under work/, the report")
     r.add_argument("--variants", default="baseline,regan,rggan",
-                   help="comma-separated variants: `baseline` (the unmodified tree), a method name (the patched "
-                        "copy with --sparse NAME), or `name:flags` for a variant with its own flags "
-                        "(default: baseline,regan,rggan)")
+                   help="comma-separated variants: `baseline` (the unmodified tree), any registered method name "
+                        "(the patched copy with --sparse NAME: regan, rggan, ticket, static, set, rigl, ...), or "
+                        "`name:flags` for a variant with its own flags (default: baseline,regan,rggan)")
     r.add_argument("--metric", default=None,
                    help="the metric of the table and plots (default: the run's fid* metric, else its first "
                         "metric-<name>.jsonl other than confident_digits)")
@@ -420,6 +452,9 @@ def main(argv=None):
     # absolute: the training subprocesses run in the vendor tree's folder, not in the caller's
     out = Path(args.out).resolve()
     if args.cmd == "run":
+        error = variant_error(args.variants.split(","))
+        if error:
+            ap.error(error)
         dirs = run_variants(args.vendor, out, args.variants.split(","), common)
     else:
         dirs = {}

@@ -6,13 +6,15 @@ unmodified (baseline) next to its patched twin, which makes exactly the calls pa
 (controller_from_flags with the CLI defaults, bind, measure_flops with run-time FLOP counting, regularizer,
 optimizer_step, advance). `--model toy` keeps the small DCGAN-style GAN used before.
 
-Three copies of the same GAN train with: no sparse_core (baseline), Re-GAN inside a
-sparse phase (gradient + weight masking around every optimizer step), and RG-GAN (threshold-masked forward,
-frozen pruned weights, reset rule, regulariser). Repetitions are interleaved (baseline, Re-GAN, RG-GAN,
-baseline, ...) so drift in machine load hits all three alike; medians are reported with their ratios to the
-baseline. Goal: ≤ 1.05× on the CPU, ≤ 1.02× on a GPU.
+Copies of the same GAN train with: no sparse_core (baseline), Re-GAN inside a sparse phase (gradient + weight
+masking around every optimizer step), RG-GAN (threshold-masked forward, frozen pruned weights, reset rule,
+regulariser), and any other registered method named in `--methods` (each at its CLI defaults; the dynamic-
+sparse-training methods' mask updates, every ΔT iterations, are timed apart and amortised over ΔT). Repetitions
+are interleaved (baseline, Re-GAN, RG-GAN, baseline, ...) so drift in machine load hits all alike; medians are
+reported with their ratios to the baseline. Goal: ≤ 1.05× on the CPU, ≤ 1.02× on a GPU.
 
     python bench/overhead.py [--model sngan|toy] [--device cpu] [--reps 15] [--steps 5] [--batch 4] [--out FILE]
+                             [--methods regan,rggan,static,set,rigl]
     python bench/overhead.py --reset-parts [--device cpu] [--reps 15]
 
 `--reset-parts` times RG-GAN's per-forward weight work alone, over the vendor SNGAN generator's weights at the CLI
@@ -53,6 +55,9 @@ def make_gan(ch: int, z_dim: int, seed: int):
     return G, D
 
 
+RUN_LENGTH = 10 ** 6   # the run length a method is told (T_end of the dynamic-sparse-training methods)
+
+
 class Runner:
     """One GAN + optimizers (+ controller) and its hinge-loss training step."""
 
@@ -65,6 +70,9 @@ class Runner:
                                    G=self.G, D=self.D)
         elif mode == "rggan":
             self.ctrl = sc.prepare(sc.RGGANConfig(), G=self.G, D=self.D)
+        elif mode != "baseline":    # any other registered method at its defaults
+            self.ctrl = sc.prepare(sc.methods.get(mode).config_cls(), G=self.G, D=self.D)
+            self.ctrl.check_run_length(RUN_LENGTH, warn=False)
         self.opt_G = torch.optim.Adam(self.G.parameters(), 2e-4, betas=(0.0, 0.9))
         self.opt_D = torch.optim.Adam(self.D.parameters(), 2e-4, betas=(0.0, 0.9))
         if self.ctrl:
@@ -114,11 +122,12 @@ class SNGANRunner:
         torch.manual_seed(0)
         self.G = ResGenerator32(self.z_dim, ch=256, img_channels=3).to(device)
         self.D = ResDiscriminator32(ch=128, img_channels=3).to(device)
-        flags = SimpleNamespace(sparse=mode if mode != "baseline" else "none", sparsity=0.3, interval=10 ** 9,
-                                warmup=0, prune_target="G", regrow="zero", dense_lr_scale=0.1,
-                                sparse_scope="weights", sparse_exclude="", rg_lambda=5e-12, rg_official=False,
-                                rg_no_augmented=False)
-        self.ctrl = sparse.controller_from_flags(flags, self.G, self.D) if mode != "baseline" else None
+        # the CLI defaults of every method's flags; Re-GAN held inside a sparse phase, Re-GAN / RG-GAN on G
+        flags = {f.dest: f.default for f in sparse.all_flags()}
+        flags.update(sparse=mode if mode != "baseline" else "none", sparsity=0.3, interval=10 ** 9, warmup=0,
+                     prune_target="G" if mode in ("regan", "rggan") else None, rg_lambda=5e-12)
+        self.ctrl = sparse.controller_from_flags(SimpleNamespace(**flags), self.G, self.D, run_length=RUN_LENGTH) \
+            if mode != "baseline" else None
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.0, 0.9))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.0, 0.9))
         self.sched_G = torch.optim.lr_scheduler.LambdaLR(self.opt_G, lambda step: 1 - step / 10 ** 6)
@@ -159,6 +168,28 @@ class SNGANRunner:
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def update_cost(runner, device, reps: int) -> tuple[float, int] | None:
+    """(median CPU ms of one mask update of every targeted network, iterations between updates) for a method
+    whose masks change on a schedule (the DST methods: prune + regrow, run inside a before_step every ΔT
+    iterations, so not inside the few timed steps); None for the others. Needs the gradients of the last step
+    (RigL grows by them)."""
+    from sparse_core.methods.dst import DST
+
+    strategy = getattr(runner.ctrl, "strategy", None)
+    if not isinstance(strategy, DST) or not strategy.dynamic:
+        return None
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
+    samples = []
+    for _ in range(reps):
+        sync(device)
+        t0 = clock()
+        for n in runner.ctrl.targets:
+            strategy.update(n, strategy.config.update_frequency)
+        sync(device)
+        samples.append((clock() - t0) * 1e3)
+    return statistics.median(samples), strategy.config.update_frequency
 
 
 def reset_parts(args, device, argv) -> str:
@@ -235,7 +266,15 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="markdown file to write the result to")
     ap.add_argument("--reset-parts", action="store_true",
                     help="time only RG-GAN's reset + threshold work over SNGAN G's weights, separate vs fused")
+    ap.add_argument("--methods", default="regan,rggan",
+                    help="comma-separated registered methods timed next to the baseline, each at its CLI defaults "
+                         "(default: regan,rggan; e.g. regan,rggan,static,set,rigl)")
     args = ap.parse_args(argv)
+    chosen = [m for m in args.methods.split(",") if m]
+    bad = [m for m in chosen if m not in sc.methods.names() or m in ("none", "ticket")]
+    if bad or not chosen or len(set(chosen)) != len(chosen):
+        ap.error(f"--methods: {args.methods!r} must name distinct registered methods other than none / ticket "
+                 f"(a ticket needs its file), from {', '.join(sc.methods.names())}")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.tf32:
@@ -245,7 +284,7 @@ def main(argv=None):
     if args.reset_parts:
         return reset_parts(args, device, argv if argv is not None else sys.argv[1:])
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    modes = ["baseline", "regan", "rggan"]
+    modes = ["baseline", *chosen]
     make = SNGANRunner if args.model == "sngan" else Runner
     runners = {m: make(m, args, device) for m in modes}
     for r in runners.values():            # warm-up: allocator, kernels, first-call costs
@@ -279,16 +318,26 @@ def main(argv=None):
     cmed = {m: statistics.median(v) for m, v in cpu_times.items()}
     cbase = cpu_times["baseline"]
     cnoise = (statistics.median(cbase[half:]) / statistics.median(cbase[:half])) if half else float("nan")
+    updates = {m: update_cost(runners[m], device, max(3, args.reps)) for m in modes}
+
+    def amortised(m):   # CPU ms per step with the mask updates spread over the iterations between them
+        return cmed[m] * 1e3 + (updates[m][0] / updates[m][1] if updates[m] else 0.0)
+
     rows = [f"| {m} | {med[m] * 1e3:.2f} | {min(times[m]) * 1e3:.2f} | {max(times[m]) * 1e3:.2f} | "
             f"{med[m] / med['baseline']:.3f}× | {cmed[m] * 1e3:.2f} | {min(cpu_times[m]) * 1e3:.2f} | "
-            f"{max(cpu_times[m]) * 1e3:.2f} | {cmed[m] / cmed['baseline']:.3f}× |" for m in modes]
+            f"{max(cpu_times[m]) * 1e3:.2f} | {cmed[m] / cmed['baseline']:.3f}× | "
+            + (f"{updates[m][0]:.1f} ms every {updates[m][1]} | {amortised(m) / (cmed['baseline'] * 1e3):.3f}× |"
+               if updates[m] else "– | – |") for m in modes]
     backends = {m: {f: f"{n}/{n + r} native" for f, (n, r) in c.items() if n + r} or "no sparse_core op calls"
                 for m, c in calls.items()}
     model = (f"vendor SNGAN (ResGenerator32 ch 256, ResDiscriminator32 ch 128, n_dis 5), D batch {args.batch}, "
              f"G batch {2 * args.batch}, autocast {args.amp}, TF32 {'on' if args.tf32 else 'off'}" if args.model == "sngan" else
              f"DCGAN-style G/D 32×32, ch {args.ch}, batch {args.batch}")
-    methods = ("Re-GAN at the CLI defaults inside a sparse phase (ρ 0.3, G), RG-GAN at the CLI defaults (G and D)"
-               if args.model == "sngan" else "Re-GAN in a sparse phase (ρ 0.3, G and D), RG-GAN (G and D)")
+    described = {"regan": "Re-GAN at the CLI defaults inside a sparse phase (ρ 0.3, G)" if args.model == "sngan"
+                 else "Re-GAN in a sparse phase (ρ 0.3, G and D)",
+                 "rggan": "RG-GAN at the CLI defaults (G and D)" if args.model == "sngan" else "RG-GAN (G and D)"}
+    methods = ", ".join(described.get(m, f"{m} at its defaults ({sc.methods.get(m).config_cls().target})")
+                        for m in chosen)
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     report = "\n".join([
         f"# sparse_core overhead per training step ({device.type})",
@@ -304,9 +353,13 @@ def main(argv=None):
         f"- noise: baseline's second-half median / first-half median = {noise:.3f} (wall), {cnoise:.3f} (CPU time)",
         "",
         "| mode | wall median ms/step | wall min | wall max | wall ratio (median) | CPU-time median ms/step | "
-        "CPU min | CPU max | CPU-time ratio (median) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "CPU min | CPU max | CPU-time ratio (median) | mask update (CPU, every ΔT iterations) | CPU-time ratio with "
+        "updates amortised |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
+        "",
+        "Mask updates of the dynamic methods run once every ΔT iterations (not inside the timed steps): timed apart "
+        "(both networks, median of the repetitions) and spread over ΔT in the last column.",
         "",
     ])
     print(report)

@@ -373,13 +373,15 @@ class DST(MaskMethod):
                                                     for k, v in pending.items()):
             raise ConfigError("entry 'method_state.pending' must map targeted networks to the iterations of their "
                               "due mask updates")
+        if not self.dynamic and (pending or end is not None):
+            raise ConfigError(f"entry 'method_state' holds mask updates, but {self.name}'s masks never change")
         if end is not None and (not count(end) or end <= 0):
             raise ConfigError(f"entry 'method_state.update_end' must be null or an iteration > 0, got {end!r}")
 
     def load_state_dict(self, state: dict, phase: str) -> None:
         self._pending = {k: int(v) for k, v in state["pending"].items()}
         end = state.get("update_end")
-        if self.config.update_end is None and end is not None:
+        if self.dynamic and self.config.update_end is None and end is not None:
             if self._run_end is not None and self._run_end != end:
                 warnings.warn(f"sparse_core ({self.name}): the resumed run's masks stop changing at iteration {end}, "
                               f"as when it started ({self.end_fraction} of this run's length would be "

@@ -33,7 +33,7 @@ def scope_flags() -> tuple[Flag, ...]:
     """--prune-target / --sparse-scope / --sparse-exclude, declared by each method that honours them."""
     return (
         Flag("--prune-target", "prune_target", str, None, "networks to sparsify: G | D | both (default: Re-GAN and "
-             "tickets G, RG-GAN both)", "target", choices=("G", "D", "both")),
+             "tickets G, RG-GAN and the DST methods both)", "target", choices=("G", "D", "both")),
         Flag("--sparse-scope", "sparse_scope", str, None, "mask conv/linear 'weights' or 'all' parameters "
              "(Re-GAN, tickets; default weights)", "scope", choices=("weights", "all")),
         Flag("--sparse-exclude", "sparse_exclude", str, "", "comma-separated regexes of parameter names never "

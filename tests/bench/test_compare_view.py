@@ -126,3 +126,29 @@ def test_table_time_per_kimg_after_first_tick_and_fid_vs_flops(tmp_path):
     compare.charge_dense_flops(rows_)
     assert compare.flops_at(rows_[0], [1.0, 3.0]) == pytest.approx([1e10, 3e10])
     assert compare.flops_at(rows_[1], [1.0, 2.5]) == pytest.approx([6e9, 1.5e10])
+
+
+def test_any_registered_methods_side_by_side(tmp_path):
+    # the dynamic-sparse-training methods are variants like Re-GAN: a row each in the table, a point each in
+    # FID vs FLOPs (their phase is `sparse` throughout)
+    runs = {"baseline": _run(tmp_path / "baseline", "baseline", [40.0, 50.0], [1.0, 2.0], metric=[(2.0, 20.0)])}
+    for i, name in enumerate(("regan", "static", "set", "rigl")):
+        runs[name] = _run(tmp_path / name, name, [20.0, 30.0], [1.0, 2.0], flops=(3e9 + i, 6e9 + i),
+                          metric=[(2.0, 21.0 + i)], phases=["sparse", "sparse"])
+    text = compare.report(runs, tmp_path / "report", metric="fid_digits")
+    names = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")][1:]
+    assert names == list(runs)
+    rows = [compare.summarize(n, d, "fid_digits") for n, d in runs.items()]
+    compare.charge_dense_flops(rows)
+    points = compare.quality_vs_flops(rows)
+    assert list(points) == list(runs)
+    assert points["rigl"][0][-1] == pytest.approx((3e9 + 3) * 2) and points["rigl"][1][-1] == (2.0, 24.0)
+    assert (tmp_path / "report" / "metric_vs_flops.png").stat().st_size > 0
+
+
+def test_variants_are_checked_before_any_training():
+    assert compare.variant_error(["baseline", "regan", "rggan", "static", "set", "rigl", "ri:--sparse regan"]) is None
+    assert "rigl2" in compare.variant_error(["baseline", "rigl2"])
+    assert "more than once" in compare.variant_error(["rigl", "rigl:--density-G 0.2"])
+    with pytest.raises(SystemExit, match="neither `baseline` nor a sparse_core method"):
+        compare.run_variants("sngan", Path("unused"), ["baseline", "rgil"], [])
