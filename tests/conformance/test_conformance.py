@@ -2,8 +2,8 @@
 
 References are independent of sparse_core's own bookkeeping: the weights the forward's convolutions and
 matrix products actually receive (captured at the ATen level), the parameters before and after an optimizer
-step, a second network restored from files. Promises checked for regan, rggan, ticket, static, set, rigl (and
-none):
+step, a second network restored from files. Promises checked for regan, rggan, ticket, static, set, rigl, stugan
+(and none; adapt needs D and the loop's real batches):
 the forward's zeros equal the reported sparsity (as the next forward sees it), pruned entries stay pruned through
 Adam with β1 > 0 and weight decay, RG-GAN thresholds get gradient from the loss, export equals the masked forward,
 save → load continues bit-exactly, deepcopy / pickle / state_dict / torch.save + torch.load(weights_only=True).
@@ -20,7 +20,7 @@ import sparse_core as sc
 import conformance_idioms as I
 
 aten = torch.ops.aten
-METHODS = ("regan", "rggan", "ticket", "none", "static", "set", "rigl")
+METHODS = ("regan", "rggan", "ticket", "none", "static", "set", "rigl", "stugan")
 # RG-GAN refuses torch.nn.utils.parametrize weights by name (test_rggan_refuses_parametrize_by_name).
 CASES = [(i, m) for i in I.IDIOMS for m in METHODS if not (m == "rggan" and i == "parametrize")]
 # torch cannot deepcopy or pickle a module holding an old-API weight_norm (its derived weight is a non-leaf
@@ -62,10 +62,10 @@ def config(method, lam=1.0):
         return sc.TicketConfig(target="G")
     if method == "static":
         return sc.StaticConfig(target="G", density_g=0.5)
-    if method in ("set", "rigl"):
+    if method in ("set", "rigl", "stugan"):
         # masks change in the 7th step (due at iteration 6): trained() crosses an update, the 3 + 3 steps of the
         # Adam check do not, save (after 4) -> load -> 3 steps does
-        cls = sc.SETConfig if method == "set" else sc.RigLConfig
+        cls = {"set": sc.SETConfig, "rigl": sc.RigLConfig, "stugan": sc.STUGANConfig}[method]
         return cls(target="G", density_g=0.5, update_frequency=6, update_end=100)
     return sc.NoneConfig()
 
