@@ -10,8 +10,9 @@ every element of D's output:
 i.e. how far one generator update moves D's score of the fakes towards its score of the reals. BR near 0: D
 is too strong for G; near 1 or above: G fools D easily, D is too weak.
 
-How the three scores are taken here: a forward pre-hook remembers the arguments of G's and D's last calls (in a
-G step: G(z, ...) and D(G(z), ...)); just before G's optimizer step the method computes E[D(G0(z))] with those
+How the three scores are taken here: a forward pre-hook remembers the arguments of G's and D's last calls made
+with gradients in the current iteration (in a G step: G(z, ...) and D(G(z), ...)); a loop that calls G only
+through its submodules (StyleGAN2-ADA's mapping / synthesis) is refused at the first measurement. Just before G's optimizer step the method computes E[D(G0(z))] with those
 arguments, right after it E[D(G1(z))] and E[D(x)] (x with the same extra arguments D got). The forwards run
 without gradients, in the networks' current train/eval mode, under a forked RNG, and every buffer they touch
 (BatchNorm statistics, spectral-norm vectors) is restored: measuring changes nothing the training computes. They
@@ -128,8 +129,10 @@ class _Calls:
 
 
 def _record_call(module, args, kwargs):
+    """Forward pre-hook: remember a training call's arguments (calls without gradients, e.g. FLOP measuring, the
+    D step's fakes or the method's own scoring, are not the G step's)."""
     rec = module.__dict__.get(_RECORDER)
-    if rec is not None and rec.live:
+    if rec is not None and rec.live and torch.is_grad_enabled():
         rec.args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
         rec.kwargs = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
     return None
@@ -259,9 +262,9 @@ class ADAPT(DST):
     def _calls(self, net_name: str) -> _Calls:
         rec = self.ctx.nets[net_name].__dict__.get(_RECORDER)
         if rec is None or rec.args is None:
-            raise ConfigError(f"adapt: no forward call of {net_name} was seen before G's optimizer step: the balance "
-                              f"ratio needs the G step's G(z) and D(G(z)) calls to go through the prepared "
-                              f"networks' forward")
+            raise ConfigError(f"adapt: no training forward of {net_name} was seen in this iteration before G's "
+                              f"optimizer step: the balance ratio replays the G step's G(z) and D(G(z)) calls, which "
+                              f"must go through the prepared networks' forward (not their submodules)")
         return rec
 
     @torch.no_grad()
@@ -316,6 +319,10 @@ class ADAPT(DST):
 
     # ---------------------------------------------------------------- schedule
     def on_iteration(self, iteration: int) -> str | None:
+        for n in ("G", "D"):                     # a call is used in its own iteration only
+            rec = self.ctx.nets[n].__dict__.get(_RECORDER)
+            if rec is not None:
+                rec.args = rec.kwargs = None
         super().on_iteration(iteration)          # G's mask update when due (D's pending one is ours to set)
         self._pending.pop("D", None)
         cfg, end = self.config, self.update_end()
@@ -332,6 +339,22 @@ class ADAPT(DST):
             self._d = new
             self._pending["D"] = iteration
         return None
+
+    def first_adjustment(self) -> int:
+        """The first iteration at which D's density can change: a multiple of d_interval by which the window holds
+        its window // br_interval measurements (taken at iterations 0, br_interval, ...)."""
+        cfg = self.config
+        full = (self._window.maxlen - 1) * cfg.br_interval + 1
+        return -(-full // cfg.d_interval) * cfg.d_interval
+
+    def schedule_warning(self, run_length: int) -> str | None:
+        g = super().schedule_warning(run_length)     # also learns T_end from the run length
+        first, end = self.first_adjustment(), self.update_end()
+        if first >= min(end if end is not None else run_length + 1, run_length + 1):
+            d = (f"D's density can first change at iteration {first} (--adapt-window, --adapt-br-interval, "
+                 f"--adapt-d-interval), but the run has {run_length} iterations: it stays {self.config.density_d}")
+            return f"{g}; {d}" if g else d
+        return g
 
     def mean_br(self) -> float:
         return float(sum(self._window) / len(self._window)) if self._window else math.nan

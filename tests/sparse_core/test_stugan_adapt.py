@@ -260,6 +260,17 @@ def test_adapt_defaults_and_refusals():
             sc.ADAPTConfig(**bad)
 
 
+def test_adapt_warns_when_the_run_never_adjusts_D():
+    G, D = make(0)
+    ctrl = sc.prepare(sc.ADAPTConfig(), G=G, D=D)    # window 1000 / 10 measurements: first change at 1000
+    assert ctrl.strategy.first_adjustment() == 1000
+    assert ctrl.check_run_length(1001, warn=False) is None            # T_end = the run length: 1000 < 1001
+    assert "can first change at iteration 1000" in ctrl.check_run_length(1000, warn=False)
+    G, D = make(0)
+    ctrl = sc.prepare(sc.ADAPTConfig(br_interval=3, window=10, d_interval=4), G=G, D=D)
+    assert ctrl.strategy.first_adjustment() == 8     # 3 measurements (0, 3, 6) are there after iteration 7
+
+
 def test_adapt_without_real_batches_refuses_at_its_first_measurement():
     G, D = make(0)
     ctrl = sc.prepare(sc.ADAPTConfig(), G=G, D=D)
