@@ -283,18 +283,26 @@ def test_adapt_without_real_batches_refuses_at_its_first_measurement():
 
 
 def test_adapt_refuses_a_loop_whose_G_step_bypasses_G_forward():
-    """G called through its submodules (as StyleGAN2-ADA's mapping / synthesis): the FLOP measuring call of
-    G.forward (no gradients) must not stand in for the G step's latent batch."""
-    G, D = _linear_nets()
-    ctrl = sc.prepare(sc.ADAPTConfig(), G=G, D=D)
-    opt_G, opt_D = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
-    ctrl.bind(opt_G=opt_G, opt_D=opt_D)
-    ctrl.measure_flops("G", lambda: G(torch.zeros(2, Z)), batch=2)
-    ctrl.strategy.observe_real(torch.randn(4, 12))
-    loss = -D(G[2](G[1](G[0](torch.randn(4, Z))))).mean()
-    loss.backward()
-    with pytest.raises(sc.ConfigError, match="no training forward of G"):
-        ctrl.optimizer_step("G", opt_G)
+    """G called through its submodules (as StyleGAN2-ADA's mapping / synthesis): neither the FLOP measuring call
+    of G.forward (no gradients) nor the G step of an earlier iteration may stand in for this G step's latents."""
+    for earlier in (False, True):
+        G, D = _linear_nets()
+        ctrl = sc.prepare(sc.ADAPTConfig(br_interval=1, window=10), G=G, D=D)
+        opt_G, opt_D = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
+        ctrl.bind(opt_G=opt_G, opt_D=opt_D)
+        ctrl.check_run_length(100, warn=False)
+        ctrl.measure_flops("G", lambda: G(torch.zeros(2, Z)), batch=2)
+        ctrl.strategy.observe_real(torch.randn(4, 12))
+        if earlier:    # one iteration through G.forward, measured
+            (-D(G(torch.randn(4, Z))).mean()).backward()
+            ctrl.optimizer_step("G", opt_G)
+            ctrl.advance(4)
+            assert len(ctrl.strategy._window) == 1
+        loss = -D(G[2](G[1](G[0](torch.randn(4, Z))))).mean()
+        opt_G.zero_grad()
+        loss.backward()
+        with pytest.raises(sc.ConfigError, match="no training forward of G"):
+            ctrl.optimizer_step("G", opt_G)
 
 
 # ------------------------------------------------------------------------------------ shared promises
