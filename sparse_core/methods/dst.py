@@ -16,7 +16,9 @@ masks zero the *weights* (the forward reads them), so autograd computes the dens
 and it is read only on update steps, before `MaskMethod` masks it. Unlike RigL's TensorFlow code the optimizer
 step of an update iteration still runs (with the new masks); optimizer state of regrown entries is not reset.
 Random choices come from generators seeded by (mask_seed, purpose, network, tensor, iteration): no RNG state to
-save, the same on every DDP rank; new masks are also broadcast from rank 0.
+save, the same on every DDP rank; new masks are also broadcast from rank 0. T_end: `update_end`, else
+`end_fraction` of the run length that `ctrl.check_run_length(N)` (the patches' `run_length=`) gives; a decaying
+schedule with neither is refused at the first iteration. The pending updates and T_end are saved in the state.
 
 A subclass (one file, registered) sets:
 - `name`, `config_cls` (a subclass of `DSTConfig`, or `DynamicConfig` for methods whose masks change; its field

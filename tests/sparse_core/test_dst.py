@@ -299,3 +299,23 @@ def test_gloo_ranks_hold_identical_masks(tmp_path, method):
         gan_step(G, D, oG, oD, ctrl)
     alone = _masks(ctrl)
     assert any(not torch.equal(alone[k], m1[k]) for k in m1)
+
+
+def test_start_from_a_dense_runs_weights_keeps_the_masks_and_zeroes_their_pruned_entries():
+    G, D, oG, oD, ctrl, ema = _bound(sc.RigLConfig(update_end=50), ema=True)
+    masks = _masks(ctrl)
+    dense_G, dense_D = make(seed=4)
+    G.load_state_dict(dense_G.state_dict(), strict=False)   # the loop restores a dense run's weights
+    D.load_state_dict(dense_D.state_dict(), strict=False)
+    ema.load_state_dict(dense_G.state_dict(), strict=False)
+    with pytest.raises(sc.ConfigError, match="--sparse-from-dense"):
+        ctrl.load_state_dict(None)
+    ctrl.load_state_dict(None, allow_dense=True)
+    assert all(torch.equal(masks[k], t) for k, t in _masks(ctrl).items())
+    for n in ("G", "D"):
+        for s in ctrl.sites[n]:
+            mask = getattr(s.module(ctrl.nets[n]), s.mask_attr)
+            kept = s.param(ctrl.nets[n])[mask == 1]
+            assert torch.all(s.param(ctrl.nets[n])[mask == 0] == 0) and bool((kept != 0).all())
+            if n == "G":
+                assert torch.all(s.param(ema)[mask == 0] == 0)
