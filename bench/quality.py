@@ -2,6 +2,8 @@
 several seeds, with the papers' stability measure.
 
     python bench/quality.py [--seeds 0,1,2] [--ratios 0.1,1.0] [--steps 1400] [--jobs 1] [--out runs/quality]
+    # the other registered methods next to them (issue: the papers' competitors), 10% of the data only
+    python bench/quality.py --ratios 0.1 --extra static,set,rigl,stugan --results bench/results/methods-digits.md
 
 Settings: the main job's CPU preset (bench/main_job.py `preset`, described by `PRESET_SUMMARY`), at --steps
 generator steps (default: the main job's). Reported: mean ± std over seeds of the final and best
@@ -42,10 +44,16 @@ def stability(run_dir: Path) -> float | None:
     return float(np.mean([np.mean((a - b) ** 2) for a, b in zip(arrays[:-1], arrays[1:])]))
 
 
-def one(ratio: float, seed: int, steps: int, out: Path) -> dict:
+def all_variants(steps: int, extra: list[str]) -> list[str]:
+    """The main job's three variants, then each extra registered method at its own defaults (`name` or
+    `name:flags`, as compare.py takes them)."""
+    return main_job.variants(steps) + list(extra)
+
+
+def one(ratio: float, seed: int, steps: int, out: Path, extra: tuple = ()) -> dict:
     # the main job's preset; sample grids 20 times per run for the stability measure (the later flag wins)
     common = main_job.preset(steps, seed, ratio) + ["--sample_step", str(max(steps // 20, 1))]
-    variants = main_job.variants(steps)
+    variants = all_variants(steps, list(extra))
     d = out / f"ratio{ratio}_seed{seed}"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     dirs = compare.run_variants("sngan", d, variants, common, env=env)
@@ -55,14 +63,15 @@ def one(ratio: float, seed: int, steps: int, out: Path) -> dict:
         s = compare.summarize(name, rd, "fid_digits")
         res[name] = {"final": s["final"], "best": s["best"], "confident": s["confident"],
                      "stability": stability(s["dir"]),
-                     "seconds": s["seconds"], "G_sparsity": s["G_sparsity"], "D_sparsity": s["D_sparsity"]}
+                     "seconds": s["seconds"], "G_sparsity": s["G_sparsity"], "D_sparsity": s["D_sparsity"],
+                     "flops_saved": (1 - s["flops"] / s["flops_dense"]) if s["flops"] and s["flops_dense"] else None}
     return {"ratio": ratio, "seed": seed, "results": res}
 
 
-def paired_rows(runs: list[dict], ratios, seeds) -> list[str]:
+def paired_rows(runs: list[dict], ratios, seeds, names=("regan", "rggan")) -> list[str]:
     out = ["| data | run | seed | Δ final fid_digits | Δ best fid_digits | Δ recognisable |", "|---|---|---|---|---|---|"]
     for r in ratios:
-        for v in ("regan", "rggan"):
+        for v in names:
             deltas = {"final": [], "best": [], "confident": []}
             for s in seeds:
                 x = next(x for x in runs if x["ratio"] == r and x["seed"] == s)["results"]
@@ -92,33 +101,42 @@ def ms(values):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--ratios", default="0.1,1.0")
-    ap.add_argument("--steps", type=int, default=main_job.DEFAULT_STEPS)
-    ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--out", default="runs/quality")
-    ap.add_argument("--results", default=str(ROOT / "bench" / "results" / "quality-digits.md"))
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, one run of every variant each")
+    ap.add_argument("--ratios", default="0.1,1.0", help="comma-separated fractions of the digits data")
+    ap.add_argument("--steps", type=int, default=main_job.DEFAULT_STEPS, help="generator steps per run")
+    ap.add_argument("--jobs", type=int, default=1, help="(ratio, seed) groups trained in parallel")
+    ap.add_argument("--extra", default="", help="comma-separated further variants after baseline, regan, rggan: "
+                    "registered method names (static, set, rigl, stugan, ...) or `name:flags`")
+    ap.add_argument("--out", default="runs/quality", help="where the run folders go")
+    ap.add_argument("--results", default=str(ROOT / "bench" / "results" / "quality-digits.md"),
+                    help="the markdown file written at the end")
     args = ap.parse_args(argv)
+    extra = tuple(v for v in args.extra.split(",") if v)
+    error = compare.variant_error(all_variants(args.steps, list(extra)))
+    if error:
+        ap.error(error)
     out = Path(args.out).resolve()
     seeds = [int(s) for s in args.seeds.split(",")]
     ratios = [float(r) for r in args.ratios.split(",")]
     t0 = time.time()
     with cf.ProcessPoolExecutor(args.jobs) as pool:
-        runs = list(pool.map(one, *zip(*[(r, s, args.steps, out) for r in ratios for s in seeds])))
+        runs = list(pool.map(one, *zip(*[(r, s, args.steps, out, extra) for r in ratios for s in seeds])))
+    names = [v.split(":", 1)[0] for v in all_variants(args.steps, list(extra))]
     rows = ["| data | run | final fid_digits | best fid_digits | recognisable | stability MSE | G sparsity "
-            "| D sparsity | wall s |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "| D sparsity | FLOPs saved | wall s |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in ratios:
-        for v in ("baseline", "regan", "rggan"):
+        for v in names:
             got = [x["results"][v] for x in runs if x["ratio"] == r]
             rows.append(f"| {r:.0%} | {v} | {ms([g['final'] for g in got])} | {ms([g['best'] for g in got])} "
                         f"| {ms([g['confident'] for g in got])} "
                         f"| {ms([g['stability'] for g in got])} | {ms([g['G_sparsity'] for g in got])} "
-                        f"| {ms([g['D_sparsity'] for g in got])} | {ms([g['seconds'] for g in got])} |")
-    paired = paired_rows(runs, ratios, seeds)
+                        f"| {ms([g['D_sparsity'] for g in got])} | {ms([g['flops_saved'] for g in got])} "
+                        f"| {ms([g['seconds'] for g in got])} |")
+    paired = paired_rows(runs, ratios, seeds, names[1:])
     import torch
     text = "\n".join([
-        "# Quality experiment: SNGAN vs Re-SNGAN vs RG-SNGAN on digits",
+        "# Quality experiment: SNGAN vs Re-SNGAN vs RG-SNGAN" + "".join(f" vs {n}" for n in names[3:]) + " on digits",
         "",
         f"- command: `python bench/quality.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
         f"- device: CPU ({os.cpu_count()} cores), torch {torch.__version__}, date {datetime.date.today().isoformat()}, "
