@@ -9,22 +9,9 @@ import re
 
 from ..engine import Hook, Recipe, Signature, assigns, call_stmts, calls, has_class, has_function, import_hook, \
     imports_module, lines_calling, returns
+from ._hooks import optimizer_of, scheduler_of, step_of, value_of
 
 TRAIN = "train.py"
-
-
-def _uses(src, node, name):
-    """Whether `node` calls `<name>.parameters` (an optimizer built over that network's parameters)."""
-    return bool(calls(src, node, re.escape(name) + r"\.parameters"))
-
-
-def _first_arg_is(name):
-    return lambda src, target, value: bool(value.args) and src.code(value.args[0].value) == name
-
-
-def _step(opt_key):
-    return lambda src, caps: call_stmts(src, re.escape(caps[opt_key]) + r"\.step", within="main")
-
 
 HOOKS = (
     import_hook(TRAIN, "import sparse_core.integration as sparse"),
@@ -43,17 +30,13 @@ HOOKS = (
                                    and s.code(calls(s, v, r"copy\.deepcopy")[0].args[0].value) == caps["G"]),
          "none", ""),
     Hook("G optimizer constructed", TRAIN, "`<opt_G> = torch.optim.*(<G>.parameters(), ...)` in main()",
-         lambda src, caps: assigns(src, r"torch\.optim\.\w+", within="main", capture="opt_G",
-                                   where=lambda s, t, v: _uses(s, v, caps["G"])), "none", ""),
+         optimizer_of("G", "opt_G"), "none", ""),
     Hook("D optimizer constructed", TRAIN, "`<opt_D> = torch.optim.*(<D>.parameters(), ...)` in main()",
-         lambda src, caps: assigns(src, r"torch\.optim\.\w+", within="main", capture="opt_D",
-                                   where=lambda s, t, v: _uses(s, v, caps["D"])), "none", ""),
+         optimizer_of("D", "opt_D"), "none", ""),
     Hook("G LR scheduler constructed", TRAIN, "`<sched_G> = torch.optim.lr_scheduler.*(<opt_G>, ...)` in main()",
-         lambda src, caps: assigns(src, r"torch\.optim\.lr_scheduler\.\w+", within="main", capture="sched_G",
-                                   where=_first_arg_is(caps["opt_G"])), "none", ""),
+         scheduler_of("opt_G", "sched_G"), "none", ""),
     Hook("optimizers constructed", TRAIN, "`<sched_D> = torch.optim.lr_scheduler.*(<opt_D>, ...)` in main()",
-         lambda src, caps: assigns(src, r"torch\.optim\.lr_scheduler\.\w+", within="main", capture="sched_D",
-                                   where=_first_arg_is(caps["opt_D"])), "after",
+         scheduler_of("opt_D", "sched_D"), "after",
          "ctrl.bind(G_ema=${G_ema}, opt_G=${opt_G}, opt_D=${opt_D}, sched_G=[${sched_G}], sched_D=[${sched_D}])\n"
          "ctrl.measure_flops(\"G\", lambda: ${G}(fixed_z[:2]), batch=2)  # then each executed pass is charged\n"
          "ctrl.measure_flops(\"D\", lambda: ${D}(torch.zeros(2, dataset.num_channels, 32, 32, device=device)), "
@@ -62,14 +45,14 @@ HOOKS = (
          lambda src, caps: assigns(src, r"restore_snapshot", within="main"), "after",
          "sparse.load_resume_state(ctrl, state.get(\"sparse\", {}))"),
     Hook("D loss", TRAIN, "`<loss> = loss_fn_D(...)` in main()",
-         lambda src, caps: assigns(src, r"loss_fn_D", within="main", edit="value"), "replace",
+         value_of(r"loss_fn_D"), "replace",
          "${operand} + ctrl.regularizer(\"D\")"),
-    Hook("D optimizer step", TRAIN, "`<opt_D>.step()` in main()", _step("opt_D"), "replace",
+    Hook("D optimizer step", TRAIN, "`<opt_D>.step()` in main()", step_of("opt_D"), "replace",
          "ctrl.optimizer_step(\"D\", ${opt_D})"),
     Hook("G loss", TRAIN, "`<loss> = loss_fn_G(...)` in main()",
-         lambda src, caps: assigns(src, r"loss_fn_G", within="main", edit="value"), "replace",
+         value_of(r"loss_fn_G"), "replace",
          "${operand} + ctrl.regularizer(\"G\")"),
-    Hook("G optimizer step", TRAIN, "`<opt_G>.step()` in main()", _step("opt_G"), "replace",
+    Hook("G optimizer step", TRAIN, "`<opt_G>.step()` in main()", step_of("opt_G"), "replace",
          "ctrl.optimizer_step(\"G\", ${opt_G})"),
     Hook("EMA update", TRAIN, "`update_ema(...)` in main()",
          lambda src, caps: call_stmts(src, r"update_ema", within="main"), "after", "ctrl.after_ema()"),
