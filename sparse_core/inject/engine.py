@@ -506,13 +506,16 @@ def _edit(src: Source, hook: Hook, m: Match, caps: dict) -> tuple[int, int, str]
         at = src.offset(src.line(anchor), 0)
         return at, at, _lines(body, indent, src.newline)
     last = src.end_line(anchor)
-    if hook.skip_comments:
-        while last < len(src._line_start):
-            nxt = src.line_text(last + 1)
-            if nxt.lstrip().startswith("#") and nxt[:len(nxt) - len(nxt.lstrip())] == indent:
-                last += 1
-            else:
-                break
+    block = isinstance(anchor, cst.BaseCompoundStatement)
+    while last < len(src._line_start):
+        # comment lines right below: a block's own (indented deeper) always, same-indented ones on request
+        nxt = src.line_text(last + 1)
+        depth = nxt[:len(nxt) - len(nxt.lstrip())]
+        if nxt.lstrip().startswith("#") and ((block and depth.startswith(indent) and depth != indent)
+                                             or (hook.skip_comments and depth == indent)):
+            last += 1
+        else:
+            break
     at = src.offset(last + 1, 0) if last < len(src._line_start) else len(src.text)
     prefix = "" if at == 0 or src.text[at - 1] == "\n" else src.newline
     return at, at, prefix + _lines(body, indent, src.newline)

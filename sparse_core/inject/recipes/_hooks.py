@@ -1,7 +1,9 @@
 """Finders several recipes share (no recipes here). Each returns a `find(source, captures)` function."""
 import re
 
-from ..engine import assigns, call_stmts, calls
+import libcst as cst
+
+from ..engine import Match, assigns, call_stmts, calls, enclosing, single
 
 
 def uses_parameters(src, node, name):
@@ -35,3 +37,28 @@ def value_of(pattern, within="main"):
 
 def first_arg_is(src, call, name):
     return bool(call.args) and src.code(call.args[0].value) == name
+
+
+def primary_metric(pattern, capture="metric", within="main"):
+    """`<metric> = <call matching pattern>(...)` outside any `for ... in <x>.extra_metrics` loop (the --metric
+    evaluation, not the logged-only extra metrics)."""
+    def outside_extra(src, target, value):
+        loop = enclosing(src, value, cst.For)
+        while loop is not None:
+            if re.fullmatch(r"(.+\.)?extra_metrics", src.code(loop.iter)):
+                return False
+            loop = enclosing(src, loop, cst.For)
+        return True
+    return lambda src, caps: assigns(src, pattern, within=within, capture=capture, where=outside_extra)
+
+
+def aug_assign(name, within="main", capture="added"):
+    """The line `<name> += <value>` (its value's source captured)."""
+    def find(src, caps):
+        out = []
+        for stmt in src.statements(within):
+            s = single(stmt)
+            if isinstance(s, cst.AugAssign) and isinstance(s.operator, cst.AddAssign) and src.code(s.target) == name:
+                out.append(Match(stmt, {capture: src.code(s.value)}))
+        return out
+    return find

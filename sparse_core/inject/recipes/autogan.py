@@ -9,7 +9,7 @@ import libcst as cst
 
 from ..engine import (Hook, Match, Recipe, Signature, assigns, call_stmts, calls, has_class, has_function,
                       import_hook, imports_module, single)
-from ._hooks import first_arg_is, optimizer_of, scheduler_of, step_of, value_of
+from ._hooks import primary_metric, first_arg_is, optimizer_of, scheduler_of, step_of, value_of
 
 TRAIN = "train.py"
 
@@ -89,10 +89,8 @@ HOOKS = (
     Hook("stats row", TRAIN, "`stats_writer.write(<row>)` in main()",
          lambda src, caps: call_stmts(src, r"stats_writer\.write", within="main"), "before",
          "stats.update(ctrl.stats())"),
-    Hook("metric evaluation", TRAIN, "`<metric> = compute_metric_for(G, dataset, args, device)` in main() (the "
-         "--metric one: no fifth argument naming an extra metric)",
-         lambda src, caps: assigns(src, r"compute_metric_for", within="main", capture="metric",
-                                   where=lambda s, t, v: len(v.args) == 4), "after",
+    Hook("metric evaluation", TRAIN, "`<metric> = compute_metric_for(...)` in main(), outside the loop over "
+         "extra metrics", primary_metric(r"compute_metric_for"), "after",
          "ctrl.feed_metric(${metric}, name=args.metric)"),
     Hook("snapshot write", TRAIN, "`<checkpoint> = build_checkpoint(...)` in main()",
          lambda src, caps: assigns(src, r"build_checkpoint", within="main", capture="snapshot"), "after",
