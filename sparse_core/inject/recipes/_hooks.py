@@ -3,7 +3,7 @@ import re
 
 import libcst as cst
 
-from ..engine import Match, assigns, call_stmts, calls, enclosing, single
+from ..engine import Match, assigns, assignment, call_stmts, callee, calls, enclosing, single, statement_of
 
 
 def uses_parameters(src, node, name):
@@ -28,11 +28,6 @@ def scheduler_of(opt_key, capture, within="main"):
 def step_of(opt_key, within="main"):
     """The line `<opt>.step()`."""
     return lambda src, caps: call_stmts(src, re.escape(caps[opt_key]) + r"\.step", within=within)
-
-
-def value_of(pattern, within="main"):
-    """The value of the one line `<x> = <call matching pattern>(...)` (for a `replace` that adds to it)."""
-    return lambda src, caps: assigns(src, pattern, within=within, edit="value")
 
 
 def first_arg_is(src, call, name):
@@ -60,5 +55,28 @@ def aug_assign(name, within="main", capture="added"):
             s = single(stmt)
             if isinstance(s, cst.AugAssign) and isinstance(s.operator, cst.AddAssign) and src.code(s.target) == name:
                 out.append(Match(stmt, {capture: src.code(s.value)}))
+        return out
+    return find
+
+
+def loss_of_step(opt_key, within="main"):
+    """The value of the loss that `<opt>.step()` applies: in the block of the step, the nearest `<loss>.backward()`
+    line before it, and the nearest `<loss> = ...` line before that (for a `replace` that adds to the loss)."""
+    def find(src, caps):
+        out = []
+        for m in step_of(opt_key, within)(src, caps):
+            step = statement_of(src, m.node)
+            block = src.parent(step)
+            body = list(getattr(block, "body", ()))
+            before = body[:body.index(step)] if step in body else []
+            backward = [s for s in before if isinstance(single(s), cst.Expr) and
+                        isinstance(single(s).value, cst.Call) and (callee(single(s).value) or "").endswith(".backward")]
+            if not backward:
+                continue
+            loss = callee(single(backward[-1]).value)[:-len(".backward")]
+            assigned = [s for s in before[:before.index(backward[-1])]
+                        if assignment(s) is not None and src.code(assignment(s)[0]) == loss]
+            if assigned:
+                out.append(Match(assignment(assigned[-1])[1]))
         return out
     return find

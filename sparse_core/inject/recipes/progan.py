@@ -10,7 +10,7 @@ import libcst as cst
 
 from ..engine import (Hook, Match, Recipe, Signature, assigns, call_stmts, calls, enclosing, has_class,
                       has_function, import_hook, imports_module, returns, single)
-from ._hooks import aug_assign, primary_metric, step_of, value_of
+from ._hooks import aug_assign, loss_of_step, primary_metric, step_of
 
 TRAIN = "train.py"
 
@@ -81,11 +81,13 @@ HOOKS = (
          "ctrl.measure_flops(\"D\", lambda: ${D}(torch.zeros(2, 3, stage.res, stage.res, device=device), 0.5, "
          "stage.step),\n"
          "                   batch=2, train_samples=4 * stage.batch)  # real, fake, interpolates, G step"),
-    Hook("D loss", TRAIN, "`<loss> = critic_loss(...)` in main()", value_of(r"critic_loss"), "replace",
+    Hook("D loss", TRAIN, "`<loss> = ...` followed by `<loss>.backward()` and `<opt_D>.step()` in main()",
+         loss_of_step("opt_D"), "replace",
          "${operand} + ctrl.regularizer(\"D\")"),
     Hook("D optimizer step", TRAIN, "`<opt_D>.step()` in main()", step_of("opt_D"), "replace",
          "ctrl.optimizer_step(\"D\", ${opt_D})"),
-    Hook("G loss", TRAIN, "`<loss> = generator_loss(...)` in main()", value_of(r"generator_loss"), "replace",
+    Hook("G loss", TRAIN, "`<loss> = ...` followed by `<loss>.backward()` and `<opt_G>.step()` in main()",
+         loss_of_step("opt_G"), "replace",
          "${operand} + ctrl.regularizer(\"G\")"),
     Hook("G optimizer step", TRAIN, "`<opt_G>.step()` in main()", step_of("opt_G"), "replace",
          "ctrl.optimizer_step(\"G\", ${opt_G})"),

@@ -9,7 +9,7 @@ import re
 
 from ..engine import Hook, Recipe, Signature, assigns, call_stmts, calls, has_class, has_function, import_hook, \
     imports_module, lines_calling, returns
-from ._hooks import primary_metric, optimizer_of, scheduler_of, step_of, value_of
+from ._hooks import loss_of_step, optimizer_of, primary_metric, scheduler_of, step_of
 
 TRAIN = "train.py"
 
@@ -44,13 +44,13 @@ HOOKS = (
     Hook("resume load", TRAIN, "`... = restore_snapshot(...)` in main()",
          lambda src, caps: assigns(src, r"restore_snapshot", within="main"), "after",
          "sparse.load_resume_state(ctrl, state.get(\"sparse\", {}))"),
-    Hook("D loss", TRAIN, "`<loss> = loss_fn_D(...)` in main()",
-         value_of(r"loss_fn_D"), "replace",
+    Hook("D loss", TRAIN, "`<loss> = ...` followed by `<loss>.backward()` and `<opt_D>.step()` in main()",
+         loss_of_step("opt_D"), "replace",
          "${operand} + ctrl.regularizer(\"D\")"),
     Hook("D optimizer step", TRAIN, "`<opt_D>.step()` in main()", step_of("opt_D"), "replace",
          "ctrl.optimizer_step(\"D\", ${opt_D})"),
-    Hook("G loss", TRAIN, "`<loss> = loss_fn_G(...)` in main()",
-         value_of(r"loss_fn_G"), "replace",
+    Hook("G loss", TRAIN, "`<loss> = ...` followed by `<loss>.backward()` and `<opt_G>.step()` in main()",
+         loss_of_step("opt_G"), "replace",
          "${operand} + ctrl.regularizer(\"G\")"),
     Hook("G optimizer step", TRAIN, "`<opt_G>.step()` in main()", step_of("opt_G"), "replace",
          "ctrl.optimizer_step(\"G\", ${opt_G})"),
