@@ -11,7 +11,9 @@ A recipe (`Recipe`) describes one codebase variant (e.g. our `vendor/sngan` tree
   looks at the parsed file (`Source`) and returns True when the file has the syntactic feature (a class,
   a function, a call); without `test` the signature only asks that the file exists. A checkout's score for a
   recipe is the weight of the signatures that hold over the total. `--codebase auto` picks the one recipe whose
-  signatures all hold and refuses, naming the candidates, when several or none do.
+  signatures all hold and refuses, naming the candidates, when several or none do (then with the closest
+  ones and what they lack). A named `--codebase` with several variants picks the one whose signatures all hold,
+  else the best-scoring one, whose hook points then say what is missing.
 * `hooks`: the hook points, in the order they are searched (later ones may use names captured by earlier ones).
 
 A hook point (`Hook`) is:
@@ -23,9 +25,13 @@ A hook point (`Hook`) is:
 * `find(source, captures) -> list[Match]`: the finder. It gets the parsed file and the names captured so far
   and returns every place that fits. Exactly one must: none is reported as *missing*, more than one as
   *ambiguous* (with the lines of each), and either way nothing is written. Finders are plain functions over
-  libcst nodes; the helpers below (`assigns`, `call_stmts`, `calls`, `last_import`, `returns`, `within`,
-  `dotted`, ...) cover the usual anchors. A `Match` is the node to edit plus the names it captures (e.g. the
-  optimizer's variable as `opt`), which the edit's text and later finders use.
+  libcst nodes: `Source` gives `walk(node, kind)`, `functions(name)`, `statements(within=...)`, `parent`,
+  `code(node)` and `line(node)`; the helpers below (`assigns`, `call_stmts`, `lines_calling`, `calls`,
+  `returns`, `last_import`, `body_of`, `enclosing`, `dotted`, ...) and `recipes/_hooks.py` (optimizer of a
+  network, its step, the loss that step applies, ...) cover the usual anchors. A `Match` is the node to edit
+  plus the names it captures (e.g. the optimizer's variable as `opt_D`), which the edit's text and later
+  finders use. A finder that needs a name an earlier (missing) hook point should have captured reports its
+  hook point as missing too.
 * the edit: `action` and `text`. `action` is `"before"` (insert statement lines before the matched node's
   line, at its indentation, and above the comment lines at that indentation directly over it, which describe
   it), `"after"` (insert them after the node's last line, below a block's own trailing comments; with
@@ -598,6 +604,9 @@ def inject(root: str | Path, codebase: str = "auto", recipe: Recipe | None = Non
             found.append(Found(hook, "missing", detail=f"needs {e.args[0]!r}, which an earlier hook point "
                                                           f"(missing) captures"))
             continue
+        except Exception as e:  # noqa: BLE001  a finder meeting syntax it does not expect: refuse, naming it
+            found.append(Found(hook, "missing", detail=f"its finder failed on this file ({type(e).__name__}: {e})"))
+            continue
         matches = sorted(matches, key=lambda m: src.span(m.node))
         lines = [src.line(m.node) for m in matches]
         if len(matches) != 1:
@@ -618,7 +627,13 @@ def inject(root: str | Path, codebase: str = "auto", recipe: Recipe | None = Non
         return result
     for rel, items in edits.items():
         src = sources.get(rel)
-        spans = [(*_edit(src, hook, m, c), k) for k, (hook, m, c) in enumerate(items)]
+        spans = []
+        for k, (hook, m, c) in enumerate(items):
+            try:
+                spans.append((*_edit(src, hook, m, c), k))
+            except (KeyError, ValueError) as e:
+                raise InjectError(f"recipe {recipe.label}: hook point {hook.name!r}: its text uses a name no "
+                                  f"hook point captured, or a bad placeholder ({e})") from None
         spans.sort(key=lambda s: (s[0], s[1], s[3]))
         for a, b in zip(spans, spans[1:]):
             if b[0] < a[1]:
