@@ -55,8 +55,7 @@ def run_inject(args) -> int:
                 _say("sparse-core inject: some hook points are missing or ambiguous; inject would refuse")
             return 0 if result.ok else 2
         if not result.ok:
-            problems = [f.describe() for f in result.found if f.status != "found"]
-            raise InjectError("refused, hook points not found exactly once:\n  " + "\n  ".join(problems))
+            raise InjectError("refused, hook points not found exactly once:\n  " + "\n  ".join(result.problems()))
         if args.out and os.path.lexists(args.out):
             raise InjectError(f"--out {show(args.out)} exists; choose a new folder")
         if args.diff:

@@ -472,6 +472,7 @@ class Found:
     status: str                     # "found" | "missing" | "ambiguous"
     lines: list = dataclasses.field(default_factory=list)
     detail: str = ""
+    file_problem: str = ""          # its file could not be read or parsed
 
     def describe(self) -> str:
         h = self.hook
@@ -497,6 +498,16 @@ class Injection:
 
     def report(self) -> str:
         return "\n".join(f.describe() for f in self.found)
+
+    def problems(self) -> list:
+        """One line per hook point not found exactly once; one line per file that cannot be read or parsed."""
+        out, files = [], {}
+        for f in self.found:
+            if f.file_problem:
+                files.setdefault(f.file_problem, []).append(f.hook.name)
+            elif f.status != "found":
+                out.append(f.describe())
+        return [f"{problem} (hook points there: {', '.join(names)})" for problem, names in files.items()] + out
 
 
 def _operand(src: Source, node) -> str:
@@ -596,7 +607,7 @@ def inject(root: str | Path, codebase: str = "auto", recipe: Recipe | None = Non
     for hook in recipe.hooks:
         src = sources.get(hook.file)
         if isinstance(src, InjectError):
-            found.append(Found(hook, "missing", detail=str(src)))
+            found.append(Found(hook, "missing", detail=str(src), file_problem=str(src)))
             continue
         try:
             matches = hook.find(src, caps)
