@@ -1,8 +1,8 @@
 """`sparse-core inject`: the command around the engine (argument parsing is in sparse_core/cli.py).
 
-stdout carries the diff only (so `sparse-core inject PATH > my.diff` is a patch file), or with --check the
-report (one line per hook point: found at file:line, or missing / ambiguous and what was looked for); every
-message goes to stderr. Exit status: 0 done (or, with --check, every hook point found); 1 already injected (nothing written);
+stdout carries the diff only (so `sparse-core inject PATH > my.diff` is a patch file); every message goes to
+stderr, the --check report too (one line per hook point: found at file:line, or missing / ambiguous and what was
+looked for). Exit status: 0 done (or, with --check, every hook point found); 1 already injected (nothing written);
 2 refused (not recognised, a hook point missing or ambiguous, a file that cannot be read or parsed, --out exists):
 nothing written.
 """
@@ -50,7 +50,7 @@ def run_inject(args) -> int:
             return 1
         _say(f"sparse-core inject: {root} is {result.recipe.label}")
         if args.check:
-            print(result.report(), flush=True)
+            _say(result.report())
             if not result.ok:
                 _say("sparse-core inject: some hook points are missing or ambiguous; inject would refuse")
             return 0 if result.ok else 2

@@ -52,7 +52,7 @@ def test_missing_hook_point_is_refused(vendor, tmp_path):
     err = assert_refused(tree, tmp_path, f"{hook}: missing in train.py: looked for {looked_for}")
     assert re.findall(r"\n  ([^:\n]+): missing in", err) == all_missing and "ambiguous" not in err
     code, out, err = cli("inject", tree, "--check")
-    assert code == 2 and f"{hook}: missing in train.py" in out
+    assert code == 2 and f"{hook}: missing in train.py" in err
 
 
 @pytest.mark.parametrize("vendor", sorted(DUPLICATED))
