@@ -18,7 +18,8 @@ TRAIN = textwrap.dedent('''\
         opt = torch.optim.SGD(d.parameters(), lr=0.1)
         for step in range(3):
             # the critic's loss
-            loss = d(g()) if step else -d(g())
+            loss = d(g()) if step else -d(
+                g())
             loss.backward()
             opt.step()
             if step:
@@ -42,7 +43,8 @@ WANT = textwrap.dedent('''\
         for step in range(3):
             hook_before(step)
             # the critic's loss
-            loss = (d(g()) if step else -d(g())) + extra()
+            loss = (d(g()) if step else -d(
+                g())) + extra()
             loss.backward()
             ctrl.step(opt)
             if step:
@@ -97,7 +99,7 @@ def test_missing_ambiguous_and_dependent_hook_points_are_reported(tmp_path):
     report = result.report().splitlines()
     assert "optimizer: missing in train.py: looked for `<opt> = torch.optim.*(...)`" in report
     assert any(line.startswith("step: missing in train.py: looked for `<opt>.step()`; needs 'opt'") for line in report)
-    assert "print call: ambiguous in train.py (lines 11, 14): looked for `print(...)` in main()" in report
+    assert "print call: ambiguous in train.py (lines 12, 15): looked for `print(...)` in main()" in report
 
 
 def test_recognition_and_already_injected(tmp_path):
