@@ -58,6 +58,9 @@ def run_inject(args) -> int:
             raise InjectError("refused, hook points not found exactly once:\n  " + "\n  ".join(result.problems()))
         if args.out and os.path.lexists(args.out):
             raise InjectError(f"--out {show(args.out)} exists; choose a new folder")
+        if args.out and Path(os.path.abspath(args.out)).resolve().is_relative_to(root.resolve()):
+            raise InjectError(f"--out {show(args.out)} is inside the checkout {show(str(root))}; choose a folder "
+                              f"outside it (the copy would contain itself)")
         if args.diff:
             staged = _stage_diff(args.diff, result.diff)
         if args.in_place:
