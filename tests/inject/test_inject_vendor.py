@@ -63,12 +63,3 @@ def test_check_reports_each_hook_point_where_it_is(tmp_path):
     code, out, err = cli("inject", tree, "--check", "--out", tmp_path / "x")     # --check writes nothing
     assert code == 2 and "--check only reports" in err and not (tmp_path / "x").exists()
 
-
-def test_crlf_files_stay_crlf(tmp_path):
-    from sparse_core.inject.engine import inject
-    tree = copy_vendor("progan", tmp_path / "crlf")
-    train = tree / "train.py"
-    train.write_bytes(train.read_bytes().replace(b"\n", b"\r\n"))
-    lf = inject(ROOT / "vendor" / "progan").new_text["train.py"]
-    crlf = inject(tree).new_text["train.py"]
-    assert crlf == lf.replace("\n", "\r\n")
