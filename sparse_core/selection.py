@@ -31,7 +31,7 @@ class Site:
     channel_dim: int   # output-channel dimension (1 for transposed convolutions)
     kind: str = "plain"   # 'plain' | 'sn' | 'wn' | 'param' | 'hook' (see the module docstring)
     layer: str = ""       # the layer whose forward uses the weight (FLOPs owner); == module_name except 'param'
-    derived: str | None = None   # 'hook': the attribute the pre-hook derives
+    derived: str | None = None   # 'sn' / 'wn' / 'hook': the attribute a pre-hook derives from the site (forward's)
 
     @property
     def mask_attr(self) -> str:
@@ -40,11 +40,6 @@ class Site:
     @property
     def threshold_attr(self) -> str:
         return self.attr + "_threshold"
-
-    @property
-    def derived_attr(self) -> str | None:
-        """Attribute the forward reads when it is recomputed from the site by a pre-hook ('sn', 'wn', 'hook')."""
-        return "weight" if self.kind in ("sn", "wn") else self.derived
 
     def key(self, net_name: str, attr: str) -> str:
         """This site's `attr` (mask / threshold) in a controller state: 'G/<module>.<attr>'."""
@@ -57,14 +52,14 @@ class Site:
         return self.module(net)._parameters[self.attr]
 
 
-def _hook_kind(module: nn.Module, attr: str) -> str:
-    """'sn' / 'wn' when an old-API norm hook derives `weight` from `attr`, else 'plain'."""
+def _hook_kind(module: nn.Module, attr: str) -> tuple[str, str | None]:
+    """('sn' | 'wn', the attribute derived) when an old-API norm hook derives it from `attr`; else ('plain', None)."""
     for hook in module._forward_pre_hooks.values():
         if isinstance(hook, SpectralNorm) and attr == hook.name + "_orig":
-            return "sn"
+            return "sn", hook.name
         if isinstance(hook, WeightNorm) and attr in (hook.name + "_v", hook.name + "_g"):
-            return "wn"
-    return "plain"
+            return "wn", hook.name
+    return "plain", None
 
 
 def _parametrization_kind(plist: nn.Module) -> str | None:
@@ -81,10 +76,22 @@ def foreign_pre_hooks(module: nn.Module) -> list:
             if not isinstance(h, (SpectralNorm, WeightNorm)) and not getattr(h, "sparse_core_hook", False)]
 
 
-def run_pre_hooks(module: nn.Module, hooks) -> None:
-    """Run forward pre-hooks as a call would, with no inputs (derivations of weights do not read them)."""
-    for k, h in hooks:
-        h(module, (), {}) if k in module._forward_pre_hooks_with_kwargs else h(module, ())
+@torch.no_grad()
+def run_pre_hooks(module: nn.Module, hooks) -> dict[str, torch.Tensor]:
+    """Run forward pre-hooks as a call would, with no inputs (derivations of weights do not read them), and return
+    the tensor attributes they leave; the module's buffers and tensor attributes are then put back as they were."""
+    buffers = {k: b.clone() for k, b in module._buffers.items() if b is not None}
+    attrs = {k: v for k, v in module.__dict__.items() if isinstance(v, torch.Tensor)}
+    try:
+        for k, h in hooks:
+            h(module, (), {}) if k in module._forward_pre_hooks_with_kwargs else h(module, ())
+        return {k: v for k, v in module.__dict__.items() if isinstance(v, torch.Tensor)}
+    finally:
+        for k, b in buffers.items():
+            module._buffers[k].copy_(b)
+        for k in [k for k, v in module.__dict__.items() if isinstance(v, torch.Tensor) and k not in attrs]:
+            del module.__dict__[k]
+        module.__dict__.update(attrs)
 
 
 @torch.no_grad()
@@ -95,8 +102,7 @@ def _probe_derivation(module: nn.Module, attr: str, net_name: str, module_name: 
     if not hooks:
         return None
     p = module._parameters[attr]
-    saved = (p.detach().clone(), {k: b.clone() for k, b in module._buffers.items() if b is not None},
-             {k: v for k, v in module.__dict__.items() if isinstance(v, torch.Tensor)})
+    saved = p.detach().clone()
     g = torch.Generator().manual_seed(0)
     pattern = (torch.rand(p.shape, generator=g) + 0.5) * (torch.randint(0, 2, p.shape, generator=g) * 2 - 1)
     pattern = pattern.to(p.device, p.dtype)
@@ -107,19 +113,13 @@ def _probe_derivation(module: nn.Module, attr: str, net_name: str, module_name: 
     try:
         for values in (pattern, pattern * keep):
             p.copy_(values)
-            run_pre_hooks(module, hooks)
-            outs.append({k: v.detach().clone() for k, v in module.__dict__.items()
-                         if isinstance(v, torch.Tensor) and tuple(v.shape) == tuple(p.shape)})
+            outs.append({k: v.detach().clone() for k, v in run_pre_hooks(module, hooks).items()
+                         if tuple(v.shape) == tuple(p.shape)})
     except Exception as e:  # noqa: BLE001  (any failure means we cannot know what the forward reads)
         raise ConfigError(f"{where} has forward pre-hooks ({_names(hooks)}) that sparse_core cannot run to see how "
                           f"they derive its weight from {full!r} ({type(e).__name__}: {e}); {fix}") from None
     finally:
-        p.copy_(saved[0])
-        for k, b in saved[1].items():
-            module._buffers[k].copy_(b)
-        for k in [k for k, v in module.__dict__.items() if isinstance(v, torch.Tensor) and k not in saved[2]]:
-            del module.__dict__[k]
-        module.__dict__.update(saved[2])
+        p.copy_(saved)
     whole, masked = outs
     follow = [k for k in masked if k in whole and not torch.equal(whole[k], masked[k])]
     if not follow:
@@ -156,16 +156,17 @@ def find_sites(net: nn.Module, scope: str, include: Sequence[str] = (), exclude:
                 continue
             seen.add(id(p))
             full = f"{module_name}.{attr}" if module_name else attr
-            kind = _hook_kind(module, attr)
+            kind, derived = _hook_kind(module, attr)
             if kind == "wn" and attr.endswith("_g"):
                 continue   # magnitude: zeroing it would zero whole output channels, not weights
             if scope == "weights" and not (p.ndim >= 2 and (attr in _WEIGHT_ATTRS or kind == "wn")):
                 continue
             if not wanted(full):
                 continue
-            derived = _probe_derivation(module, attr, net_name, module_name, full) if kind == "plain" else None
-            sites.append(Site(full, module_name, attr, dim if p.ndim >= 2 else 0, "hook" if derived else kind,
-                              module_name, derived))
+            if kind == "plain":
+                derived = _probe_derivation(module, attr, net_name, module_name, full)
+                kind = "hook" if derived else kind
+            sites.append(Site(full, module_name, attr, dim if p.ndim >= 2 else 0, kind, module_name, derived))
         if parametrize.is_parametrized(module):
             for tname, plist in module.parametrizations.items():
                 pkind = _parametrization_kind(plist)

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..config import ConfigError
+from ..config import ConfigError, require
 from ..selection import OWN_SUFFIXES, Site
 
 _REGISTRY: dict[str, type] = {}
@@ -61,58 +61,48 @@ class Flag:
 
 
 class EMA:
-    """G_ema as the methods see it: nothing, a module copy of G, or a list of tensors aligned with G.parameters()."""
+    """G_ema as the methods see it: nothing, a module copy of G, or a list of tensors aligned with G.parameters()
+    (`values`: G's parameter names -> the list's tensors)."""
 
     def __init__(self, G: nn.Module, sites: list[Site]) -> None:
         self.G, self.sites = G, sites
         self.module: nn.Module | None = None
-        self._list: list[torch.Tensor] | None = None
-        self._index: dict[str, int] = {}
+        self.values: dict[str, torch.Tensor] | None = None
 
     @property
     def bound(self) -> bool:
-        return self.module is not None or self._list is not None
+        return self.module is not None or self.values is not None
 
     @property
     def is_list(self) -> bool:
-        return self._list is not None
+        return self.values is not None
 
     def tensor(self, s: Site) -> torch.Tensor:
         """G_ema's copy of site `s`."""
-        return self._list[self._index[s.name]] if self._list is not None else s.module(self.module)._parameters[s.attr]
-
-    def list_value(self, name: str) -> torch.Tensor | None:
-        return self._list[self._index[name]] if self._list is not None and name in self._index else None
+        return self.values[s.name] if self.values is not None else s.module(self.module)._parameters[s.attr]
 
     def bind(self, ema) -> None:
         G = self.G
         if isinstance(ema, nn.Module):
-            if ema is G:
-                raise ConfigError("G_ema is G itself; bind a copy (copy.deepcopy(G)) or leave G_ema out")
+            require(ema is not G, "G_ema is G itself; bind a copy (copy.deepcopy(G)) or leave G_ema out")
+            params = dict(ema.named_parameters(remove_duplicate=False))
             for s in self.sites:
-                try:
-                    p = s.module(ema)._parameters.get(s.attr)
-                except AttributeError:
-                    p = None
-                if p is None or tuple(p.shape) != tuple(s.param(G).shape):
-                    raise ConfigError(f"G_ema has no parameter {s.name!r} of G's shape {tuple(s.param(G).shape)}: "
-                                      f"it must be a copy of G")
-            self.module, self._list, self._index = ema, None, {}
+                shape = tuple(s.param(G).shape)
+                require(s.name in params and tuple(params[s.name].shape) == shape,
+                        f"G_ema has no parameter {s.name!r} of G's shape {shape}: it must be a copy of G")
+            self.module, self.values = ema, None
             return
-        if not (isinstance(ema, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in ema)):
-            raise ConfigError(f"G_ema must be an nn.Module or a list of tensors aligned with G.parameters(), "
-                              f"got {type(ema).__name__}")
+        require(isinstance(ema, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in ema), f"G_ema must be "
+                f"an nn.Module or a list of tensors aligned with G.parameters(), got {type(ema).__name__}")
         named = list(G.named_parameters())
         plain = [(k, p) for k, p in named if not k.endswith(OWN_SUFFIXES)]
         aligned = named if len(ema) == len(named) else plain if len(ema) == len(plain) else None
-        if aligned is None:
-            raise ConfigError(f"G_ema list has {len(ema)} tensors; G.parameters() has {len(named)} ({len(plain)} "
-                              f"without sparse_core's thresholds): it must be aligned with G.parameters()")
+        require(aligned is not None, f"G_ema list has {len(ema)} tensors; G.parameters() has {len(named)} "
+                f"({len(plain)} without sparse_core's thresholds): it must be aligned with G.parameters()")
         for (k, p), t in zip(aligned, ema):
-            if tuple(t.shape) != tuple(p.shape):
-                raise ConfigError(f"G_ema list entry for {k!r} has shape {tuple(t.shape)}, G has {tuple(p.shape)}")
-        self.module, self._list = None, list(ema)
-        self._index = {k: i for i, (k, _) in enumerate(aligned)}
+            require(t.shape == p.shape,
+                    f"G_ema list entry for {k!r} has shape {tuple(t.shape)}, G has {tuple(p.shape)}")
+        self.module, self.values = None, {k: t for (k, _), t in zip(aligned, ema)}
 
 
 class Context:
@@ -237,27 +227,34 @@ class Method:
         return []
 
 
-# ---------------------------------------------------------------------------------------------- mask buffers
-def _loaded_without_masks(module, incompatible_keys) -> None:
-    """Load post-hook: a state_dict without this layer's masks (a dense run's) keeps the current ones. A plain
-    function, so copies rebuilt from reduce arguments and pickles carry no dead hook."""
-    own = tuple("." + k for k in module._buffers if k.endswith("_mask"))
+# ---------------------------------------------------------------------------------------------- own state
+def _own_names(module: nn.Module) -> list[str]:
+    return [k for k in (*module._parameters, *module._buffers) if k.endswith(OWN_SUFFIXES)]
+
+
+def _loaded_without_own_state(module, incompatible_keys) -> None:
+    """Load post-hook: a state_dict without this layer's masks / thresholds (a dense or another method's run)
+    keeps the current ones; the controller's state decides whether it may start this run. A plain function, so
+    copies rebuilt from reduce arguments and pickles carry no dead hook."""
+    own = tuple("." + k for k in _own_names(module))
     missing = incompatible_keys.missing_keys
     missing[:] = [k for k in missing if not ("." + k).endswith(own)]
 
 
+def track_own_state(module: nn.Module) -> None:
+    """Keep the load post-hook above registered on `module` exactly while it holds masks or thresholds."""
+    hooks = module._load_state_dict_post_hooks
+    registered = [k for k, h in hooks.items() if h is _loaded_without_own_state]
+    if not _own_names(module):
+        for key in registered:
+            hooks.pop(key)
+    elif not registered:
+        module.register_load_state_dict_post_hook(_loaded_without_own_state)
+
+
 def add_mask(module: nn.Module, attr: str, value: torch.Tensor) -> None:
     module.register_buffer(attr + "_mask", value)
-    if _loaded_without_masks not in module._load_state_dict_post_hooks.values():
-        module.register_load_state_dict_post_hook(_loaded_without_masks)
-
-
-def remove_mask(module: nn.Module, mask_attr: str) -> None:
-    module._buffers.pop(mask_attr, None)
-    if not any(k.endswith("_mask") for k in module._buffers):
-        hooks = module._load_state_dict_post_hooks
-        for key in [k for k, h in hooks.items() if h is _loaded_without_masks]:
-            hooks.pop(key)
+    track_own_state(module)
 
 
 def broadcast(t: torch.Tensor) -> None:
@@ -354,7 +351,8 @@ class MaskMethod(Method):
         p = module._parameters[s.attr]
         if sparse:
             p.mul_(self.export_mask(module, s, p))
-        remove_mask(module, s.mask_attr)
+        module._buffers.pop(s.mask_attr, None)
+        track_own_state(module)
 
     def export_mask(self, module: nn.Module, s: Site, p: torch.Tensor) -> torch.Tensor:
         return module._buffers[s.mask_attr]

@@ -8,7 +8,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from ..config import ConfigError, SparseConfig, count, number
+from ..config import ConfigError, SparseConfig, count, number, require
 from .base import Flag, MaskMethod, broadcast, register
 from .shared import finite_float, integer, scope_flags
 
@@ -29,16 +29,14 @@ class ReGANConfig(SparseConfig):
     method = "regan"
 
     def __post_init__(self) -> None:
-        if not number(self.sparsity) or not 0.0 <= float(self.sparsity) < 1.0:
-            raise ConfigError(f"sparsity must be in [0, 1), got {self.sparsity!r}")
-        if not count(self.interval) or self.interval <= 0:
-            raise ConfigError(f"interval must be a positive integer number of iterations, got {self.interval!r}")
-        if not count(self.warmup) or self.warmup < 0:
-            raise ConfigError(f"warmup must be a non-negative integer number of iterations, got {self.warmup!r}")
-        if self.regrow not in ("zero", "random"):
-            raise ConfigError(f"regrow must be 'zero' or 'random', got {self.regrow!r}")
-        if not number(self.dense_lr_scale) or not float(self.dense_lr_scale) > 0.0:
-            raise ConfigError(f"dense_lr_scale must be a finite number > 0, got {self.dense_lr_scale!r}")
+        require(number(self.sparsity) and 0 <= self.sparsity < 1, f"sparsity must be in [0, 1), got {self.sparsity!r}")
+        require(count(self.interval) and self.interval > 0,
+                f"interval must be a positive integer number of iterations, got {self.interval!r}")
+        require(count(self.warmup) and self.warmup >= 0,
+                f"warmup must be a non-negative integer number of iterations, got {self.warmup!r}")
+        require(self.regrow in ("zero", "random"), f"regrow must be 'zero' or 'random', got {self.regrow!r}")
+        require(number(self.dense_lr_scale) and self.dense_lr_scale > 0,
+                f"dense_lr_scale must be a finite number > 0, got {self.dense_lr_scale!r}")
         super().__post_init__()
 
 

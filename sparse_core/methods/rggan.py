@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from .. import ops
-from ..config import ConfigError, SparseConfig, number
+from ..config import ConfigError, SparseConfig, number, require
+from ..ops.reference import collapsed, hard_mask
 from ..selection import Site, SpectralNorm, WeightNorm, run_pre_hooks
-from .base import Flag, Method, register
+from .base import Flag, Method, register, track_own_state
 from .shared import finite_float, scope_flags
 
 STATE_ATTR = "_rg_threshold_state"
@@ -41,33 +42,23 @@ class RGGANConfig(SparseConfig):
     history_weights = (0.1, 0.1, 0.2, 0.2, 0.4)   # f_-4 .. f_0 in augmented regeneration (official code)
 
     def __post_init__(self) -> None:
-        if not number(self.lam) or float(self.lam) < 0.0:
-            raise ConfigError(f"lam (rg-lambda) must be a finite number >= 0, got {self.lam!r}")
-        if not number(self.reset_density) or not 0.0 <= float(self.reset_density) < 1.0:
-            raise ConfigError(f"reset_density must be in [0, 1), got {self.reset_density!r}")
+        require(number(self.lam) and self.lam >= 0, f"lam (rg-lambda) must be a finite number >= 0, got {self.lam!r}")
+        require(number(self.reset_density) and 0 <= self.reset_density < 1,
+                f"reset_density must be in [0, 1), got {self.reset_density!r}")
         super().__post_init__()
 
 
 # ---------------------------------------------------------------------------------------------- the forward
 @dataclasses.dataclass
 class ThresholdState:
-    """Per-module settings: `attrs` (attribute, output-channel dim, derived attribute | None); `active` False: dense."""
+    """Per-module settings: `attrs` (attribute, output-channel dim, derived attribute | None); `active` False: dense;
+    `stash`: the unmasked weights during a call (empty between calls: copies and pickles carry none)."""
 
     attrs: tuple[tuple[str, int, str | None], ...]
     official: bool = False
     active: bool = True
     reset_density: float = 0.01
-    stash: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
-
-    def __getstate__(self):
-        return {"attrs": self.attrs, "official": self.official, "active": self.active,
-                "reset_density": self.reset_density}
-
-    def __setstate__(self, state):
-        self.__init__(**{**state, "attrs": tuple(state["attrs"])})
-
-    def __deepcopy__(self, memo):
-        return ThresholdState(**self.__getstate__())
+    stash: dict = dataclasses.field(default_factory=dict)
 
 
 def effective_weight(module: nn.Module, attr: str, derived: str | None) -> torch.Tensor:
@@ -75,29 +66,13 @@ def effective_weight(module: nn.Module, attr: str, derived: str | None) -> torch
     return module._parameters[attr] if derived is None else module.__dict__[derived]
 
 
-@torch.no_grad()
 def next_forward_weight(module: nn.Module, attr: str, derived: str | None) -> torch.Tensor:
     """The unmasked weight the next forward will read (a derived one re-derived by the module's own pre-hooks,
     with the power iteration the next call does; nothing kept)."""
     if derived is None:
         return module._parameters[attr]
-    buffers = {k: b.clone() for k, b in module._buffers.items() if b is not None}
-    before = module.__dict__.get(derived)
-    run_pre_hooks(module, [(k, h) for k, h in module._forward_pre_hooks.items()
-                           if not getattr(h, "sparse_core_hook", False)])
-    w = module.__dict__[derived]
-    for k, b in buffers.items():
-        module._buffers[k].copy_(b)
-    if before is None:
-        del module.__dict__[derived]
-    else:
-        module.__dict__[derived] = before
-    return w
-
-
-def collapsed(keep: torch.Tensor, reset_density: float) -> torch.Tensor:
-    """Whether a layer's mask keeps so little that the reset rule sets it back to t = 0 (0-d bool tensor)."""
-    return keep.sum() <= reset_density * keep.numel()
+    hooks = [(k, h) for k, h in module._forward_pre_hooks.items() if not getattr(h, "sparse_core_hook", False)]
+    return run_pre_hooks(module, hooks)[derived]
 
 
 def _pre_hook(module: nn.Module, args):
@@ -127,16 +102,6 @@ def _post_hook(module: nn.Module, args, output):
     return None
 
 
-def _loaded_without_thresholds(module, incompatible_keys) -> None:
-    """Load post-hook: a state_dict without this layer's thresholds (a dense or Re-GAN run's) keeps the current
-    ones; whether it may start this run is decided on the controller's state."""
-    st = module.__dict__.get(STATE_ATTR)
-    if st is not None:
-        own = tuple(f".{a}_threshold" for a, _, _ in st.attrs)
-        missing = incompatible_keys.missing_keys
-        missing[:] = [k for k in missing if not ("." + k).endswith(own)]
-
-
 _pre_hook.sparse_core_hook = _post_hook.sparse_core_hook = True
 
 
@@ -152,7 +117,7 @@ def install(module: nn.Module, attrs: Sequence[tuple[str, int, str | None]], off
     module.__dict__[STATE_ATTR] = ThresholdState(tuple(attrs), official, True, float(reset_density))
     module.register_forward_pre_hook(_pre_hook)
     module.register_forward_hook(_post_hook, always_call=True)
-    module.register_load_state_dict_post_hook(_loaded_without_thresholds)
+    track_own_state(module)
 
 
 def uninstall(module: nn.Module) -> None:
@@ -162,21 +127,15 @@ def uninstall(module: nn.Module) -> None:
         return
     for attr, _, _ in st.attrs:
         module._parameters.pop(attr + "_threshold", None)
-    for hooks in (module._forward_pre_hooks, module._forward_hooks, module._load_state_dict_post_hooks):
-        for key in [k for k, fn in hooks.items() if fn in (_pre_hook, _post_hook, _loaded_without_thresholds)]:
+    for hooks in (module._forward_pre_hooks, module._forward_hooks):
+        for key in [k for k, fn in hooks.items() if fn in (_pre_hook, _post_hook)]:
             hooks.pop(key)
             getattr(module, "_forward_hooks_always_called", {}).pop(key, None)
+    track_own_state(module)
 
 
 def state_of(module: nn.Module) -> ThresholdState | None:
     return module.__dict__.get(STATE_ATTR)
-
-
-def hard_mask(w: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
-    """The forward mask step(|w| − t) as a bool tensor (no autograd)."""
-    shape = [1] * w.ndim
-    shape[dim] = -1
-    return w.detach().abs() > t.detach().view(shape)
 
 
 def regeneration_decision(history: Sequence[float], weights: Sequence[float]) -> str | None:
@@ -203,10 +162,6 @@ class RGGAN(Method):
         Flag("--rg-no-augmented", "rg_no_augmented", bool, False,
              "RG-GAN: disable augmented regeneration (DP+RR only)", "augmented", parse=lambda v: not v),
     ) + scope_flags()
-
-    @classmethod
-    def config_from_flags(cls, values: dict):
-        return super().config_from_flags({**values, "rg_no_augmented": values.get("rg_no_augmented") or None})
 
     @property
     def uses_metric(self) -> bool:
@@ -242,7 +197,7 @@ class RGGAN(Method):
             module = net.get_submodule(owner)
             if state_of(module) is not None:
                 continue
-            install(module, [(s.attr, s.channel_dim, s.derived_attr) for s in sites], *args)
+            install(module, [(s.attr, s.channel_dim, s.derived) for s in sites], *args)
             fresh.add(owner)
             for s in sites:
                 for other, a in holders[id(module._parameters[s.attr])]:
@@ -288,13 +243,13 @@ class RGGAN(Method):
 
     def _keep(self, net: nn.Module, s: Site, next_forward: bool = False) -> torch.Tensor:
         m = s.module(net)
-        w = (next_forward_weight if next_forward else effective_weight)(m, s.attr, s.derived_attr)
+        w = (next_forward_weight if next_forward else effective_weight)(m, s.attr, s.derived)
         return hard_mask(w, m._parameters[s.threshold_attr], s.channel_dim)
 
     def _next_density(self, net_name: str, s: Site) -> torch.Tensor:
         """Kept fraction of the next forward's mask, the reset rule included (0-d tensor, no host sync)."""
         keep = self._keep(self.ctx.nets[net_name], s, next_forward=True)
-        d = keep.sum() / keep.numel()
+        d = keep.sum().double() / keep.numel()
         return torch.where(collapsed(keep, self.config.reset_density), torch.ones_like(d), d)
 
     # ------------------------------------------------------------------ training loop
@@ -338,12 +293,8 @@ class RGGAN(Method):
 
     @torch.no_grad()
     def layer_density(self, net_name: str) -> dict[str, float]:
-        out = {}
-        for s in self.ctx.sites.get(net_name, []):
-            keep = self._keep(self.ctx.nets[net_name], s, next_forward=True) if self._mode == "sparse" else None
-            out[s.name] = 1.0 if keep is None or collapsed(keep, self.config.reset_density) else \
-                float(keep.sum()) / keep.numel()
-        return out
+        return {s.name: float(self._next_density(net_name, s)) if self._mode == "sparse" else 1.0
+                for s in self.ctx.sites.get(net_name, [])}
 
     def stats(self) -> dict:
         c = self.ctx
@@ -356,7 +307,7 @@ class RGGAN(Method):
     def export_site(self, module: nn.Module, s: Site, sparse: bool) -> None:
         # also while dense: the model the thresholds define; a collapsed layer stays dense (the reset rule)
         p, t = module._parameters[s.attr], module._parameters[s.threshold_attr]
-        keep = hard_mask(next_forward_weight(module, s.attr, s.derived_attr), t, s.channel_dim)
+        keep = hard_mask(next_forward_weight(module, s.attr, s.derived), t, s.channel_dim)
         if sparse and not bool(collapsed(keep, self.config.reset_density)):
             if s.kind == "sn":
                 _export_spectral_norm(module, s, t)
