@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import methods
 from .config import ConfigError
+from .controller import prepare
 from .methods.base import Flag
 from .patching import AlreadyApplied, PatchError, apply_patch, apply_to_copy, plan, show
 
@@ -153,7 +154,7 @@ def click_options(interval: int, warmup: int | None = None, exclude: str = ""):
     return decorate
 
 
-def reported(on_error, fn):
+def _reported(on_error, fn):
     """fn(), a ConfigError also passed to on_error (e.g. parser.error: the CLI's usual one-line message)."""
     try:
         return fn()
@@ -167,16 +168,16 @@ def pop_flags(kwargs: dict, on_error=None) -> dict:
     """Remove the method flags from a click kwargs dict (the vendor's option parsing never sees them), validate
     them and return them as a plain dict for the training loop."""
     flags = {f.dest: kwargs.pop(f.dest) for f in all_flags() if f.dest in kwargs}
-    reported(on_error, lambda: config_from_flags(flags))
+    _reported(on_error, lambda: config_from_flags(flags))
     return flags
 
 
-def flag_getter(args):
+def _getter(args):
     return args.get if isinstance(args, dict) else (lambda k, d=None: getattr(args, k, d))
 
 
-def method_values(args):
-    get = flag_getter(args)
+def _method_values(args):
+    get = _getter(args)
     name = get("sparse", "none") or "none"
     if name not in methods.names():
         raise ConfigError(f"--sparse must be one of {methods.names()}, got {name!r}")
@@ -187,8 +188,8 @@ def method_values(args):
 
 def unused_flags(args) -> list[str]:
     """Flags given a non-default value that the chosen method does not read (reported, not silently dropped)."""
-    get = flag_getter(args)
-    cls, _ = method_values(args)
+    get = _getter(args)
+    cls, _ = _method_values(args)
     mine = {f.dest for f in cls.flags}
     out = []
     for f in all_flags()[1:-1]:
@@ -203,16 +204,37 @@ def unused_flags(args) -> list[str]:
 
 def config_from_flags(args):
     """The method config from parsed flags (a namespace or a dict); None for --sparse none."""
-    cls, values = method_values(args)
+    cls, values = _method_values(args)
     cfg = cls.config_from_flags(values)
     return None if cls.name == "none" else cfg
 
 
-def name_the_flag(msg: str, cls) -> str:
+def _name_the_flag(msg: str, cls) -> str:
     """'interval must be ...' -> '--interval: interval must be ...' when a flag of the method sets that field."""
     field = msg.split(" ", 1)[0]
     flag = next((f.flag for f in cls.flags if f.field == field and f.flag not in msg), None)
     return f"{flag}: {msg}" if flag else msg
+
+
+
+def controller_from_flags(args, G, D, on_error=None, run_length: int | None = None):
+    """A controller from parsed flags. on_error: e.g. `parser.error`; run_length: the method's iterations (its
+    advance() calls while not paused): a schedule that never reaches its sparse training is reported on stderr."""
+    def build():
+        cls, values = _method_values(args)
+        try:
+            return cls, prepare(cls.config_from_flags(values), G=G, D=D, **cls.prepare_kwargs(values))
+        except ConfigError as e:
+            raise ConfigError(_name_the_flag(str(e), cls)) from None
+    cls, ctrl = _reported(on_error, build)
+    for note in unused_flags(args):
+        print(f"sparse training: --sparse {cls.name} ignores {note}", file=sys.stderr, flush=True)
+    if run_length is not None and ctrl.targets:
+        msg = ctrl.check_run_length(run_length, warn=False)
+        if msg:
+            print(f"sparse training: warning: --sparse {cls.name}: {msg}", file=sys.stderr, flush=True)
+    ctrl.from_dense = bool(_getter(args)("sparse_from_dense", False))
+    return ctrl
 
 
 if __name__ == "__main__":

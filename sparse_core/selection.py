@@ -17,7 +17,7 @@ from torch.nn.utils import parametrizations, parametrize
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 
-from .config import ConfigError
+from .config import ConfigError, require
 
 _WEIGHT_ATTRS = ("weight", "weight_orig")   # the trainable weight of a conv / linear / modulated layer
 OWN_SUFFIXES = ("_mask", "_threshold")
@@ -124,10 +124,10 @@ def _probe_derivation(module: nn.Module, attr: str, net_name: str, module_name: 
     follow = [k for k in masked if k in whole and not torch.equal(whole[k], masked[k])]
     if not follow:
         return None
-    if len(follow) > 1 or not torch.equal(masked[follow[0]], whole[follow[0]] * keep):
-        raise ConfigError(f"{where} derives the weight its forward reads ({', '.join(follow)}) from {full!r} in forward "
-                          f"pre-hooks ({_names(hooks)}) that do not carry a mask through (derive(W * M) != "
-                          f"derive(W) * M): sparse_core cannot make its mask reach that forward; {fix}")
+    require(len(follow) == 1 and torch.equal(masked[follow[0]], whole[follow[0]] * keep),
+            f"{where} derives the weight its forward reads ({', '.join(follow)}) from {full!r} in forward pre-hooks "
+            f"({_names(hooks)}) that do not carry a mask through (derive(W * M) != derive(W) * M): sparse_core "
+            f"cannot make its mask reach that forward; {fix}")
     return follow[0]
 
 
@@ -181,15 +181,11 @@ def find_sites(net: nn.Module, scope: str, include: Sequence[str] = (), exclude:
                         continue
                     if not wanted(full):
                         continue
-                    if pkind is None:
-                        types = ", ".join(type(x).__name__ for x in plist)
-                        raise ConfigError(
-                            f"{net_name}: layer {module_name or '<root>'!r} has its {tname!r} parametrized by "
-                            f"{types}; sparse_core cannot tell whether masking {full!r} masks the forward's "
-                            f"weight. Exclude it (exclude=[{re.escape(module_name)!r}]) or use "
-                            f"spectral_norm / weight_norm")
+                    require(pkind is not None, f"{net_name}: layer {module_name or '<root>'!r} has its {tname!r} "
+                            f"parametrized by {', '.join(type(x).__name__ for x in plist)}; sparse_core cannot tell "
+                            f"whether masking {full!r} masks the forward's weight. Exclude it "
+                            f"(exclude=[{re.escape(module_name)!r}]) or use spectral_norm / weight_norm")
                     sites.append(Site(full, owner, attr, dim if p.ndim >= 2 else 0, "param", module_name))
-    if not sites:
-        raise ConfigError(f"{net_name} has nothing to mask with scope={scope!r}, include={list(include)}, "
-                          f"exclude={list(exclude)}")
+    require(sites, f"{net_name} has nothing to mask with scope={scope!r}, include={list(include)}, "
+            f"exclude={list(exclude)}")
     return sites

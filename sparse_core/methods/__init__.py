@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..config import ConfigError
+from ..config import ConfigError, require
 from .base import EMA, Context, Flag, MaskMethod, Method, all_methods, get, names, register, unregister
 from . import none, regan, rggan, ticket  # noqa: E402,F401  (registers the built-in methods)
 
@@ -18,8 +18,7 @@ def config_from_dict(d: dict):
     except ConfigError:
         raise ConfigError(f"unknown method {method!r} in saved controller state") from None
     unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
-    if unknown:
-        raise ConfigError(f"saved {method} config has unknown fields {unknown}")
+    require(not unknown, f"saved {method} config has unknown fields {unknown}")
     return cls(**{k: (tuple(v) if k in ("include", "exclude") else v) for k, v in d.items()})
 
 

@@ -124,20 +124,23 @@ class Context:
 
 
 class Method:
+    """A sparse-training method: the hooks the controller calls, each doing nothing by default (their contract:
+    docs/ARCHITECTURE.md "sparse_core.methods"; a method written against it: docs/METHODS.md)."""
+
     name: str = ""
     config_cls: type = type(None)
     flags: tuple[Flag, ...] = ()
+    phases: tuple[str, ...] = ()   # the names phase() returns (empty: not checked on load)
+    uses_metric = False   # True: feed_metric must know the metric's direction
 
     @classmethod
     def config_from_flags(cls, values: dict):
-        """Config from flag values (dest -> value, defaults filled in)."""
         kwargs = {f.field: (f.parse(values[f.dest]) if f.parse else values[f.dest]) for f in cls.flags
                   if f.field is not None and values.get(f.dest) is not None}
         return cls.config_cls(**kwargs)
 
     @classmethod
     def prepare_kwargs(cls, values: dict) -> dict:
-        """Extra keyword arguments for prepare() taken from the flags (e.g. a ticket file's masks)."""
         return {}
 
     def __init__(self, ctx: Context, config, **kwargs) -> None:
@@ -151,7 +154,6 @@ class Method:
     def attach_ema(self) -> None: ...
 
     def added_parameters(self, net_name: str | None = None) -> list[torch.Tensor]:
-        """Parameters the method added to the networks (RG-GAN thresholds); the optimizers must train them."""
         return []
 
     def restart_from_dense(self) -> None:
@@ -164,21 +166,14 @@ class Method:
 
     def after_ema(self) -> None: ...
 
-    def on_iteration(self, iteration: int) -> str | None:
-        """Called after the counters moved to `iteration`; return the phase entered, if any."""
+    def on_iteration(self, iteration: int) -> str | None: ...
 
-    def on_metric(self, history: list[float]) -> str | None:
-        """`history`: the fed metric values, oriented so that lower is better; return the mode, if any."""
+    def on_metric(self, history: list[float]) -> str | None: ...
 
-    uses_metric = False   # True: feed_metric must know the metric's direction
-
-    def regularizer(self, net_name: str) -> torch.Tensor | None:
-        return None
+    def regularizer(self, net_name: str) -> torch.Tensor | None: ...
 
     def lr_scale(self, net_name: str) -> float:
         return 1.0
-
-    phases: tuple[str, ...] = ()   # the names phase() returns (empty: not checked on load)
 
     def phase(self) -> str:
         return "dense"
@@ -186,12 +181,10 @@ class Method:
     def set_paused(self, paused: bool) -> None:
         """The controller holds (or releases) the method: the forward must then read the plain weights."""
 
-    def schedule_warning(self, run_length: int) -> str | None:
-        """A message when a run of `run_length` iterations never reaches the method's sparse training."""
+    def schedule_warning(self, run_length: int) -> str | None: ...
 
     # reporting: as the next forward sees the weights
     def owner_density(self, net_name: str, layer: str):
-        """Kept fraction of `layer`'s weight for FLOPs (float or 0-d tensor); 1.0 where unmasked."""
         return 1.0
 
     def layer_density(self, net_name: str) -> dict[str, float]:
@@ -201,29 +194,25 @@ class Method:
         return {}
 
     # export / persistence
-    def export_site(self, module: nn.Module, site: Site, sparse: bool) -> None:
-        """On an exported copy: bake the mask into the site's tensor (sparse=True), then remove own state."""
+    def export_site(self, module: nn.Module, site: Site, sparse: bool) -> None: ...
 
     def export_done(self, net: nn.Module) -> None:
         """On an exported copy, after every site: remove what remains of the method (e.g. hooks on tied layers)."""
 
     def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """(key, tensor) of every tensor state_dict() saves and load_state_dict() restores in place."""
         return iter(())
 
     def check_tensor(self, key: str, value: torch.Tensor) -> str | None:
-        """Why a saved tensor cannot be loaded (None: it can; the controller checks finiteness)."""
+        """Why a saved tensor cannot be loaded (None: it can; the controller checks shape and finiteness)."""
 
     def state_dict(self) -> dict:
         return {}
 
-    def check_state(self, state: dict) -> None:
-        """Raise ConfigError if `state` (this method's part of a saved state) cannot be loaded."""
+    def check_state(self, state: dict) -> None: ...
 
     def load_state_dict(self, state: dict, phase: str) -> None: ...
 
     def export_files(self, out_dir: str) -> list[str]:
-        """Extra files written at the end of a run (integration.export_generators)."""
         return []
 
 

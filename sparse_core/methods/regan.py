@@ -8,7 +8,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from ..config import ConfigError, SparseConfig, count, number, require
+from ..config import SparseConfig, count, number, require
 from .base import Flag, MaskMethod, broadcast, register
 from .shared import finite_float, integer, scope_flags
 
@@ -171,10 +171,10 @@ class ReGAN(MaskMethod):
 
     def check_state(self, state: dict) -> None:
         stats = state.get("init_stats")
-        if not isinstance(stats, dict) or set(stats) != set(self.init_stats) or not all(
-                isinstance(v, (list, tuple)) and len(v) == 2 and all(number(x) for x in v) for v in stats.values()):
-            raise ConfigError("entry 'method_state.init_stats' lacks (finite) initializer statistics of these "
-                              "networks' masked tensors (written by another network or an older sparse_core)")
+        require(isinstance(stats, dict) and set(stats) == set(self.init_stats) and all(
+                isinstance(v, (list, tuple)) and len(v) == 2 and all(number(x) for x in v) for v in stats.values()),
+                "entry 'method_state.init_stats' lacks (finite) initializer statistics of these networks' masked "
+                "tensors (written by another network or an older sparse_core)")
 
     def load_state_dict(self, state: dict, phase: str) -> None:
         self.init_stats = {k: (float(v[0]), float(v[1])) for k, v in state["init_stats"].items()}

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .. import ops
-from ..config import ConfigError, SparseConfig, number, require
+from ..config import SparseConfig, number, require
 from ..ops.reference import collapsed, hard_mask
 from ..selection import Site, SpectralNorm, WeightNorm, run_pre_hooks
 from .base import Flag, Method, register, track_own_state
@@ -84,12 +84,8 @@ def _pre_hook(module: nn.Module, args):
         w = effective_weight(module, attr, derived)
         masked = ops.threshold_masked_weight(w, t, channel_dim=dim, official=st.official,
                                              reset_density=st.reset_density)  # reset rule fused into the pass
-        if derived is None:
-            st.stash[attr] = w
-            module._parameters[attr] = masked
-        else:
-            st.stash[derived] = w
-            module.__dict__[derived] = masked
+        st.stash[derived or attr] = w
+        (module._parameters if derived is None else module.__dict__)[derived or attr] = masked
     return None
 
 
@@ -171,11 +167,9 @@ class RGGAN(Method):
         c = self.ctx
         for n in c.targets:
             for s in c.sites[n]:
-                if s.kind == "param":
-                    raise ConfigError(
-                        f"RG-GAN cannot threshold {n} layer {s.layer!r}: its weight is a torch.nn.utils.parametrize "
-                        f"parametrization ({s.name}); use torch.nn.utils.spectral_norm / weight_norm (old API) "
-                        f"or exclude it (exclude=[{s.layer!r}])")
+                require(s.kind != "param", f"RG-GAN cannot threshold {n} layer {s.layer!r}: its weight is a "
+                        f"torch.nn.utils.parametrize parametrization ({s.name}); use torch.nn.utils.spectral_norm / "
+                        f"weight_norm (old API) or exclude it (exclude=[{s.layer!r}])")
             self._install(c.nets[n], n)
         self._mode = "sparse"
         self._density = {(n, s.layer): 1.0 for n in c.targets for s in c.sites[n]}
@@ -214,8 +208,8 @@ class RGGAN(Method):
         fresh = self._install(c.ema.module, "G")
         for s in c.sites["G"]:
             m_ema = s.module(c.ema.module)
-            if s.threshold_attr not in m_ema._parameters:
-                raise ConfigError(f"G_ema module {s.module_name!r} has RG-GAN hooks but no {s.threshold_attr}")
+            require(s.threshold_attr in m_ema._parameters,
+                    f"G_ema module {s.module_name!r} has RG-GAN hooks but no {s.threshold_attr}")
             if s.module_name in fresh:
                 m_ema._parameters[s.threshold_attr].copy_(c.module("G", s)._parameters[s.threshold_attr])
         self._set_mode(self._mode)
@@ -241,14 +235,14 @@ class RGGAN(Method):
     def _threshold(self, net: nn.Module, s: Site) -> torch.Tensor:
         return s.module(net)._parameters[s.threshold_attr]
 
-    def _keep(self, net: nn.Module, s: Site, next_forward: bool = False) -> torch.Tensor:
-        m = s.module(net)
+    def _keep(self, m: nn.Module, s: Site, next_forward: bool = False) -> torch.Tensor:
+        """The mask of site `s` of module `m`: the last forward's, or the next one's (before the reset rule)."""
         w = (next_forward_weight if next_forward else effective_weight)(m, s.attr, s.derived)
         return hard_mask(w, m._parameters[s.threshold_attr], s.channel_dim)
 
     def _next_density(self, net_name: str, s: Site) -> torch.Tensor:
         """Kept fraction of the next forward's mask, the reset rule included (0-d tensor, no host sync)."""
-        keep = self._keep(self.ctx.nets[net_name], s, next_forward=True)
+        keep = self._keep(self.ctx.module(net_name, s), s, next_forward=True)
         d = keep.sum().double() / keep.numel()
         return torch.where(collapsed(keep, self.config.reset_density), torch.ones_like(d), d)
 
@@ -256,7 +250,7 @@ class RGGAN(Method):
     def before_step(self, net_name: str) -> None:
         c = self.ctx
         if net_name in c.targets and self._mode == "sparse":   # frozen across the step: Adam may move pruned entries
-            self._stash[net_name] = [(s.param(c.nets[net_name]).detach().clone(), self._keep(c.nets[net_name], s))
+            self._stash[net_name] = [(c.param(net_name, s).detach().clone(), self._keep(c.module(net_name, s), s))
                                      for s in c.sites[net_name]]
 
     @torch.no_grad()
@@ -307,7 +301,7 @@ class RGGAN(Method):
     def export_site(self, module: nn.Module, s: Site, sparse: bool) -> None:
         # also while dense: the model the thresholds define; a collapsed layer stays dense (the reset rule)
         p, t = module._parameters[s.attr], module._parameters[s.threshold_attr]
-        keep = hard_mask(next_forward_weight(module, s.attr, s.derived), t, s.channel_dim)
+        keep = self._keep(module, s, next_forward=True)
         if sparse and not bool(collapsed(keep, self.config.reset_density)):
             if s.kind == "sn":
                 _export_spectral_norm(module, s, t)
@@ -331,8 +325,8 @@ class RGGAN(Method):
 
     def check_state(self, state: dict) -> None:
         d = state.get("owner_density", {})
-        if not isinstance(d, dict) or not all(isinstance(k, str) and number(v) and 0 <= v <= 1 for k, v in d.items()):
-            raise ConfigError("entry 'method_state.owner_density' must map layer names to densities in [0, 1]")
+        require(isinstance(d, dict) and all(isinstance(k, str) and number(v) and 0 <= v <= 1 for k, v in d.items()),
+                "entry 'method_state.owner_density' must map layer names to densities in [0, 1]")
 
     def load_state_dict(self, state: dict, phase: str) -> None:
         c = self.ctx
