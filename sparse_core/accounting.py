@@ -104,8 +104,7 @@ _SITES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _charge_forward(module: nn.Module, args, kwargs, output):
     site = _SITES.get(module)
     account = site[0]() if site is not None and module.training else None
-    batch = None if account is None else _leading_batch(args)
-    batch = _leading_batch(kwargs.values()) if batch is None and account is not None else batch
+    batch = None if account is None else _leading_batch(args) or _leading_batch(kwargs.values())
     if batch is None:
         return None
     _, net_name, owner, per_sample = site
@@ -141,13 +140,12 @@ class FlopAccount:
         self.per_sample: dict[str, dict[str, float]] = {}
         # declared per-iteration costs of networks not counted at run time: (forward samples, forward + backward)
         self.cost: dict[str, tuple[float, float]] = {}
-        self.counted: set[str] = set()             # networks whose passes are counted at run time
         self.density = density
         self._total = 0.0         # mask-aware cumulative training FLOPs (python float64 part)
         self._tensor_total = 0.0  # the part charged at tensor densities (RG-GAN), a float64 device tensor
         self._pending: dict[tuple[str, str], list] = {}   # owner -> [density object, dense FLOPs charged at it]
         self.dense_equiv = 0.0    # what the same iterations cost dense
-        self._hooks: dict[str, list] = {}
+        self._hooks: dict[str, list] = {}   # networks whose passes are counted at run time -> their hooks
 
     def measure(self, net_name: str, net: nn.Module, run: Callable[[], object], batch: int,
                 owners: set[str], cost: tuple[float, float] | None = None) -> None:
@@ -162,11 +160,9 @@ class FlopAccount:
         for h in self._hooks.pop(net_name, []):
             h.remove()
         self.cost.pop(net_name, None)
-        self.counted.discard(net_name)
         if cost is not None:
             self.cost[net_name] = cost
             return
-        self.counted.add(net_name)
         self._hooks[net_name] = []
         for name, (f, b) in per_module.items():
             m = net.get_submodule(name)
@@ -199,9 +195,9 @@ class FlopAccount:
         pending = sum((d.double() * f for d, f in self._pending.values()), 0.0)
         return self._total + self._tensor_total + pending
 
-    def add_iteration(self, density: Callable[[str, str], float]) -> None:
-        """Charge the declared networks' cost (counted ones are charged as they run); density(net, owner) may be
-        a 0-d device tensor (RG-GAN): summing it avoids a host sync per step."""
+    def add_iteration(self) -> None:
+        """Charge the declared networks' cost (counted ones are charged as they run); a density that is a 0-d
+        device tensor (RG-GAN) is summed as one: no host sync per step."""
         if not self.cost:
             return
         x, dense = 0.0, 0.0
@@ -210,7 +206,7 @@ class FlopAccount:
                 passes = self.cost[n][0] + 3.0 * self.cost[n][1]
                 dense += sum(d.values()) * passes
                 for owner, f in d.items():
-                    x = x + f * passes * (1.0 if owner == UNOWNED else density(n, owner))
+                    x = x + f * passes * (1.0 if owner == UNOWNED else self.density(n, owner))
         self._tensor_total = self._tensor_total + (x.double() if isinstance(x, torch.Tensor) else x)
         self.dense_equiv += dense
 
@@ -218,7 +214,7 @@ class FlopAccount:
         return {"total": float(self.total), "dense_equiv": float(self.dense_equiv),
                 "per_sample": {n: dict(d) for n, d in self.per_sample.items()},
                 "cost": {n: list(c) for n, c in self.cost.items()},
-                "counted": sorted(self.counted)}
+                "counted": sorted(self._hooks)}
 
     @staticmethod
     def state_ok(f) -> bool:
@@ -238,5 +234,5 @@ class FlopAccount:
         for n, d in state["per_sample"].items():
             self.per_sample.setdefault(n, {k: float(v) for k, v in d.items()})
         for n, (a, b) in state["cost"].items():
-            if n not in self.counted:
+            if n not in self._hooks:
                 self.cost.setdefault(n, (float(a), float(b)))

@@ -59,9 +59,5 @@ class SparseConfig:
 
 
 def config_to_dict(cfg) -> dict:
-    d = dataclasses.asdict(cfg)
-    d["method"] = cfg.method
-    for k in ("include", "exclude"):
-        if k in d:
-            d[k] = list(d[k])
-    return d
+    d = {k: list(v) if k in ("include", "exclude") else v for k, v in dataclasses.asdict(cfg).items()}
+    return {**d, "method": cfg.method}

@@ -21,7 +21,6 @@ from .lr import LRScaler
 from .selection import find_sites
 
 STATE_VERSION = 2
-NETS = ("G", "D")
 # higher_is_better of well-known metrics by name prefix (lower-is-better first: 'ppl' before 'pr')
 _DIRECTIONS = {False: ("fid", "kid", "ppl", "lpips"), True: ("is", "pr", "precision", "recall", "confident")}
 
@@ -74,9 +73,7 @@ class SparseController:
     def bind(self, G_ema: nn.Module | Sequence[torch.Tensor] | None = None,
              opt_G: torch.optim.Optimizer | None = None, opt_D: torch.optim.Optimizer | None = None,
              sched_G: Sequence | None = None, sched_D: Sequence | None = None) -> None:
-        """Objects created after prepare() (G_ema: a copy of G or a tensor list aligned with G.parameters()).
-        Idempotent; a new optimizer / scheduler list replaces the old one and gets the LR scale exactly once. An
-        optimizer without the parameters the method added (created before prepare()) is refused."""
+        """Objects created after prepare(); idempotent (README "sparse_core API")."""
         given = [(n, o, s) for n, o, s in (("G", opt_G, sched_G), ("D", opt_D, sched_D))
                  if o is not None or s is not None]
         for n, opt, sch in given:
@@ -99,8 +96,7 @@ class SparseController:
 
     # ------------------------------------------------------------------ training-loop hooks
     def pause(self, paused: bool = True) -> None:
-        """Hold the method: dense training exactly as without sparse_core, no schedule iterations counted (FLOPs
-        and images still are, as dense). Not saved: the loop re-derives it (ProGAN's lower resolutions)."""
+        """Hold the method: dense training exactly as without sparse_core (not saved: the loop re-derives it)."""
         self.ctx.paused = bool(paused)
         self.strategy.set_paused(self.ctx.paused)
 
@@ -140,8 +136,7 @@ class SparseController:
         return torch.zeros((), device=next(net.parameters()).device) if term is None else term
 
     def feed_metric(self, value: float, higher_is_better: bool | None = None, name: str | None = None) -> str | None:
-        """The loop's periodic quality metric, with its direction (`higher_is_better` or a known `name`); returns
-        the mode for the coming period ('sparse' / 'dense'), None when the method does not use it."""
+        """The loop's periodic quality metric and its direction; returns the coming period's mode, if any."""
         value = float(value)
         if not math.isfinite(value):
             raise ValueError(f"feed_metric got {value} ({name or 'metric'}): a non-finite metric cannot steer training")
@@ -163,7 +158,7 @@ class SparseController:
             raise ValueError(f"real_images must be an integer >= 0, got {real_images!r}")
         for n in self.targets:
             self._check_bound(n, "advance()")
-        self.flops.add_iteration(self._owner_density)
+        self.flops.add_iteration()
         self.ctx.nimg += int(real_images)
         if self.paused:
             return None
@@ -184,7 +179,7 @@ class SparseController:
     def measure_flops(self, net_name: str, run: Callable[[], object], batch: int,
                       forward_samples: float | None = None, train_samples: float | None = None) -> None:
         """Count `net_name`'s FLOPs per sample once (run(): one forward of `batch` samples), then charge every
-        executed training pass, or a declared cost per iteration (forward_samples / train_samples)."""
+        executed training pass, or the declared cost per iteration (forward_samples / train_samples)."""
         owners = {s.layer for s in self.sites.get(self._net(net_name, "measure_flops"), [])}
         declared = None if forward_samples is None and train_samples is None else \
             (float(forward_samples or 0.0), float(train_samples or 0.0))
@@ -214,21 +209,18 @@ class SparseController:
     def current_phase(self) -> str:
         return self.strategy.phase()
 
-    def stats(self, per_layer: bool = True) -> dict:
+    def stats(self) -> dict:
         """Flat dict for stats.jsonl (keys of SPEC §3)."""
-        first = self.targets[0] if self.targets else "G"
+        lead = "G" if "G" in self.targets or not self.targets else self.targets[0]
         out = {"sparse/method": self.method, "sparse/phase": "paused" if self.paused else self.current_phase(),
-               "sparse/iteration": self.iteration,
-               "sparse/lr_scale": self.lr["G"].scale if "G" in self.targets else self.lr[first].scale,
+               "sparse/iteration": self.iteration, "sparse/lr_scale": self.lr[lead].scale,
                "progress/real_images": self.ctx.nimg, "flops/train_total": float(self.flops.total),
                "flops/train_dense_equiv": float(self.flops.dense_equiv)}
-        for n in NETS:
-            if n in self.nets:
-                dens = self.layer_density(n)
-                out[f"sparse/{n}/sparsity"] = self.sparsity(n, dens)
-                out[f"sparse/{n}/lr_scale"] = self.lr[n].scale
-                if per_layer:
-                    out.update({f"sparse/{n}/kept/{k}": d for k, d in dens.items()})
+        for n in self.nets:
+            dens = self.layer_density(n)
+            out[f"sparse/{n}/sparsity"] = self.sparsity(n, dens)
+            out[f"sparse/{n}/lr_scale"] = self.lr[n].scale
+            out.update({f"sparse/{n}/kept/{k}": d for k, d in dens.items()})
         for family, share in ops.native_shares(self._ops_since).items():
             out[f"sparse/native/{family}"] = share   # share of this run's calls served by the native kernels
         out.update(self.strategy.stats())
@@ -246,16 +238,13 @@ class SparseController:
 
     @torch.no_grad()
     def load_state_dict(self, state: dict | None, allow_dense: bool = False, source: str | None = None) -> None:
-        """The one resume entry point. Everything is checked before anything changes; a refusal is one
-        ConfigError naming `source` and the entry. A dense run's state (None or method 'none') starts a sparse
-        run only with allow_dense=True (--sparse-from-dense): the method re-derives its masks from the weights."""
+        """The one resume entry point: everything is checked before anything changes (README "sparse_core API")."""
         where = f"{source}: " if source else ""
         dense = not state or (isinstance(state, dict) and isinstance(state.get("config"), dict)
                               and state["config"].get("method") == "none")
         if dense and self.targets:
-            if not (allow_dense or self.from_dense):
-                raise ConfigError(f"{where}the snapshot was written by a dense run (--sparse none); pass "
-                                  f"--sparse-from-dense (allow_dense=True) to start --sparse {self.method} from it")
+            require(allow_dense or self.from_dense, f"{where}the snapshot was written by a dense run (--sparse none); "
+                    f"pass --sparse-from-dense (allow_dense=True) to start --sparse {self.method} from it")
             self.strategy.restart_from_dense()
             return
         if not state:
@@ -327,8 +316,7 @@ class SparseController:
 
     # ------------------------------------------------------------------ export
     def export(self, which: str = "G", sparse: bool = True) -> nn.Module:
-        """A plain copy of G / G_ema / D with the vendor's state_dict keys (no masks, thresholds or hooks):
-        sparse=True bakes the method's mask in (the papers' "Sparse_*" model), sparse=False the "Dense_*" one."""
+        """A plain copy of G / G_ema / D with the vendor's state_dict keys: the "Sparse_*" or the "Dense_*" model."""
         ema = self.ctx.ema
         ema_list = which == "G_ema" and ema.is_list
         source = {"G": self.nets.get("G"), "D": self.nets.get("D"),
@@ -389,8 +377,7 @@ def _with_added_params(ctrl_ref, optimizer, state_dict):
 
 def prepare(config, G: nn.Module, D: nn.Module | None = None,
             masks: dict[str, dict[str, torch.Tensor]] | None = None, **method_kwargs) -> SparseController:
-    """Attach the method's masks or thresholds to G (and D) and return the controller; call it before copying G
-    into G_ema and creating optimizers. `masks=` / `init=`: the ticket method's fixed masks and rewind values."""
+    """Attach the method's masks or thresholds to G (and D) and return the controller (README "sparse_core API")."""
     if masks is not None:
         method_kwargs["masks"] = masks
     return SparseController(config, G, D, **method_kwargs)

@@ -62,18 +62,13 @@ def _hook_kind(module: nn.Module, attr: str) -> tuple[str, str | None]:
     return "plain", None
 
 
-def _parametrization_kind(plist: nn.Module) -> str | None:
-    """Which known zero-preserving parametrization `plist` (a ParametrizationList) is; None if unknown."""
-    for kind, cls in (("spectral_norm", "_SpectralNorm"), ("weight_norm", "_WeightNorm")):
+def _masked_original(plist: nn.Module) -> str | None:
+    """The tensor to mask of a known zero-preserving parametrization `plist` (a ParametrizationList): spectral
+    norm's `original`, weight norm's direction `original1`; None if the parametrization is unknown."""
+    for original, cls in (("original", "_SpectralNorm"), ("original1", "_WeightNorm")):
         if len(plist) == 1 and isinstance(plist[0], getattr(parametrizations, cls, ())):
-            return kind
+            return original
     return None
-
-
-def foreign_pre_hooks(module: nn.Module) -> list:
-    """(key, hook) of the forward pre-hooks that are neither old-API norms nor sparse_core's own."""
-    return [(k, h) for k, h in module._forward_pre_hooks.items()
-            if not isinstance(h, (SpectralNorm, WeightNorm)) and not getattr(h, "sparse_core_hook", False)]
 
 
 @torch.no_grad()
@@ -98,7 +93,8 @@ def run_pre_hooks(module: nn.Module, hooks) -> dict[str, torch.Tensor]:
 def _probe_derivation(module: nn.Module, attr: str, net_name: str, module_name: str, full: str) -> str | None:
     """The attribute a foreign pre-hook derives from `attr` (None: none follows it); refuses a derivation that
     masking does not commute with. Leaves the module as it found it."""
-    hooks = foreign_pre_hooks(module)
+    hooks = [(k, h) for k, h in module._forward_pre_hooks.items()   # neither old-API norms nor sparse_core's own
+             if not isinstance(h, (SpectralNorm, WeightNorm)) and not getattr(h, "sparse_core_hook", False)]
     if not hooks:
         return None
     p = module._parameters[attr]
@@ -169,19 +165,16 @@ def find_sites(net: nn.Module, scope: str, include: Sequence[str] = (), exclude:
             sites.append(Site(full, module_name, attr, dim if p.ndim >= 2 else 0, kind, module_name, derived))
         if parametrize.is_parametrized(module):
             for tname, plist in module.parametrizations.items():
-                pkind = _parametrization_kind(plist)
-                originals = [a for a in ("original", "original0", "original1") if a in plist._parameters]
-                target = "original1" if pkind == "weight_norm" else "original"
+                known = _masked_original(plist)
                 owner = f"{module_name}.parametrizations.{tname}" if module_name else f"parametrizations.{tname}"
-                candidates = [a for a in originals if a == target] if pkind else originals
-                for attr in candidates:
+                for attr in [a for a in plist._parameters if known in (None, a)]:
                     p = plist._parameters[attr]
                     full = f"{owner}.{attr}"
                     if scope == "weights" and not (tname == "weight" and p.ndim >= 2):
                         continue
                     if not wanted(full):
                         continue
-                    require(pkind is not None, f"{net_name}: layer {module_name or '<root>'!r} has its {tname!r} "
+                    require(known is not None, f"{net_name}: layer {module_name or '<root>'!r} has its {tname!r} "
                             f"parametrized by {', '.join(type(x).__name__ for x in plist)}; sparse_core cannot tell "
                             f"whether masking {full!r} masks the forward's weight. Exclude it "
                             f"(exclude=[{re.escape(module_name)!r}]) or use spectral_norm / weight_norm")

@@ -176,7 +176,7 @@ class Method:
         return 1.0
 
     def phase(self) -> str:
-        return "dense"
+        return self.phases[0] if self.phases else "dense"
 
     def set_paused(self, paused: bool) -> None:
         """The controller holds (or releases) the method: the forward must then read the plain weights."""

@@ -270,8 +270,7 @@ class RGGAN(Method):
         c = self.ctx
         if net_name not in c.targets or self._mode != "sparse":
             return None
-        net = c.nets[net_name]
-        return sum(torch.exp(-self._threshold(net, s)).sum() for s in c.sites[net_name]) * self.config.lam
+        return sum(torch.exp(-self._threshold(c.nets[net_name], s)).sum() for s in c.sites[net_name]) * self.config.lam
 
     def on_metric(self, history):
         if not self.config.augmented:
@@ -329,12 +328,8 @@ class RGGAN(Method):
                 "entry 'method_state.owner_density' must map layer names to densities in [0, 1]")
 
     def load_state_dict(self, state: dict, phase: str) -> None:
-        c = self.ctx
-        self._density = {(n, s.layer): 1.0 for n in c.targets for s in c.sites[n]}
-        for key, d in state.get("owner_density", {}).items():
-            n, _, layer = key.partition("/")
-            if (n, layer) in self._density:
-                self._density[(n, layer)] = float(d)
+        saved = state.get("owner_density", {})
+        self._density = {(n, layer): float(saved.get(f"{n}/{layer}", 1.0)) for n, layer in self._density}
         self._set_mode(phase)
 
 

@@ -217,9 +217,6 @@ class Ticket(MaskMethod):
             self.apply_masks(n)
         self.sync_ema()
 
-    def phase(self) -> str:
-        return "ticket"
-
     def state_dict(self) -> dict:
         return {"init": {n: {k: v.clone() for k, v in d.items()} for n, d in self.init.items()}}
 
