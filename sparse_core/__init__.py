@@ -7,7 +7,8 @@ from .methods.regan import ReGANConfig
 from .methods.rggan import RGGANConfig
 from .methods.ticket import TicketConfig
 from .controller import SparseController, prepare
-from . import methods, tickets
+from . import methods
+from .methods import ticket as tickets   # the GAN-tickets helpers under their public name
 
 __all__ = ["prepare", "SparseController", "ReGANConfig", "RGGANConfig", "TicketConfig", "NoneConfig",
            "SparseConfig", "ConfigError", "methods", "tickets"]

@@ -2,8 +2,6 @@
 ATen convolution / matrix product to the innermost module owning a masked tensor (its FLOPs scale with its
 density). Then every executed training-mode forward is charged at its real batch, its backward when a gradient
 reaches it (2×; 6× when it builds a graph: R1, path length), or a declared per-iteration cost is added."""
-from __future__ import annotations
-
 import math
 import weakref
 from collections import defaultdict
@@ -213,8 +211,7 @@ class FlopAccount:
     def state_dict(self) -> dict:
         return {"total": float(self.total), "dense_equiv": float(self.dense_equiv),
                 "per_sample": {n: dict(d) for n, d in self.per_sample.items()},
-                "cost": {n: list(c) for n, c in self.cost.items()},
-                "counted": sorted(self._hooks)}
+                "cost": {n: list(c) for n, c in self.cost.items()}}
 
     @staticmethod
     def state_ok(f) -> bool:

@@ -1,7 +1,5 @@
 """What every method's configuration shares: the error type, number checks and `SparseConfig` (target / scope /
 include / exclude, validated once), which each method's config class subclasses."""
-from __future__ import annotations
-
 import dataclasses
 import math
 import re

@@ -1,8 +1,6 @@
 """SparseController: the one object a training loop talks to (call order: README "sparse_core API"). It holds
 what every method shares (the `Context`, LR scaling, FLOPs, persistence), checks the call order and loaded state,
 and delegates everything method-specific to the method, which sees only the context."""
-from __future__ import annotations
-
 import copy
 import functools
 import itertools
@@ -66,7 +64,8 @@ class SparseController:
     paused = property(lambda self: self.ctx.paused)
 
     def _net(self, net_name: str, what: str) -> str:
-        require(net_name in self.nets, f"{what}: unknown network {net_name!r}; this controller has {tuple(self.nets)}")
+        if net_name not in self.nets:
+            raise ConfigError(f"{what}: unknown network {net_name!r}; this controller has {tuple(self.nets)}")
         return net_name
 
     # ------------------------------------------------------------------ bind
@@ -104,9 +103,9 @@ class SparseController:
         return 1.0 if self.paused else self.strategy.owner_density(net_name, owner)
 
     def _check_bound(self, net_name: str, what: str) -> None:
-        require(net_name not in self.targets or net_name in self._bound,
-                f"{what} before ctrl.bind(opt_{net_name}=...): bind {net_name}'s optimizer first (the method's LR "
-                f"scale and parameters reach the optimizer through it)")
+        if net_name in self.targets and net_name not in self._bound:
+            raise ConfigError(f"{what} before ctrl.bind(opt_{net_name}=...): bind {net_name}'s optimizer first (the "
+                              f"method's LR scale and parameters reach the optimizer through it)")
 
     def before_step(self, net_name: str) -> None:
         """Call right before `opt.step()` of network `net_name` (after backward)."""

@@ -1,7 +1,5 @@
 """What a patched training script needs, so that each patch stays a handful of one-line hooks: the method flags
 and a controller for every --sparse value (none included) from cli.py, load_resume_state and export_generators."""
-from __future__ import annotations
-
 import os
 
 from .atomic import save_atomic

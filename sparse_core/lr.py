@@ -12,8 +12,6 @@ wanted scale is idempotent and independent of the order in which the loop binds,
 restores the controller: a fresh optimizer (no record) gets the whole scale, a restored one only the
 difference, and re-binding the same or a rebuilt optimizer never compounds it.
 """
-from __future__ import annotations
-
 from typing import Sequence
 
 import torch

@@ -5,8 +5,6 @@ parametrization is refused), 'hook' (another forward pre-hook derives the weight
 the layer's pre-hooks on a pattern and on the pattern masked; the attribute that follows is the derived weight,
 and masking must commute with the derivation, or the layer is refused naming the exclude= that skips it).
 For every kind, zeros of the site stay zeros of the weight the forward reads."""
-from __future__ import annotations
-
 import dataclasses
 import re
 from typing import Sequence
@@ -144,41 +142,34 @@ def find_sites(net: nn.Module, scope: str, include: Sequence[str] = (), exclude:
 
     sites, seen = [], set()   # a tensor tied into several layers is one site, owned by its first holder
     for module_name, module in net.named_modules():
-        if isinstance(module, parametrize.ParametrizationList):
-            continue   # handled from the parametrized layer below
-        dim = 1 if isinstance(module, nn.modules.conv._ConvTransposeNd) or getattr(module, "transposed", False) else 0
+        plist = isinstance(module, parametrize.ParametrizationList)   # holds a parametrized tensor's originals
+        layer = module_name.rpartition("parametrizations.")[0].rstrip(".") if plist else module_name
+        tname = module_name.rpartition(".")[2]   # a ParametrizationList's: the parametrized tensor's name
+        holder = net.get_submodule(layer)
+        dim = 1 if isinstance(holder, nn.modules.conv._ConvTransposeNd) or getattr(holder, "transposed", False) else 0
+        known = _masked_original(module) if plist else None
         for attr, p in module._parameters.items():
             if p is None or attr.endswith(OWN_SUFFIXES) or id(p) in seen:
                 continue
             seen.add(id(p))
             full = f"{module_name}.{attr}" if module_name else attr
-            kind, derived = _hook_kind(module, attr)
-            if kind == "wn" and attr.endswith("_g"):
-                continue   # magnitude: zeroing it would zero whole output channels, not weights
-            if scope == "weights" and not (p.ndim >= 2 and (attr in _WEIGHT_ATTRS or kind == "wn")):
+            kind, derived = ("param", None) if plist else _hook_kind(module, attr)
+            if (kind == "wn" and attr.endswith("_g")) or known not in (None, attr):
+                continue   # a norm's magnitude: zeroing it would zero whole output channels, not weights
+            weight = tname == "weight" if plist else attr in _WEIGHT_ATTRS or kind == "wn"
+            if scope == "weights" and not (p.ndim >= 2 and weight):
                 continue
             if not wanted(full):
                 continue
+            if plist and known is None:
+                raise ConfigError(f"{net_name}: layer {layer or '<root>'!r} has its {tname!r} parametrized by "
+                                  f"{', '.join(type(x).__name__ for x in module)}; sparse_core cannot tell whether "
+                                  f"masking {full!r} masks the forward's weight. Exclude it "
+                                  f"(exclude=[{re.escape(layer)!r}]) or use spectral_norm / weight_norm")
             if kind == "plain":
                 derived = _probe_derivation(module, attr, net_name, module_name, full)
                 kind = "hook" if derived else kind
-            sites.append(Site(full, module_name, attr, dim if p.ndim >= 2 else 0, kind, module_name, derived))
-        if parametrize.is_parametrized(module):
-            for tname, plist in module.parametrizations.items():
-                known = _masked_original(plist)
-                owner = f"{module_name}.parametrizations.{tname}" if module_name else f"parametrizations.{tname}"
-                for attr in [a for a in plist._parameters if known in (None, a)]:
-                    p = plist._parameters[attr]
-                    full = f"{owner}.{attr}"
-                    if scope == "weights" and not (tname == "weight" and p.ndim >= 2):
-                        continue
-                    if not wanted(full):
-                        continue
-                    require(known is not None, f"{net_name}: layer {module_name or '<root>'!r} has its {tname!r} "
-                            f"parametrized by {', '.join(type(x).__name__ for x in plist)}; sparse_core cannot tell "
-                            f"whether masking {full!r} masks the forward's weight. Exclude it "
-                            f"(exclude=[{re.escape(module_name)!r}]) or use spectral_norm / weight_norm")
-                    sites.append(Site(full, owner, attr, dim if p.ndim >= 2 else 0, "param", module_name))
+            sites.append(Site(full, module_name, attr, dim if p.ndim >= 2 else 0, kind, layer, derived))
     require(sites, f"{net_name} has nothing to mask with scope={scope!r}, include={list(include)}, "
             f"exclude={list(exclude)}")
     return sites

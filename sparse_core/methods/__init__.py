@@ -1,7 +1,5 @@
 """The sparse-training methods, one file each (regan, rggan, ticket, none), on the contract in `base.py`; the
 registry is the only place that names them. docs/METHODS.md shows a new method written in one file."""
-from __future__ import annotations
-
 import dataclasses
 
 from ..config import ConfigError, require

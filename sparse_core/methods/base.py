@@ -1,8 +1,6 @@
 """The method contract: the registry, the `Context` a method sees (`self.ctx`), the `Method` base class (hooks
 the controller calls; the defaults do nothing) and `MaskMethod`, the mask-buffer methods' shared part.
 A new method is one file (docs/METHODS.md)."""
-from __future__ import annotations
-
 import dataclasses
 from typing import Any, Callable, Iterator
 

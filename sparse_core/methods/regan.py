@@ -1,7 +1,5 @@
 """Re-GAN (Saxena et al., CVPR 2023): dense warm-up, then alternating sparse phases (ρ of every masked tensor
 pruned by magnitude) and dense ones (regrown: zero, or Re-GAN-RI fresh values; LR × dense_lr_scale)."""
-from __future__ import annotations
-
 import copy
 import dataclasses
 

@@ -7,8 +7,6 @@ a forward hook (always called) puts it back, so checkpoint keys do not change. T
 pre-hook, in every copy that carries the hooks (G_ema too). Hooks are module-level functions and the per-module
 state a small picklable object: deepcopy, pickling (also through `__reduce__` arguments) and DDP see no closures.
 """
-from __future__ import annotations
-
 import dataclasses
 from typing import Sequence
 
@@ -308,10 +306,9 @@ class RGGAN(Method):
                 _export_weight_norm(module, s, t)
             else:   # plain, or a derivation masking commutes with (selection's probe)
                 p.mul_(keep.to(p.dtype))
-        uninstall(module)
 
     def export_done(self, net: nn.Module) -> None:
-        for m in net.modules():   # layers holding a tied weight carry the hooks too
+        for m in net.modules():   # every layer with thresholds and hooks (tied weights: several per site)
             uninstall(m)
 
     def tensors(self):

@@ -2,8 +2,6 @@
 fixed mask from the weights rewound to their initial values (`snapshot`, `prune_and_rewind`, `rounds_for`), or
 from a command line `--sparse ticket --ticket FILE` (`write_ticket`; without it round 0: dense). A run ends by
 writing `ticket.pt` (initial values, masks, final weights), from which `next_ticket` cuts the next round's."""
-from __future__ import annotations
-
 import dataclasses
 import math
 import os
