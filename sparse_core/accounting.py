@@ -59,8 +59,7 @@ def _owner_of(name: str, owners: set[str]) -> str:
 
 
 def module_flops(net: nn.Module, run: Callable[[], object]) -> dict[str, tuple[int, int]]:
-    """Run `run()` (a forward of `net`) once; {module name: (FLOPs done directly by it, its summed batch: the
-    leading size of the first tensor argument of each call)}."""
+    """Run `run()` (a forward of `net`) once; {module name: (FLOPs it does itself, the summed batch of its calls)}."""
     names = {id(m): n for n, m in net.named_modules()}
     stack: list[str] = []
     batch: dict[str, int] = defaultdict(int)
@@ -194,8 +193,7 @@ class FlopAccount:
         return self._total + self._tensor_total + pending
 
     def add_iteration(self) -> None:
-        """Charge the declared networks' cost (counted ones are charged as they run); a density that is a 0-d
-        device tensor (RG-GAN) is summed as one: no host sync per step."""
+        """Charge the declared networks' cost (a 0-d device tensor density is summed as one: no host sync)."""
         if not self.cost:
             return
         x, dense = 0.0, 0.0

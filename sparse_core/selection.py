@@ -61,8 +61,7 @@ def _hook_kind(module: nn.Module, attr: str) -> tuple[str, str | None]:
 
 
 def _masked_original(plist: nn.Module) -> str | None:
-    """The tensor to mask of a known zero-preserving parametrization `plist` (a ParametrizationList): spectral
-    norm's `original`, weight norm's direction `original1`; None if the parametrization is unknown."""
+    """The original to mask of a known zero-preserving ParametrizationList (None: an unknown parametrization)."""
     for original, cls in (("original", "_SpectralNorm"), ("original1", "_WeightNorm")):
         if len(plist) == 1 and isinstance(plist[0], getattr(parametrizations, cls, ())):
             return original

@@ -104,8 +104,7 @@ class EMA:
 
 
 class Context:
-    """The narrow view of a run a method works against: `targets`, `nets` / `sites` per target, `ema` (G_ema as
-    a module or a tensor list, behind one object), the counters `iteration` / `nimg` / `paused`."""
+    """The narrow view of a run a method works against (`self.ctx`; its fields: docs/METHODS.md)."""
 
     def __init__(self, nets: dict[str, nn.Module], targets: tuple[str, ...], sites: dict[str, list[Site]]) -> None:
         self.nets, self.targets, self.sites = nets, targets, sites
@@ -220,9 +219,8 @@ def _own_names(module: nn.Module) -> list[str]:
 
 
 def _loaded_without_own_state(module, incompatible_keys) -> None:
-    """Load post-hook: a state_dict without this layer's masks / thresholds (a dense or another method's run)
-    keeps the current ones; the controller's state decides whether it may start this run. A plain function, so
-    copies rebuilt from reduce arguments and pickles carry no dead hook."""
+    """Load post-hook: a state_dict without this layer's masks / thresholds (a dense or another method's run) keeps
+    the current ones. A plain function: copies rebuilt from reduce arguments and pickles carry no dead hook."""
     own = tuple("." + k for k in _own_names(module))
     missing = incompatible_keys.missing_keys
     missing[:] = [k for k in missing if not ("." + k).endswith(own)]
@@ -251,9 +249,8 @@ def broadcast(t: torch.Tensor) -> None:
 
 
 class MaskMethod(Method):
-    """`<attr>_mask` buffers next to the masked tensors. Pruned entries stay exactly zero: gradients are masked
-    before the optimizer step and weights after it (Adam would revive them otherwise), G_ema after every EMA
-    update. Subclasses decide when masks change (`masking_active`, `set_masks`)."""
+    """`<attr>_mask` buffers next to the masked tensors, pruned entries kept exactly zero (docs/METHODS.md);
+    subclasses decide when masks change (`set_masks`) and whether they act (`masking_active`)."""
 
     def masking_active(self) -> bool:
         return True

@@ -149,12 +149,10 @@ class ReGAN(MaskMethod):
         c = self.ctx
         for n in c.targets:
             for s in c.sites[n]:
-                m = c.module(n, s)
-                mask = m._buffers[s.mask_attr]
+                mask, p = self.mask(s, n), c.param(n, s)
                 if self.config.regrow == "random":
-                    fresh = fresh_values(m, s.attr, *self.init_stats[f"{n}/{s.name}"])
+                    fresh = fresh_values(c.module(n, s), s.attr, *self.init_stats[f"{n}/{s.name}"])
                     broadcast(fresh)
-                    p = m._parameters[s.attr]
                     p.copy_(torch.where(mask.bool(), p, fresh))
                 mask.fill_(1)
         self.sync_ema()
