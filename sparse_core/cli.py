@@ -82,7 +82,6 @@ def main(argv=None) -> int:
     return 0
 
 
-
 # ---------------------------------------------------------------------- a training script's sparse-training flags
 # Flags whose default each vendor sets (add_argparse_flags(..., interval=, warmup=, exclude=)).
 _VENDOR_DEFAULTS = {"interval": "interval", "warmup": "warmup", "sparse_exclude": "exclude"}
@@ -214,7 +213,6 @@ def _name_the_flag(msg: str, cls) -> str:
     field = msg.split(" ", 1)[0]
     flag = next((f.flag for f in cls.flags if f.field == field and f.flag not in msg), None)
     return f"{flag}: {msg}" if flag else msg
-
 
 
 def controller_from_flags(args, G, D, on_error=None, run_length: int | None = None):

@@ -5,6 +5,7 @@ import os
 from .atomic import save_atomic
 from .cli import (add_argparse_flags, all_flags, click_options, config_from_flags,  # noqa: F401
                   controller_from_flags, pop_flags, unused_flags)
+from .config import ConfigError  # noqa: F401  (the patches catch sparse.ConfigError)
 
 
 def load_resume_state(ctrl, state, source: str | None = None) -> None:
@@ -13,8 +14,7 @@ def load_resume_state(ctrl, state, source: str | None = None) -> None:
 
 
 def export_generators(ctrl, which: str, out_dir: str, extra: dict | None = None, key: str = "G") -> list[str]:
-    """Write G_sparse.pt and G_dense.pt ({key: state_dict with the vendor's keys, **extra}) and the method's own
-    files for a sparse run; nothing for a dense one."""
+    """A sparse run's G_sparse.pt / G_dense.pt ({key: the vendor's state_dict, **extra}) and the method's files."""
     if not ctrl.targets:
         return []
     paths = []

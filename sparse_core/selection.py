@@ -130,9 +130,8 @@ def _names(hooks) -> str:
 
 def find_sites(net: nn.Module, scope: str, include: Sequence[str] = (), exclude: Sequence[str] = (),
                net_name: str = "network") -> list[Site]:
-    """The masked sites of `net` in parameter order. scope 'weights': weight / weight_orig with ndim >= 2,
-    weight-norm directions, parametrized weights; 'all': every parameter except weight-norm magnitudes.
-    include / exclude: regexes searched in the parameter name (exclude wins)."""
+    """The masked sites of `net` in parameter order. scope 'weights': weight / weight_orig with ndim >= 2, weight-norm
+    directions, parametrized weights; 'all': every parameter but norm magnitudes. include / exclude: regexes."""
     inc = [re.compile(p) for p in include]
     exc = [re.compile(p) for p in exclude]
 

@@ -65,8 +65,7 @@ def effective_weight(module: nn.Module, attr: str, derived: str | None) -> torch
 
 
 def next_forward_weight(module: nn.Module, attr: str, derived: str | None) -> torch.Tensor:
-    """The unmasked weight the next forward will read (a derived one re-derived by the module's own pre-hooks,
-    with the power iteration the next call does; nothing kept)."""
+    """The unmasked weight the next forward will read (derived again by the module's own pre-hooks; nothing kept)."""
     if derived is None:
         return module._parameters[attr]
     hooks = [(k, h) for k, h in module._forward_pre_hooks.items() if not getattr(h, "sparse_core_hook", False)]
@@ -101,8 +100,7 @@ _pre_hook.sparse_core_hook = _post_hook.sparse_core_hook = True
 
 def install(module: nn.Module, attrs: Sequence[tuple[str, int, str | None]], official: bool, reset_density: float,
             thresholds: dict | None = None) -> None:
-    """Zero thresholds (one per output channel; `thresholds` {attr: parameter} shares existing ones) and the
-    masking hooks, after the module's existing pre-hooks (a hook deriving the weight runs first)."""
+    """Zero thresholds per output channel (or the shared `thresholds` {attr: parameter}) and the masking hooks."""
     for attr, dim, _ in attrs:
         w = module._parameters[attr]
         t = (thresholds or {}).get(attr)
@@ -174,8 +172,8 @@ class RGGAN(Method):
         self._stash: dict[str, list] = {}
 
     def _install(self, net: nn.Module, net_name: str) -> set[str]:
-        """Thresholds on every owner of `net` lacking them (and on every other layer holding the same parameter:
-        tied weights); returns the owners that got new ones."""
+        """Thresholds on every owner of `net` lacking them and on the other holders of its tensor (tied weights);
+        returns the owners that got new ones."""
         fresh, by_owner = set(), {}
         for s in self.ctx.sites[net_name]:
             by_owner.setdefault(s.module_name, []).append(s)
@@ -241,7 +239,7 @@ class RGGAN(Method):
     def _next_density(self, net_name: str, s: Site) -> torch.Tensor:
         """Kept fraction of the next forward's mask, the reset rule included (0-d tensor, no host sync)."""
         keep = self._keep(self.ctx.module(net_name, s), s, next_forward=True)
-        d = keep.sum().double() / keep.numel()
+        d = keep.sum() / keep.numel()
         return torch.where(collapsed(keep, self.config.reset_density), torch.ones_like(d), d)
 
     # ------------------------------------------------------------------ training loop
@@ -284,8 +282,12 @@ class RGGAN(Method):
 
     @torch.no_grad()
     def layer_density(self, net_name: str) -> dict[str, float]:
-        return {s.name: float(self._next_density(net_name, s)) if self._mode == "sparse" else 1.0
-                for s in self.ctx.sites.get(net_name, [])}
+        out = {}
+        for s in self.ctx.sites.get(net_name, []):
+            keep = self._keep(self.ctx.module(net_name, s), s, next_forward=True) if self._mode == "sparse" else None
+            out[s.name] = 1.0 if keep is None or collapsed(keep, self.config.reset_density) else \
+                float(keep.sum()) / keep.numel()
+        return out
 
     def stats(self) -> dict:
         c = self.ctx

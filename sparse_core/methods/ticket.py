@@ -48,7 +48,6 @@ def prune_and_rewind(net: nn.Module, init: dict[str, torch.Tensor], config: Tick
                      scope: str = "layer") -> dict[str, torch.Tensor]:
     """Prune `rate` of the still-unpruned weights by magnitude (scope 'layer': per tensor; 'global': one cut),
     rewind survivors to `init` and zero the pruned, in place; returns the new masks {name: mask}."""
-    _check_rate(rate, scope)
     sites = find_sites(net, config.scope, config.include, config.exclude)
     missing = [s.name for s in sites if s.name not in init]
     require(not missing, f"init snapshot lacks {missing[:3]}: take it with tickets.snapshot() on the same network")
@@ -97,8 +96,7 @@ TICKET_VERSION = 1
 
 
 def write_ticket(path: str, init: dict, masks: dict, final: dict | None = None, config=None) -> None:
-    """Write a ticket file atomically: {net: {param: initial value}}, {net: {site: mask}}, optionally the final
-    values of the masked tensors (what the next round prunes by)."""
+    """Write a ticket file atomically: initial values, masks and (a finished round's) final values, per network."""
     def cpu(d):
         return {n: {k: v.detach().cpu().clone() for k, v in dd.items()} for n, dd in (d or {}).items()}
 
@@ -134,8 +132,7 @@ def _init_problem(init, net: nn.Module) -> str | None:
 
 
 def read_ticket(path: str) -> dict:
-    """Load (weights_only=True) and check a ticket file: finite values, 0/1 masks none all-zero; a ConfigError
-    names the file and the entry."""
+    """Load (weights_only=True) and check a ticket file; a ConfigError names the file and the entry."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
