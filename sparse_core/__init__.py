@@ -12,7 +12,8 @@ from .methods.rigl import RigLConfig
 from .methods.stugan import STUGANConfig
 from .methods.adapt import ADAPTConfig
 from .controller import SparseController, prepare
-from . import methods, tickets
+from . import methods
+from .methods import ticket as tickets   # the GAN-tickets helpers under their public name
 
 __all__ = ["prepare", "SparseController", "ReGANConfig", "RGGANConfig", "TicketConfig", "NoneConfig",
            "StaticConfig", "SETConfig", "RigLConfig", "STUGANConfig", "ADAPTConfig",

@@ -2,9 +2,6 @@
 ATen convolution / matrix product to the innermost module owning a masked tensor (its FLOPs scale with its
 density). Then every executed training-mode forward is charged at its real batch, its backward when a gradient
 reaches it (2×; 6× when it builds a graph: R1, path length), or a declared per-iteration cost is added."""
-from __future__ import annotations
-
-import dataclasses
 import math
 import weakref
 from collections import defaultdict
@@ -13,6 +10,8 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from .config import number
 
 aten = torch.ops.aten
 UNOWNED = ""
@@ -60,8 +59,7 @@ def _owner_of(name: str, owners: set[str]) -> str:
 
 
 def module_flops(net: nn.Module, run: Callable[[], object]) -> dict[str, tuple[int, int]]:
-    """Run `run()` (a forward of `net`) once; {module name: (FLOPs done directly by it, its summed batch: the
-    leading size of the first tensor argument of each call)}."""
+    """Run `run()` (a forward of `net`) once; {module name: (FLOPs it does itself, the summed batch of its calls)}."""
     names = {id(m): n for n, m in net.named_modules()}
     stack: list[str] = []
     batch: dict[str, int] = defaultdict(int)
@@ -95,39 +93,20 @@ def module_flops(net: nn.Module, run: Callable[[], object]) -> dict[str, tuple[i
     return {n: (f, batch.get(n, 0)) for n, f in mode.flops.items()}
 
 
-class _Site:
-    """Per-module charging state in the module's __dict__ (the hook is a plain function); a copy (G_ema, pickles)
-    gets a detached site that charges nothing."""
-
-    def __init__(self, account, net_name: str, owner: str, per_sample: float, module: nn.Module):
-        self.account = weakref.ref(account) if account is not None else None
-        self.net_name, self.owner, self.per_sample = net_name, owner, per_sample
-        self.module_id = id(module)
-
-    def __deepcopy__(self, memo):
-        return _Site(None, self.net_name, self.owner, self.per_sample, _Detached)
-
-    def __getstate__(self):
-        return {"net_name": self.net_name, "owner": self.owner, "per_sample": self.per_sample}
-
-    def __setstate__(self, state):
-        self.__init__(None, state["net_name"], state["owner"], state["per_sample"], _Detached)
-
-
-_Detached = object()
-SITE_ATTR = "_sparse_core_flop_site"
+# module -> (account (weak reference), net name, owner, FLOPs per sample) of every module whose training passes are
+# charged; copies of it (G_ema, pickles, DataParallel replicas) are other objects and charge nothing.
+_SITES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _charge_forward(module: nn.Module, args, kwargs, output):
-    site: _Site | None = module.__dict__.get(SITE_ATTR)
-    live = site is not None and site.account is not None and site.module_id == id(module) and module.training
-    account = site.account() if live else None
-    batch = None if account is None else _leading_batch(args)
-    batch = _leading_batch(kwargs.values()) if batch is None and account is not None else batch
+    site = _SITES.get(module)
+    account = site[0]() if site is not None and module.training else None
+    batch = None if account is None else _leading_batch(args) or _leading_batch(kwargs.values())
     if batch is None:
         return None
-    flops = site.per_sample * batch
-    account.charge(site.net_name, site.owner, flops)
+    _, net_name, owner, per_sample = site
+    flops = per_sample * batch
+    account.charge(net_name, owner, flops)
     out = output if isinstance(output, torch.Tensor) else next(
         (o for o in (output if isinstance(output, (tuple, list)) else ()) if isinstance(o, torch.Tensor)), None)
     if out is not None and out.requires_grad:
@@ -137,48 +116,36 @@ def _charge_forward(module: nn.Module, args, kwargs, output):
             if not charged:   # a later backward through the same call (R1's second pass) is already paid for
                 charged.append(True)
                 # a graph-building backward will itself be differentiated: charge that second backward now
-                account.charge(site.net_name, site.owner, flops * (6.0 if torch.is_grad_enabled() else 2.0))
+                account.charge(net_name, owner, flops * (6.0 if torch.is_grad_enabled() else 2.0))
             return None
         out.register_hook(charge_backward)
     return None
 
 
 def strip(net: nn.Module) -> None:
-    """Remove the charging hooks and state from `net` (an exported copy carries neither)."""
+    """Remove the charging hooks from `net` (an exported copy carries none)."""
     for m in net.modules():
-        if m.__dict__.pop(SITE_ATTR, None) is not None:
-            for key in [k for k, fn in m._forward_hooks.items() if fn is _charge_forward]:
-                m._forward_hooks.pop(key)
-                m._forward_hooks_with_kwargs.pop(key, None)
-
-
-@dataclasses.dataclass
-class IterationCost:
-    """Samples one network processes per training iteration: forward only, and forward + backward."""
-
-    forward_samples: float = 0.0
-    train_samples: float = 0.0
-
-    def passes(self) -> float:
-        return self.forward_samples + 3.0 * self.train_samples
+        for key in [k for k, fn in m._forward_hooks.items() if fn is _charge_forward]:
+            m._forward_hooks.pop(key)
+            m._forward_hooks_with_kwargs.pop(key, None)
 
 
 class FlopAccount:
     """Per-network forward FLOPs per sample by owner, and cumulative training FLOPs."""
 
-    def __init__(self, density: Callable[[str, str], float] | None = None) -> None:
+    def __init__(self, density: Callable[[str, str], float]) -> None:
         self.per_sample: dict[str, dict[str, float]] = {}
-        self.cost: dict[str, IterationCost] = {}   # declared per-iteration costs (networks not counted at run time)
-        self.counted: set[str] = set()             # networks whose passes are counted at run time
-        self.density = density or (lambda net_name, owner: 1.0)
+        # declared per-iteration costs of networks not counted at run time: (forward samples, forward + backward)
+        self.cost: dict[str, tuple[float, float]] = {}
+        self.density = density
         self._total = 0.0         # mask-aware cumulative training FLOPs (python float64 part)
         self._tensor_total = 0.0  # the part charged at tensor densities (RG-GAN), a float64 device tensor
         self._pending: dict[tuple[str, str], list] = {}   # owner -> [density object, dense FLOPs charged at it]
         self.dense_equiv = 0.0    # what the same iterations cost dense
-        self._hooks: dict[str, list] = {}
+        self._hooks: dict[str, list] = {}   # networks whose passes are counted at run time -> their hooks
 
     def measure(self, net_name: str, net: nn.Module, run: Callable[[], object], batch: int,
-                owners: set[str], cost: IterationCost | None = None) -> None:
+                owners: set[str], cost: tuple[float, float] | None = None) -> None:
         """Measure `net`'s forward FLOPs per sample; then count its executed passes (cost None) or charge `cost`."""
         if batch <= 0:
             raise ValueError(f"batch must be positive, got {batch}")
@@ -190,16 +157,14 @@ class FlopAccount:
         for h in self._hooks.pop(net_name, []):
             h.remove()
         self.cost.pop(net_name, None)
-        self.counted.discard(net_name)
         if cost is not None:
             self.cost[net_name] = cost
             return
-        self.counted.add(net_name)
         self._hooks[net_name] = []
         for name, (f, b) in per_module.items():
             m = net.get_submodule(name)
             # per sample of this module's own calls (its batch may differ from the net's: none do in our vendors)
-            m.__dict__[SITE_ATTR] = _Site(self, net_name, _owner_of(name, owners), f / b if b else f / batch, m)
+            _SITES[m] = (weakref.ref(self), net_name, _owner_of(name, owners), f / b if b else f / batch)
             self._hooks[net_name].append(m.register_forward_hook(_charge_forward, with_kwargs=True))
 
     def charge(self, net_name: str, owner: str, flops: float) -> None:
@@ -227,26 +192,35 @@ class FlopAccount:
         pending = sum((d.double() * f for d, f in self._pending.values()), 0.0)
         return self._total + self._tensor_total + pending
 
-    def add_iteration(self, density: Callable[[str, str], float]) -> None:
-        """Charge the declared networks' cost (counted ones are charged as they run); density(net, owner) may be
-        a 0-d device tensor (RG-GAN): summing it avoids a host sync per step."""
+    def add_iteration(self) -> None:
+        """Charge the declared networks' cost (a 0-d device tensor density is summed as one: no host sync)."""
         if not self.cost:
             return
         x, dense = 0.0, 0.0
         for n, d in self.per_sample.items():
             if n in self.cost:
-                passes = self.cost[n].passes()
+                passes = self.cost[n][0] + 3.0 * self.cost[n][1]
                 dense += sum(d.values()) * passes
                 for owner, f in d.items():
-                    x = x + f * passes * (1.0 if owner == UNOWNED else density(n, owner))
+                    x = x + f * passes * (1.0 if owner == UNOWNED else self.density(n, owner))
         self._tensor_total = self._tensor_total + (x.double() if isinstance(x, torch.Tensor) else x)
         self.dense_equiv += dense
 
     def state_dict(self) -> dict:
         return {"total": float(self.total), "dense_equiv": float(self.dense_equiv),
                 "per_sample": {n: dict(d) for n, d in self.per_sample.items()},
-                "cost": {n: [c.forward_samples, c.train_samples] for n, c in self.cost.items()},
-                "counted": sorted(self.counted)}
+                "cost": {n: list(c) for n, c in self.cost.items()}}
+
+    @staticmethod
+    def state_ok(f) -> bool:
+        """Whether `f` is a state_dict() of a FlopAccount (finite totals, per-sample costs, declared costs)."""
+        def costs(d):
+            return isinstance(d, dict) and all(isinstance(k, str) and number(v) and v >= 0 for k, v in d.items())
+        return (isinstance(f, dict) and number(f.get("total")) and number(f.get("dense_equiv"))
+                and isinstance(f.get("per_sample"), dict) and all(costs(d) for d in f["per_sample"].values())
+                and isinstance(f.get("cost"), dict)
+                and all(isinstance(c, (list, tuple)) and len(c) == 2 and all(number(x) and x >= 0 for x in c)
+                        for c in f["cost"].values()))
 
     def load_state_dict(self, state: dict) -> None:
         self._total, self._tensor_total, self._pending = float(state["total"]), 0.0, {}
@@ -255,5 +229,5 @@ class FlopAccount:
         for n, d in state["per_sample"].items():
             self.per_sample.setdefault(n, {k: float(v) for k, v in d.items()})
         for n, (a, b) in state["cost"].items():
-            if n not in self.counted:
-                self.cost.setdefault(n, IterationCost(float(a), float(b)))
+            if n not in self._hooks:
+                self.cost.setdefault(n, (float(a), float(b)))

@@ -1,8 +1,6 @@
 """Atomic torch.save: a temporary file in the target folder renamed over the target (no half-written files).
 The object is serialised in memory first, so a failed write (full disk, read-only folder) is an OSError naming
 the FINAL file and its cause (torch.save onto a file would say only 'unexpected pos ...')."""
-from __future__ import annotations
-
 import io
 import os
 import tempfile

@@ -1,7 +1,5 @@
 """What every method's configuration shares: the error type, number checks and `SparseConfig` (target / scope /
 include / exclude, validated once), which each method's config class subclasses."""
-from __future__ import annotations
-
 import dataclasses
 import math
 import re
@@ -21,6 +19,12 @@ def count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def require(ok: bool, message: str) -> None:
+    """An argument check: ConfigError(message) unless `ok`."""
+    if not ok:
+        raise ConfigError(message)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SparseConfig:
     """target: 'G', 'D' or 'both'; scope: 'weights' (ndim >= 2 conv / linear / modulated weights) or 'all' (every
@@ -35,14 +39,12 @@ class SparseConfig:
     scopes = ("weights", "all")
 
     def __post_init__(self) -> None:
-        if self.target not in ("G", "D", "both"):
-            raise ConfigError(f"target must be one of ('G', 'D', 'both'), got {self.target!r}")
-        if self.scope not in self.scopes:
-            raise ConfigError(f"scope must be one of {self.scopes} for {self.method or 'this method'}, "
-                              f"got {self.scope!r}")
+        require(self.target in ("G", "D", "both"), f"target must be one of ('G', 'D', 'both'), got {self.target!r}")
+        require(self.scope in self.scopes,
+                f"scope must be one of {self.scopes} for {self.method or 'this method'}, got {self.scope!r}")
         for name, pats in (("include", self.include), ("exclude", self.exclude)):
-            if isinstance(pats, str) or not all(isinstance(p, str) for p in pats):
-                raise ConfigError(f"{name} must be a list of name patterns (regular expressions), got {pats!r}")
+            require(not isinstance(pats, str) and all(isinstance(p, str) for p in pats),
+                    f"{name} must be a list of name patterns (regular expressions), got {pats!r}")
             for p in pats:
                 try:
                     re.compile(p)
@@ -55,9 +57,5 @@ class SparseConfig:
 
 
 def config_to_dict(cfg) -> dict:
-    d = dataclasses.asdict(cfg)
-    d["method"] = cfg.method
-    for k in ("include", "exclude"):
-        if k in d:
-            d[k] = list(d[k])
-    return d
+    d = {k: list(v) if k in ("include", "exclude") else v for k, v in dataclasses.asdict(cfg).items()}
+    return {**d, "method": cfg.method}

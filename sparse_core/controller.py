@@ -1,9 +1,8 @@
 """SparseController: the one object a training loop talks to (call order: README "sparse_core API"). It holds
 what every method shares (the `Context`, LR scaling, FLOPs, persistence), checks the call order and loaded state,
 and delegates everything method-specific to the method, which sees only the context."""
-from __future__ import annotations
-
 import copy
+import functools
 import itertools
 import math
 import warnings
@@ -14,13 +13,12 @@ import torch
 from torch import nn
 
 from . import accounting, methods, ops
-from .accounting import FlopAccount, IterationCost
-from .config import ConfigError, config_to_dict, count, number
+from .accounting import FlopAccount
+from .config import ConfigError, config_to_dict, count, number, require
 from .lr import LRScaler
 from .selection import find_sites
 
 STATE_VERSION = 2
-NETS = ("G", "D")
 # higher_is_better of well-known metrics by name prefix (lower-is-better first: 'ppl' before 'pr')
 _DIRECTIONS = {False: ("fid", "kid", "ppl", "lpips"), True: ("is", "pr", "precision", "recall", "confident")}
 
@@ -32,19 +30,17 @@ def metric_direction(name: str | None) -> bool | None:
 class SparseController:
     def __init__(self, config, G: nn.Module, D: nn.Module | None = None, **method_kwargs) -> None:
         name = getattr(type(config), "method", None)
-        if not isinstance(name, str) or name not in methods.names() or not isinstance(config, methods.get(name).config_cls):
-            raise ConfigError(f"config must be one of the method configs "
-                              f"({', '.join(m.config_cls.__name__ for m in methods.all_methods())}), "
-                              f"got {type(config).__name__}")
+        known = ", ".join(m.config_cls.__name__ for m in methods.all_methods())
+        require(name in methods.names() and isinstance(config, methods.get(name).config_cls),
+                f"config must be one of the method configs ({known}), got {type(config).__name__}")
         for n, net in (("G", G), ("D", D)):
-            if not isinstance(net, nn.Module) and not (n == "D" and net is None):
-                raise ConfigError(f"{n} must be an nn.Module, got {type(net).__name__}")
+            require(isinstance(net, nn.Module) or (n == "D" and net is None),
+                    f"{n} must be an nn.Module, got {type(net).__name__}")
         self.config, self.method = config, name
         self.nets: dict[str, nn.Module] = {"G": G} if D is None else {"G": G, "D": D}
-        for t in config.targets():
-            if t not in self.nets:
-                raise ConfigError(f"target {config.target!r} needs network {t} but it was not given to prepare()")
         targets = tuple(config.targets())
+        for t in targets:
+            require(t in self.nets, f"target {config.target!r} needs network {t} but it was not given to prepare()")
         sites = {n: find_sites(self.nets[n], config.scope, config.include, config.exclude, net_name=n) for n in targets}
         self.ctx = methods.Context(self.nets, targets, sites)
         self.lr = {n: LRScaler() for n in self.nets}
@@ -76,9 +72,7 @@ class SparseController:
     def bind(self, G_ema: nn.Module | Sequence[torch.Tensor] | None = None,
              opt_G: torch.optim.Optimizer | None = None, opt_D: torch.optim.Optimizer | None = None,
              sched_G: Sequence | None = None, sched_D: Sequence | None = None) -> None:
-        """Objects created after prepare() (G_ema: a copy of G or a tensor list aligned with G.parameters()).
-        Idempotent; a new optimizer / scheduler list replaces the old one and gets the LR scale exactly once. An
-        optimizer without the parameters the method added (created before prepare()) is refused."""
+        """Objects created after prepare(); idempotent (README "sparse_core API")."""
         given = [(n, o, s) for n, o, s in (("G", opt_G, sched_G), ("D", opt_D, sched_D))
                  if o is not None or s is not None]
         for n, opt, sch in given:
@@ -86,10 +80,8 @@ class SparseController:
             if opt is not None:
                 held = {id(p) for g in getattr(opt, "param_groups", []) for p in g["params"]}
                 missing = [t for t in self.strategy.added_parameters(n) if id(t) not in held]
-                if missing:
-                    raise ConfigError(f"opt_{n} does not train {len(missing)} parameters {self.method} added to {n} "
-                                      f"(its thresholds): create the optimizer after sc.prepare(...), from "
-                                      f"{n}.parameters()")
+                require(not missing, f"opt_{n} does not train {len(missing)} parameters {self.method} added to {n} "
+                        f"(its thresholds): create the optimizer after sc.prepare(...), from {n}.parameters()")
         if G_ema is not None:
             self.ctx.ema.bind(G_ema)
             self.strategy.attach_ema()
@@ -98,13 +90,12 @@ class SparseController:
             if opt is not None:
                 self._bound.add(n)
                 if id(opt) not in self._adapted:
-                    opt.register_load_state_dict_pre_hook(_AddedParamsAdapter(self))
+                    opt.register_load_state_dict_pre_hook(functools.partial(_with_added_params, weakref.ref(self)))
                     self._adapted.add(id(opt))
 
     # ------------------------------------------------------------------ training-loop hooks
     def pause(self, paused: bool = True) -> None:
-        """Hold the method: dense training exactly as without sparse_core, no schedule iterations counted (FLOPs
-        and images still are, as dense). Not saved: the loop re-derives it (ProGAN's lower resolutions)."""
+        """Hold the method: dense training exactly as without sparse_core (not saved: the loop re-derives it)."""
         self.ctx.paused = bool(paused)
         self.strategy.set_paused(self.ctx.paused)
 
@@ -113,8 +104,8 @@ class SparseController:
 
     def _check_bound(self, net_name: str, what: str) -> None:
         if net_name in self.targets and net_name not in self._bound:
-            raise ConfigError(f"{what} before ctrl.bind(opt_{net_name}=...): bind {net_name}'s optimizer first "
-                              f"(the method's LR scale and parameters reach the optimizer through it)")
+            raise ConfigError(f"{what} before ctrl.bind(opt_{net_name}=...): bind {net_name}'s optimizer first (the "
+                              f"method's LR scale and parameters reach the optimizer through it)")
 
     def before_step(self, net_name: str) -> None:
         """Call right before `opt.step()` of network `net_name` (after backward)."""
@@ -144,15 +135,14 @@ class SparseController:
         return torch.zeros((), device=next(net.parameters()).device) if term is None else term
 
     def feed_metric(self, value: float, higher_is_better: bool | None = None, name: str | None = None) -> str | None:
-        """The loop's periodic quality metric, with its direction (`higher_is_better` or a known `name`); returns
-        the mode for the coming period ('sparse' / 'dense'), None when the method does not use it."""
+        """The loop's periodic quality metric and its direction; returns the coming period's mode, if any."""
         value = float(value)
         if not math.isfinite(value):
             raise ValueError(f"feed_metric got {value} ({name or 'metric'}): a non-finite metric cannot steer training")
         direction = metric_direction(name) if higher_is_better is None else bool(higher_is_better)
-        if direction is None and self.strategy.uses_metric:
-            raise ConfigError(f"feed_metric: the direction of metric {name or '(unnamed)'!r} is unknown; pass "
-                              f"higher_is_better=True (e.g. IS, precision) or False (e.g. FID)")
+        require(direction is not None or not self.strategy.uses_metric,
+                f"feed_metric: the direction of metric {name or '(unnamed)'!r} is unknown; pass higher_is_better=True "
+                f"(e.g. IS, precision) or False (e.g. FID)")
         if direction is not None and self.metric_higher_is_better not in (None, direction):
             raise ConfigError(f"feed_metric: metric {name or ''!r} has higher_is_better={direction}, the values fed "
                               f"before had {self.metric_higher_is_better}: feed one metric throughout a run")
@@ -167,7 +157,7 @@ class SparseController:
             raise ValueError(f"real_images must be an integer >= 0, got {real_images!r}")
         for n in self.targets:
             self._check_bound(n, "advance()")
-        self.flops.add_iteration(self._owner_density)
+        self.flops.add_iteration()
         self.ctx.nimg += int(real_images)
         if self.paused:
             return None
@@ -188,10 +178,10 @@ class SparseController:
     def measure_flops(self, net_name: str, run: Callable[[], object], batch: int,
                       forward_samples: float | None = None, train_samples: float | None = None) -> None:
         """Count `net_name`'s FLOPs per sample once (run(): one forward of `batch` samples), then charge every
-        executed training pass, or a declared cost per iteration (forward_samples / train_samples)."""
+        executed training pass, or the declared cost per iteration (forward_samples / train_samples)."""
         owners = {s.layer for s in self.sites.get(self._net(net_name, "measure_flops"), [])}
         declared = None if forward_samples is None and train_samples is None else \
-            IterationCost(float(forward_samples or 0.0), float(train_samples or 0.0))
+            (float(forward_samples or 0.0), float(train_samples or 0.0))
         self.flops.measure(net_name, self.nets[net_name], run, batch, owners, declared)
 
     # ------------------------------------------------------------------ reporting
@@ -218,21 +208,18 @@ class SparseController:
     def current_phase(self) -> str:
         return self.strategy.phase()
 
-    def stats(self, per_layer: bool = True) -> dict:
+    def stats(self) -> dict:
         """Flat dict for stats.jsonl (keys of SPEC §3)."""
-        first = self.targets[0] if self.targets else "G"
+        lead = "G" if "G" in self.targets or not self.targets else self.targets[0]
         out = {"sparse/method": self.method, "sparse/phase": "paused" if self.paused else self.current_phase(),
-               "sparse/iteration": self.iteration,
-               "sparse/lr_scale": self.lr["G"].scale if "G" in self.targets else self.lr[first].scale,
+               "sparse/iteration": self.iteration, "sparse/lr_scale": self.lr[lead].scale,
                "progress/real_images": self.ctx.nimg, "flops/train_total": float(self.flops.total),
                "flops/train_dense_equiv": float(self.flops.dense_equiv)}
-        for n in NETS:
-            if n in self.nets:
-                dens = self.layer_density(n)
-                out[f"sparse/{n}/sparsity"] = self.sparsity(n, dens)
-                out[f"sparse/{n}/lr_scale"] = self.lr[n].scale
-                if per_layer:
-                    out.update({f"sparse/{n}/kept/{k}": d for k, d in dens.items()})
+        for n in self.nets:
+            dens = self.layer_density(n)
+            out[f"sparse/{n}/sparsity"] = self.sparsity(n, dens)
+            out[f"sparse/{n}/lr_scale"] = self.lr[n].scale
+            out.update({f"sparse/{n}/kept/{k}": d for k, d in dens.items()})
         for family, share in ops.native_shares(self._ops_since).items():
             out[f"sparse/native/{family}"] = share   # share of this run's calls served by the native kernels
         out.update(self.strategy.stats())
@@ -250,16 +237,13 @@ class SparseController:
 
     @torch.no_grad()
     def load_state_dict(self, state: dict | None, allow_dense: bool = False, source: str | None = None) -> None:
-        """The one resume entry point. Everything is checked before anything changes; a refusal is one
-        ConfigError naming `source` and the entry. A dense run's state (None or method 'none') starts a sparse
-        run only with allow_dense=True (--sparse-from-dense): the method re-derives its masks from the weights."""
+        """The one resume entry point: everything is checked before anything changes (README "sparse_core API")."""
         where = f"{source}: " if source else ""
         dense = not state or (isinstance(state, dict) and isinstance(state.get("config"), dict)
                               and state["config"].get("method") == "none")
         if dense and self.targets:
-            if not (allow_dense or self.from_dense):
-                raise ConfigError(f"{where}the snapshot was written by a dense run (--sparse none); pass "
-                                  f"--sparse-from-dense (allow_dense=True) to start --sparse {self.method} from it")
+            require(allow_dense or self.from_dense, f"{where}the snapshot was written by a dense run (--sparse none); "
+                    f"pass --sparse-from-dense (allow_dense=True) to start --sparse {self.method} from it")
             self.strategy.restart_from_dense()
             return
         if not state:
@@ -278,16 +262,15 @@ class SparseController:
                 self.lr[n].set_scale(float(sc))
 
     def _check_state(self, state, where: str) -> None:
-        def bad(entry, why):
-            raise ConfigError(f"{where}sparse_core state entry {entry!r} {why}")
+        def check(ok, entry, why):
+            require(ok, f"{where}sparse_core state entry {entry!r} {why}")
 
-        if not isinstance(state, dict) or "version" not in state:
-            raise ConfigError(f"{where}not a sparse_core controller state (no 'version')")
-        if state["version"] != STATE_VERSION:
-            bad("version", f"is {state['version']!r}; this sparse_core reads and writes {STATE_VERSION}")
+        require(isinstance(state, dict) and "version" in state,
+                f"{where}not a sparse_core controller state (no 'version')")
+        check(state["version"] == STATE_VERSION, "version",
+              f"is {state['version']!r}; this sparse_core reads and writes {STATE_VERSION}")
         mine, theirs = config_to_dict(self.config), state.get("config")
-        if not isinstance(theirs, dict):
-            bad("config", "is not a dict of settings")
+        check(isinstance(theirs, dict), "config", "is not a dict of settings")
         if theirs != mine:
             keys = sorted(set(mine) | set(theirs), key=lambda k: (k != "method", k))
             diff = [f"{k}: saved {theirs.get(k, '<unset>')!r}, given {mine.get(k, '<unset>')!r}"
@@ -296,62 +279,55 @@ class SparseController:
                               + "; ".join(diff))
         methods.config_from_dict(theirs)   # the saved settings are themselves valid
         for k in ("iteration", "nimg"):
-            if not count(state.get(k)) or state[k] < 0:
-                bad(k, f"must be an integer >= 0, got {state.get(k)!r}")
-        phases = self.strategy.phases
-        if not isinstance(state.get("phase"), str) or (phases and state["phase"] not in phases):
-            bad("phase", f"is {state.get('phase')!r}; {self.method}'s phases are {phases}")
-        hist = state.get("metric_history")
-        if not isinstance(hist, list) or not all(number(v) for v in hist):
-            bad("metric_history", "must be a list of finite numbers")
-        if state.get("metric_higher_is_better") not in (None, True, False):
-            bad("metric_higher_is_better", "must be true, false or null")
-        lr = state.get("lr_scale")
-        if not isinstance(lr, dict) or not all(number(v) and v > 0 for v in lr.values()):
-            bad("lr_scale", "must map networks to finite scales > 0")
-        if not _flops_state_ok(state.get("flops")):
-            bad("flops", "is not a FLOP account (finite totals, per-sample costs, declared costs)")
+            check(count(state.get(k)) and state[k] >= 0, k, f"must be an integer >= 0, got {state.get(k)!r}")
+        phases, phase = self.strategy.phases, state.get("phase")
+        check(isinstance(phase, str) and (not phases or phase in phases), "phase",
+              f"is {phase!r}; {self.method}'s phases are {phases}")
+        hist, lr = state.get("metric_history"), state.get("lr_scale")
+        check(isinstance(hist, list) and all(number(v) for v in hist), "metric_history",
+              "must be a list of finite numbers")
+        check(state.get("metric_higher_is_better") in (None, True, False), "metric_higher_is_better",
+              "must be true, false or null")
+        check(isinstance(lr, dict) and all(number(v) and v > 0 for v in lr.values()), "lr_scale",
+              "must map networks to finite scales > 0")
+        check(FlopAccount.state_ok(state.get("flops")), "flops",
+              "is not a FLOP account (finite totals, per-sample costs, declared costs)")
         tensors, items = state.get("tensors"), list(self.strategy.tensors())
         got, expected = set(tensors) if isinstance(tensors, dict) else set(), {k for k, _ in items}
-        if not isinstance(tensors, dict) or got != expected:
-            missing, extra = sorted(expected - got), sorted(got - expected)
-            bad("tensors", f"does not match these networks (same settings, different architecture?): "
-                           f"{len(missing)} missing (e.g. {missing[:3]}), {len(extra)} unexpected (e.g. {extra[:3]})")
+        missing, extra = sorted(expected - got), sorted(got - expected)
+        check(isinstance(tensors, dict) and got == expected, "tensors",
+              f"does not match these networks (same settings, different architecture?): "
+              f"{len(missing)} missing (e.g. {missing[:3]}), {len(extra)} unexpected (e.g. {extra[:3]})")
         for k, dst in items:
             t = tensors[k]
-            if not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(dst.shape) or not t.is_floating_point():
-                bad(f"tensors.{k}", f"must be a float tensor of shape {tuple(dst.shape)}, got "
-                                    f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+            check(isinstance(t, torch.Tensor) and tuple(t.shape) == tuple(dst.shape) and t.is_floating_point(),
+                  f"tensors.{k}", f"must be a float tensor of shape {tuple(dst.shape)}, got "
+                                  f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
             why = self.strategy.check_tensor(k, t) or (None if bool(torch.isfinite(t).all()) else "has non-finite values")
-            if why:
-                bad(f"tensors.{k}", why)
+            check(not why, f"tensors.{k}", why)
         for n in self.targets:
-            mine = [t for k, t in tensors.items() if k.startswith(n + "/") and k.endswith("_mask")]
-            if mine and not any(bool(t.any()) for t in mine):
-                bad("tensors", f"masks every weight of {n} (all-zero masks): that network could not train")
+            masks = [t for k, t in tensors.items() if k.startswith(n + "/") and k.endswith("_mask")]
+            check(not masks or any(bool(t.any()) for t in masks), "tensors",
+                  f"masks every weight of {n} (all-zero masks): that network could not train")
         method_state = state.get("method_state", {})
-        if not isinstance(method_state, dict):
-            bad("method_state", "must be a dict")
+        check(isinstance(method_state, dict), "method_state", "must be a dict")
         self.strategy.check_state(method_state)
 
     # ------------------------------------------------------------------ export
     def export(self, which: str = "G", sparse: bool = True) -> nn.Module:
-        """A plain copy of G / G_ema / D with the vendor's state_dict keys (no masks, thresholds or hooks):
-        sparse=True bakes the method's mask in (the papers' "Sparse_*" model), sparse=False the "Dense_*" one."""
+        """A plain copy of G / G_ema / D with the vendor's state_dict keys: the "Sparse_*" or the "Dense_*" model."""
         ema = self.ctx.ema
         ema_list = which == "G_ema" and ema.is_list
         source = {"G": self.nets.get("G"), "D": self.nets.get("D"),
                   "G_ema": self.nets["G"] if ema_list else ema.module}.get(which)
-        if source is None:
-            raise ConfigError(f"cannot export {which!r}: expected 'G', 'G_ema' or 'D' among the bound networks")
+        require(source is not None, f"cannot export {which!r}: expected 'G', 'G_ema' or 'D' among the bound networks")
         net_name = "D" if which == "D" else "G"
         out = _copy(source)
         with torch.no_grad():
             if ema_list:   # G's structure with the EMA's values
                 for k, p in out.named_parameters():
-                    v = ema.list_value(k)
-                    if v is not None:
-                        p.copy_(v)
+                    if k in ema.values:
+                        p.copy_(ema.values[k])
             for s in self.sites.get(net_name, []):
                 self.strategy.export_site(s.module(out), s, sparse)
             self.strategy.export_done(out)
@@ -378,44 +354,29 @@ def _copy(net: nn.Module) -> nn.Module:
             m.__dict__[k] = v
 
 
-def _flops_state_ok(f) -> bool:
-    def numbers(d):
-        return isinstance(d, dict) and all(isinstance(k, str) and number(v) and v >= 0 for k, v in d.items())
-    return (isinstance(f, dict) and number(f.get("total")) and number(f.get("dense_equiv"))
-            and isinstance(f.get("per_sample"), dict) and all(numbers(d) for d in f["per_sample"].values())
-            and isinstance(f.get("cost"), dict) and all(isinstance(c, (list, tuple)) and len(c) == 2 and
-                                                         all(number(x) and x >= 0 for x in c) for c in f["cost"].values()))
-
-
-class _AddedParamsAdapter:
+def _with_added_params(ctrl_ref, optimizer, state_dict):
     """Optimizer load pre-hook: a state saved without the method's added parameters (RG-GAN thresholds) gets fresh
     entries for them, so the loop's own load succeeds; the controller's load decides whether it may start this run."""
-
-    def __init__(self, ctrl: SparseController) -> None:
-        self._ctrl = weakref.ref(ctrl)
-
-    def __call__(self, optimizer, state_dict):
-        ctrl = self._ctrl()
-        extra = {id(t) for t in ctrl.strategy.added_parameters()} if ctrl is not None else set()
-        groups = state_dict.get("param_groups", [])
-        if not extra or len(groups) != len(optimizer.param_groups):
-            return None
-        plain = [[p for p in g["params"] if id(p) not in extra] for g in optimizer.param_groups]
-        if not all(len(sg["params"]) == len(pl) for sg, pl in zip(groups, plain)) or \
-                all(len(sg["params"]) == len(g["params"]) for sg, g in zip(groups, optimizer.param_groups)):
-            return None
-        fresh = itertools.count(1 + max((i for sg in groups for i in sg["params"]), default=-1))
-        new_groups = []
-        for sg, g in zip(groups, optimizer.param_groups):
-            saved = iter(sg["params"])
-            new_groups.append({**sg, "params": [next(fresh) if id(p) in extra else next(saved) for p in g["params"]]})
-        return {**state_dict, "param_groups": new_groups}
+    ctrl = ctrl_ref()
+    extra = {id(t) for t in ctrl.strategy.added_parameters()} if ctrl is not None else set()
+    groups = state_dict.get("param_groups", [])
+    if not extra or len(groups) != len(optimizer.param_groups):
+        return None
+    plain = [[p for p in g["params"] if id(p) not in extra] for g in optimizer.param_groups]
+    if not all(len(sg["params"]) == len(pl) for sg, pl in zip(groups, plain)) or \
+            all(len(sg["params"]) == len(g["params"]) for sg, g in zip(groups, optimizer.param_groups)):
+        return None
+    fresh = itertools.count(1 + max((i for sg in groups for i in sg["params"]), default=-1))
+    new_groups = []
+    for sg, g in zip(groups, optimizer.param_groups):
+        saved = iter(sg["params"])
+        new_groups.append({**sg, "params": [next(fresh) if id(p) in extra else next(saved) for p in g["params"]]})
+    return {**state_dict, "param_groups": new_groups}
 
 
 def prepare(config, G: nn.Module, D: nn.Module | None = None,
             masks: dict[str, dict[str, torch.Tensor]] | None = None, **method_kwargs) -> SparseController:
-    """Attach the method's masks or thresholds to G (and D) and return the controller; call it before copying G
-    into G_ema and creating optimizers. `masks=` / `init=`: the ticket method's fixed masks and rewind values."""
+    """Attach the method's masks or thresholds to G (and D) and return the controller (README "sparse_core API")."""
     if masks is not None:
         method_kwargs["masks"] = masks
     return SparseController(config, G, D, **method_kwargs)

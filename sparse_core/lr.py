@@ -12,8 +12,6 @@ wanted scale is idempotent and independent of the order in which the loop binds,
 restores the controller: a fresh optimizer (no record) gets the whole scale, a restored one only the
 difference, and re-binding the same or a rebuilt optimizer never compounds it.
 """
-from __future__ import annotations
-
 from typing import Sequence
 
 import torch
@@ -25,7 +23,7 @@ _SCHED_MARK = "_sparse_core_lr_scale"  # scheduler attribute (in its state_dict 
 class LRScaler:
     def __init__(self) -> None:
         self.scale = 1.0
-        self._optimizers: list[torch.optim.Optimizer] = []
+        self._optimizer: torch.optim.Optimizer | None = None
         self._schedulers: list = []
 
     def bind(self, optimizer: torch.optim.Optimizer | None = None, schedulers: Sequence | None = None) -> None:
@@ -34,13 +32,12 @@ class LRScaler:
         Binding a new optimizer drops the old one's schedulers unless new ones are given: they drive the
         old optimizer, which the loop has discarded.
         """
-        if optimizer is not None:
+        if optimizer is not None and optimizer is not self._optimizer:
             if not isinstance(optimizer, torch.optim.Optimizer):
                 raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-            if not any(optimizer is o for o in self._optimizers):
-                self._optimizers = [optimizer]
-                if schedulers is None:
-                    self._schedulers = [s for s in self._schedulers if getattr(s, "optimizer", None) is optimizer]
+            self._optimizer = optimizer
+            if schedulers is None:
+                self._schedulers = [s for s in self._schedulers if getattr(s, "optimizer", None) is optimizer]
         if schedulers is not None:
             scheds = list(schedulers)
             for s in scheds:
@@ -55,14 +52,13 @@ class LRScaler:
         self._apply()
 
     def _apply(self) -> None:
-        for opt in self._optimizers:
-            for group in opt.param_groups:
-                factor = self.scale / float(group.get(MARK, 1.0))
-                if factor != 1.0:
-                    group["lr"] = group["lr"] * factor
-                    if "initial_lr" in group:
-                        group["initial_lr"] = group["initial_lr"] * factor
-                group[MARK] = self.scale
+        for group in self._optimizer.param_groups if self._optimizer is not None else ():
+            factor = self.scale / float(group.get(MARK, 1.0))
+            if factor != 1.0:
+                group["lr"] = group["lr"] * factor
+                if "initial_lr" in group:
+                    group["initial_lr"] = group["initial_lr"] * factor
+            group[MARK] = self.scale
         for sched in self._schedulers:
             factor = self.scale / float(getattr(sched, _SCHED_MARK, 1.0))
             if factor != 1.0:

@@ -5,8 +5,6 @@ parametrization is refused), 'hook' (another forward pre-hook derives the weight
 the layer's pre-hooks on a pattern and on the pattern masked; the attribute that follows is the derived weight,
 and masking must commute with the derivation, or the layer is refused naming the exclude= that skips it).
 For every kind, zeros of the site stay zeros of the weight the forward reads."""
-from __future__ import annotations
-
 import dataclasses
 import re
 from typing import Sequence
@@ -17,7 +15,7 @@ from torch.nn.utils import parametrizations, parametrize
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 
-from .config import ConfigError
+from .config import ConfigError, require
 
 _WEIGHT_ATTRS = ("weight", "weight_orig")   # the trainable weight of a conv / linear / modulated layer
 OWN_SUFFIXES = ("_mask", "_threshold")
@@ -31,7 +29,7 @@ class Site:
     channel_dim: int   # output-channel dimension (1 for transposed convolutions)
     kind: str = "plain"   # 'plain' | 'sn' | 'wn' | 'param' | 'hook' (see the module docstring)
     layer: str = ""       # the layer whose forward uses the weight (FLOPs owner); == module_name except 'param'
-    derived: str | None = None   # 'hook': the attribute the pre-hook derives
+    derived: str | None = None   # 'sn' / 'wn' / 'hook': the attribute a pre-hook derives from the site (forward's)
 
     @property
     def mask_attr(self) -> str:
@@ -40,11 +38,6 @@ class Site:
     @property
     def threshold_attr(self) -> str:
         return self.attr + "_threshold"
-
-    @property
-    def derived_attr(self) -> str | None:
-        """Attribute the forward reads when it is recomputed from the site by a pre-hook ('sn', 'wn', 'hook')."""
-        return "weight" if self.kind in ("sn", "wn") else self.derived
 
     def key(self, net_name: str, attr: str) -> str:
         """This site's `attr` (mask / threshold) in a controller state: 'G/<module>.<attr>'."""
@@ -57,46 +50,52 @@ class Site:
         return self.module(net)._parameters[self.attr]
 
 
-def _hook_kind(module: nn.Module, attr: str) -> str:
-    """'sn' / 'wn' when an old-API norm hook derives `weight` from `attr`, else 'plain'."""
+def _hook_kind(module: nn.Module, attr: str) -> tuple[str, str | None]:
+    """('sn' | 'wn', the attribute derived) when an old-API norm hook derives it from `attr`; else ('plain', None)."""
     for hook in module._forward_pre_hooks.values():
         if isinstance(hook, SpectralNorm) and attr == hook.name + "_orig":
-            return "sn"
+            return "sn", hook.name
         if isinstance(hook, WeightNorm) and attr in (hook.name + "_v", hook.name + "_g"):
-            return "wn"
-    return "plain"
+            return "wn", hook.name
+    return "plain", None
 
 
-def _parametrization_kind(plist: nn.Module) -> str | None:
-    """Which known zero-preserving parametrization `plist` (a ParametrizationList) is; None if unknown."""
-    for kind, cls in (("spectral_norm", "_SpectralNorm"), ("weight_norm", "_WeightNorm")):
+def _masked_original(plist: nn.Module) -> str | None:
+    """The original to mask of a known zero-preserving ParametrizationList (None: an unknown parametrization)."""
+    for original, cls in (("original", "_SpectralNorm"), ("original1", "_WeightNorm")):
         if len(plist) == 1 and isinstance(plist[0], getattr(parametrizations, cls, ())):
-            return kind
+            return original
     return None
 
 
-def foreign_pre_hooks(module: nn.Module) -> list:
-    """(key, hook) of the forward pre-hooks that are neither old-API norms nor sparse_core's own."""
-    return [(k, h) for k, h in module._forward_pre_hooks.items()
-            if not isinstance(h, (SpectralNorm, WeightNorm)) and not getattr(h, "sparse_core_hook", False)]
-
-
-def run_pre_hooks(module: nn.Module, hooks) -> None:
-    """Run forward pre-hooks as a call would, with no inputs (derivations of weights do not read them)."""
-    for k, h in hooks:
-        h(module, (), {}) if k in module._forward_pre_hooks_with_kwargs else h(module, ())
+@torch.no_grad()
+def run_pre_hooks(module: nn.Module, hooks) -> dict[str, torch.Tensor]:
+    """Run forward pre-hooks as a call would, with no inputs (derivations of weights do not read them), and return
+    the tensor attributes they leave; the module's buffers and tensor attributes are then put back as they were."""
+    buffers = {k: b.clone() for k, b in module._buffers.items() if b is not None}
+    attrs = {k: v for k, v in module.__dict__.items() if isinstance(v, torch.Tensor)}
+    try:
+        for k, h in hooks:
+            h(module, (), {}) if k in module._forward_pre_hooks_with_kwargs else h(module, ())
+        return {k: v for k, v in module.__dict__.items() if isinstance(v, torch.Tensor)}
+    finally:
+        for k, b in buffers.items():
+            module._buffers[k].copy_(b)
+        for k in [k for k, v in module.__dict__.items() if isinstance(v, torch.Tensor) and k not in attrs]:
+            del module.__dict__[k]
+        module.__dict__.update(attrs)
 
 
 @torch.no_grad()
 def _probe_derivation(module: nn.Module, attr: str, net_name: str, module_name: str, full: str) -> str | None:
     """The attribute a foreign pre-hook derives from `attr` (None: none follows it); refuses a derivation that
     masking does not commute with. Leaves the module as it found it."""
-    hooks = foreign_pre_hooks(module)
+    hooks = [(k, h) for k, h in module._forward_pre_hooks.items()   # neither old-API norms nor sparse_core's own
+             if not isinstance(h, (SpectralNorm, WeightNorm)) and not getattr(h, "sparse_core_hook", False)]
     if not hooks:
         return None
     p = module._parameters[attr]
-    saved = (p.detach().clone(), {k: b.clone() for k, b in module._buffers.items() if b is not None},
-             {k: v for k, v in module.__dict__.items() if isinstance(v, torch.Tensor)})
+    saved = p.detach().clone()
     g = torch.Generator().manual_seed(0)
     pattern = (torch.rand(p.shape, generator=g) + 0.5) * (torch.randint(0, 2, p.shape, generator=g) * 2 - 1)
     pattern = pattern.to(p.device, p.dtype)
@@ -107,27 +106,21 @@ def _probe_derivation(module: nn.Module, attr: str, net_name: str, module_name: 
     try:
         for values in (pattern, pattern * keep):
             p.copy_(values)
-            run_pre_hooks(module, hooks)
-            outs.append({k: v.detach().clone() for k, v in module.__dict__.items()
-                         if isinstance(v, torch.Tensor) and tuple(v.shape) == tuple(p.shape)})
+            outs.append({k: v.detach().clone() for k, v in run_pre_hooks(module, hooks).items()
+                         if tuple(v.shape) == tuple(p.shape)})
     except Exception as e:  # noqa: BLE001  (any failure means we cannot know what the forward reads)
         raise ConfigError(f"{where} has forward pre-hooks ({_names(hooks)}) that sparse_core cannot run to see how "
                           f"they derive its weight from {full!r} ({type(e).__name__}: {e}); {fix}") from None
     finally:
-        p.copy_(saved[0])
-        for k, b in saved[1].items():
-            module._buffers[k].copy_(b)
-        for k in [k for k, v in module.__dict__.items() if isinstance(v, torch.Tensor) and k not in saved[2]]:
-            del module.__dict__[k]
-        module.__dict__.update(saved[2])
+        p.copy_(saved)
     whole, masked = outs
     follow = [k for k in masked if k in whole and not torch.equal(whole[k], masked[k])]
     if not follow:
         return None
-    if len(follow) > 1 or not torch.equal(masked[follow[0]], whole[follow[0]] * keep):
-        raise ConfigError(f"{where} derives the weight its forward reads ({', '.join(follow)}) from {full!r} in forward "
-                          f"pre-hooks ({_names(hooks)}) that do not carry a mask through (derive(W * M) != "
-                          f"derive(W) * M): sparse_core cannot make its mask reach that forward; {fix}")
+    require(len(follow) == 1 and torch.equal(masked[follow[0]], whole[follow[0]] * keep),
+            f"{where} derives the weight its forward reads ({', '.join(follow)}) from {full!r} in forward pre-hooks "
+            f"({_names(hooks)}) that do not carry a mask through (derive(W * M) != derive(W) * M): sparse_core "
+            f"cannot make its mask reach that forward; {fix}")
     return follow[0]
 
 
@@ -137,9 +130,8 @@ def _names(hooks) -> str:
 
 def find_sites(net: nn.Module, scope: str, include: Sequence[str] = (), exclude: Sequence[str] = (),
                net_name: str = "network") -> list[Site]:
-    """The masked sites of `net` in parameter order. scope 'weights': weight / weight_orig with ndim >= 2,
-    weight-norm directions, parametrized weights; 'all': every parameter except weight-norm magnitudes.
-    include / exclude: regexes searched in the parameter name (exclude wins)."""
+    """The masked sites of `net` in parameter order. scope 'weights': weight / weight_orig with ndim >= 2, weight-norm
+    directions, parametrized weights; 'all': every parameter but norm magnitudes. include / exclude: regexes."""
     inc = [re.compile(p) for p in include]
     exc = [re.compile(p) for p in exclude]
 
@@ -148,47 +140,34 @@ def find_sites(net: nn.Module, scope: str, include: Sequence[str] = (), exclude:
 
     sites, seen = [], set()   # a tensor tied into several layers is one site, owned by its first holder
     for module_name, module in net.named_modules():
-        if isinstance(module, parametrize.ParametrizationList):
-            continue   # handled from the parametrized layer below
-        dim = 1 if isinstance(module, nn.modules.conv._ConvTransposeNd) or getattr(module, "transposed", False) else 0
+        plist = isinstance(module, parametrize.ParametrizationList)   # holds a parametrized tensor's originals
+        layer = module_name.rpartition("parametrizations.")[0].rstrip(".") if plist else module_name
+        tname = module_name.rpartition(".")[2]   # a ParametrizationList's: the parametrized tensor's name
+        holder = net.get_submodule(layer)
+        dim = 1 if isinstance(holder, nn.modules.conv._ConvTransposeNd) or getattr(holder, "transposed", False) else 0
+        known = _masked_original(module) if plist else None
         for attr, p in module._parameters.items():
             if p is None or attr.endswith(OWN_SUFFIXES) or id(p) in seen:
                 continue
             seen.add(id(p))
             full = f"{module_name}.{attr}" if module_name else attr
-            kind = _hook_kind(module, attr)
-            if kind == "wn" and attr.endswith("_g"):
-                continue   # magnitude: zeroing it would zero whole output channels, not weights
-            if scope == "weights" and not (p.ndim >= 2 and (attr in _WEIGHT_ATTRS or kind == "wn")):
+            kind, derived = ("param", None) if plist else _hook_kind(module, attr)
+            if (kind == "wn" and attr.endswith("_g")) or known not in (None, attr):
+                continue   # a norm's magnitude: zeroing it would zero whole output channels, not weights
+            weight = tname == "weight" if plist else attr in _WEIGHT_ATTRS or kind == "wn"
+            if scope == "weights" and not (p.ndim >= 2 and weight):
                 continue
             if not wanted(full):
                 continue
-            derived = _probe_derivation(module, attr, net_name, module_name, full) if kind == "plain" else None
-            sites.append(Site(full, module_name, attr, dim if p.ndim >= 2 else 0, "hook" if derived else kind,
-                              module_name, derived))
-        if parametrize.is_parametrized(module):
-            for tname, plist in module.parametrizations.items():
-                pkind = _parametrization_kind(plist)
-                originals = [a for a in ("original", "original0", "original1") if a in plist._parameters]
-                target = "original1" if pkind == "weight_norm" else "original"
-                owner = f"{module_name}.parametrizations.{tname}" if module_name else f"parametrizations.{tname}"
-                candidates = [a for a in originals if a == target] if pkind else originals
-                for attr in candidates:
-                    p = plist._parameters[attr]
-                    full = f"{owner}.{attr}"
-                    if scope == "weights" and not (tname == "weight" and p.ndim >= 2):
-                        continue
-                    if not wanted(full):
-                        continue
-                    if pkind is None:
-                        types = ", ".join(type(x).__name__ for x in plist)
-                        raise ConfigError(
-                            f"{net_name}: layer {module_name or '<root>'!r} has its {tname!r} parametrized by "
-                            f"{types}; sparse_core cannot tell whether masking {full!r} masks the forward's "
-                            f"weight. Exclude it (exclude=[{re.escape(module_name)!r}]) or use "
-                            f"spectral_norm / weight_norm")
-                    sites.append(Site(full, owner, attr, dim if p.ndim >= 2 else 0, "param", module_name))
-    if not sites:
-        raise ConfigError(f"{net_name} has nothing to mask with scope={scope!r}, include={list(include)}, "
-                          f"exclude={list(exclude)}")
+            if plist and known is None:
+                raise ConfigError(f"{net_name}: layer {layer or '<root>'!r} has its {tname!r} parametrized by "
+                                  f"{', '.join(type(x).__name__ for x in module)}; sparse_core cannot tell whether "
+                                  f"masking {full!r} masks the forward's weight. Exclude it "
+                                  f"(exclude=[{re.escape(layer)!r}]) or use spectral_norm / weight_norm")
+            if kind == "plain":
+                derived = _probe_derivation(module, attr, net_name, module_name, full)
+                kind = "hook" if derived else kind
+            sites.append(Site(full, module_name, attr, dim if p.ndim >= 2 else 0, kind, layer, derived))
+    require(sites, f"{net_name} has nothing to mask with scope={scope!r}, include={list(include)}, "
+            f"exclude={list(exclude)}")
     return sites

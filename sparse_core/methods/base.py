@@ -1,8 +1,6 @@
 """The method contract: the registry, the `Context` a method sees (`self.ctx`), the `Method` base class (hooks
 the controller calls; the defaults do nothing) and `MaskMethod`, the mask-buffer methods' shared part.
 A new method is one file (docs/METHODS.md)."""
-from __future__ import annotations
-
 import dataclasses
 from typing import Any, Callable, Iterator
 
@@ -10,7 +8,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..config import ConfigError
+from ..config import ConfigError, require
 from ..selection import OWN_SUFFIXES, Site
 
 _REGISTRY: dict[str, type] = {}
@@ -61,63 +59,52 @@ class Flag:
 
 
 class EMA:
-    """G_ema as the methods see it: nothing, a module copy of G, or a list of tensors aligned with G.parameters()."""
+    """G_ema as the methods see it: nothing, a module copy of G, or a list of tensors aligned with G.parameters()
+    (`values`: G's parameter names -> the list's tensors)."""
 
     def __init__(self, G: nn.Module, sites: list[Site]) -> None:
         self.G, self.sites = G, sites
         self.module: nn.Module | None = None
-        self._list: list[torch.Tensor] | None = None
-        self._index: dict[str, int] = {}
+        self.values: dict[str, torch.Tensor] | None = None
 
     @property
     def bound(self) -> bool:
-        return self.module is not None or self._list is not None
+        return self.module is not None or self.values is not None
 
     @property
     def is_list(self) -> bool:
-        return self._list is not None
+        return self.values is not None
 
     def tensor(self, s: Site) -> torch.Tensor:
         """G_ema's copy of site `s`."""
-        return self._list[self._index[s.name]] if self._list is not None else s.module(self.module)._parameters[s.attr]
-
-    def list_value(self, name: str) -> torch.Tensor | None:
-        return self._list[self._index[name]] if self._list is not None and name in self._index else None
+        return self.values[s.name] if self.values is not None else s.module(self.module)._parameters[s.attr]
 
     def bind(self, ema) -> None:
         G = self.G
         if isinstance(ema, nn.Module):
-            if ema is G:
-                raise ConfigError("G_ema is G itself; bind a copy (copy.deepcopy(G)) or leave G_ema out")
+            require(ema is not G, "G_ema is G itself; bind a copy (copy.deepcopy(G)) or leave G_ema out")
+            params = dict(ema.named_parameters(remove_duplicate=False))
             for s in self.sites:
-                try:
-                    p = s.module(ema)._parameters.get(s.attr)
-                except AttributeError:
-                    p = None
-                if p is None or tuple(p.shape) != tuple(s.param(G).shape):
-                    raise ConfigError(f"G_ema has no parameter {s.name!r} of G's shape {tuple(s.param(G).shape)}: "
-                                      f"it must be a copy of G")
-            self.module, self._list, self._index = ema, None, {}
+                shape = tuple(s.param(G).shape)
+                require(s.name in params and tuple(params[s.name].shape) == shape,
+                        f"G_ema has no parameter {s.name!r} of G's shape {shape}: it must be a copy of G")
+            self.module, self.values = ema, None
             return
-        if not (isinstance(ema, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in ema)):
-            raise ConfigError(f"G_ema must be an nn.Module or a list of tensors aligned with G.parameters(), "
-                              f"got {type(ema).__name__}")
+        require(isinstance(ema, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in ema), f"G_ema must be "
+                f"an nn.Module or a list of tensors aligned with G.parameters(), got {type(ema).__name__}")
         named = list(G.named_parameters())
         plain = [(k, p) for k, p in named if not k.endswith(OWN_SUFFIXES)]
         aligned = named if len(ema) == len(named) else plain if len(ema) == len(plain) else None
-        if aligned is None:
-            raise ConfigError(f"G_ema list has {len(ema)} tensors; G.parameters() has {len(named)} ({len(plain)} "
-                              f"without sparse_core's thresholds): it must be aligned with G.parameters()")
+        require(aligned is not None, f"G_ema list has {len(ema)} tensors; G.parameters() has {len(named)} "
+                f"({len(plain)} without sparse_core's thresholds): it must be aligned with G.parameters()")
         for (k, p), t in zip(aligned, ema):
-            if tuple(t.shape) != tuple(p.shape):
-                raise ConfigError(f"G_ema list entry for {k!r} has shape {tuple(t.shape)}, G has {tuple(p.shape)}")
-        self.module, self._list = None, list(ema)
-        self._index = {k: i for i, (k, _) in enumerate(aligned)}
+            require(t.shape == p.shape,
+                    f"G_ema list entry for {k!r} has shape {tuple(t.shape)}, G has {tuple(p.shape)}")
+        self.module, self.values = None, {k: t for (k, _), t in zip(aligned, ema)}
 
 
 class Context:
-    """The narrow view of a run a method works against: `targets`, `nets` / `sites` per target, `ema` (G_ema as
-    a module or a tensor list, behind one object), the counters `iteration` / `nimg` / `paused`."""
+    """The narrow view of a run a method works against (`self.ctx`; its fields: docs/METHODS.md)."""
 
     def __init__(self, nets: dict[str, nn.Module], targets: tuple[str, ...], sites: dict[str, list[Site]]) -> None:
         self.nets, self.targets, self.sites = nets, targets, sites
@@ -134,20 +121,23 @@ class Context:
 
 
 class Method:
+    """A sparse-training method: the hooks the controller calls, each doing nothing by default (their contract:
+    docs/ARCHITECTURE.md "sparse_core.methods"; a method written against it: docs/METHODS.md)."""
+
     name: str = ""
     config_cls: type = type(None)
     flags: tuple[Flag, ...] = ()
+    phases: tuple[str, ...] = ()   # the names phase() returns (empty: not checked on load)
+    uses_metric = False   # True: feed_metric must know the metric's direction
 
     @classmethod
     def config_from_flags(cls, values: dict):
-        """Config from flag values (dest -> value, defaults filled in)."""
         kwargs = {f.field: (f.parse(values[f.dest]) if f.parse else values[f.dest]) for f in cls.flags
                   if f.field is not None and values.get(f.dest) is not None}
         return cls.config_cls(**kwargs)
 
     @classmethod
     def prepare_kwargs(cls, values: dict) -> dict:
-        """Extra keyword arguments for prepare() taken from the flags (e.g. a ticket file's masks)."""
         return {}
 
     def __init__(self, ctx: Context, config, **kwargs) -> None:
@@ -161,7 +151,6 @@ class Method:
     def attach_ema(self) -> None: ...
 
     def added_parameters(self, net_name: str | None = None) -> list[torch.Tensor]:
-        """Parameters the method added to the networks (RG-GAN thresholds); the optimizers must train them."""
         return []
 
     def restart_from_dense(self) -> None:
@@ -174,34 +163,25 @@ class Method:
 
     def after_ema(self) -> None: ...
 
-    def on_iteration(self, iteration: int) -> str | None:
-        """Called after the counters moved to `iteration`; return the phase entered, if any."""
+    def on_iteration(self, iteration: int) -> str | None: ...
 
-    def on_metric(self, history: list[float]) -> str | None:
-        """`history`: the fed metric values, oriented so that lower is better; return the mode, if any."""
+    def on_metric(self, history: list[float]) -> str | None: ...
 
-    uses_metric = False   # True: feed_metric must know the metric's direction
-
-    def regularizer(self, net_name: str) -> torch.Tensor | None:
-        return None
+    def regularizer(self, net_name: str) -> torch.Tensor | None: ...
 
     def lr_scale(self, net_name: str) -> float:
         return 1.0
 
-    phases: tuple[str, ...] = ()   # the names phase() returns (empty: not checked on load)
-
     def phase(self) -> str:
-        return "dense"
+        return self.phases[0] if self.phases else "dense"
 
     def set_paused(self, paused: bool) -> None:
         """The controller holds (or releases) the method: the forward must then read the plain weights."""
 
-    def schedule_warning(self, run_length: int) -> str | None:
-        """A message when a run of `run_length` iterations never reaches the method's sparse training."""
+    def schedule_warning(self, run_length: int) -> str | None: ...
 
     # reporting: as the next forward sees the weights
     def owner_density(self, net_name: str, layer: str):
-        """Kept fraction of `layer`'s weight for FLOPs (float or 0-d tensor); 1.0 where unmasked."""
         return 1.0
 
     def layer_density(self, net_name: str) -> dict[str, float]:
@@ -211,53 +191,55 @@ class Method:
         return {}
 
     # export / persistence
-    def export_site(self, module: nn.Module, site: Site, sparse: bool) -> None:
-        """On an exported copy: bake the mask into the site's tensor (sparse=True), then remove own state."""
+    def export_site(self, module: nn.Module, site: Site, sparse: bool) -> None: ...
 
     def export_done(self, net: nn.Module) -> None:
         """On an exported copy, after every site: remove what remains of the method (e.g. hooks on tied layers)."""
 
     def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """(key, tensor) of every tensor state_dict() saves and load_state_dict() restores in place."""
         return iter(())
 
     def check_tensor(self, key: str, value: torch.Tensor) -> str | None:
-        """Why a saved tensor cannot be loaded (None: it can; the controller checks finiteness)."""
+        """Why a saved tensor cannot be loaded (None: it can; the controller checks shape and finiteness)."""
 
     def state_dict(self) -> dict:
         return {}
 
-    def check_state(self, state: dict) -> None:
-        """Raise ConfigError if `state` (this method's part of a saved state) cannot be loaded."""
+    def check_state(self, state: dict) -> None: ...
 
     def load_state_dict(self, state: dict, phase: str) -> None: ...
 
     def export_files(self, out_dir: str) -> list[str]:
-        """Extra files written at the end of a run (integration.export_generators)."""
         return []
 
 
-# ---------------------------------------------------------------------------------------------- mask buffers
-def _loaded_without_masks(module, incompatible_keys) -> None:
-    """Load post-hook: a state_dict without this layer's masks (a dense run's) keeps the current ones. A plain
-    function, so copies rebuilt from reduce arguments and pickles carry no dead hook."""
-    own = tuple("." + k for k in module._buffers if k.endswith("_mask"))
+# ---------------------------------------------------------------------------------------------- own state
+def _own_names(module: nn.Module) -> list[str]:
+    return [k for k in (*module._parameters, *module._buffers) if k.endswith(OWN_SUFFIXES)]
+
+
+def _loaded_without_own_state(module, incompatible_keys) -> None:
+    """Load post-hook: a state_dict without this layer's masks / thresholds (a dense or another method's run) keeps
+    the current ones. A plain function: copies rebuilt from reduce arguments and pickles carry no dead hook."""
+    own = tuple("." + k for k in _own_names(module))
     missing = incompatible_keys.missing_keys
     missing[:] = [k for k in missing if not ("." + k).endswith(own)]
 
 
+def track_own_state(module: nn.Module) -> None:
+    """Keep the load post-hook above registered on `module` exactly while it holds masks or thresholds."""
+    hooks = module._load_state_dict_post_hooks
+    registered = [k for k, h in hooks.items() if h is _loaded_without_own_state]
+    if not _own_names(module):
+        for key in registered:
+            hooks.pop(key)
+    elif not registered:
+        module.register_load_state_dict_post_hook(_loaded_without_own_state)
+
+
 def add_mask(module: nn.Module, attr: str, value: torch.Tensor) -> None:
     module.register_buffer(attr + "_mask", value)
-    if _loaded_without_masks not in module._load_state_dict_post_hooks.values():
-        module.register_load_state_dict_post_hook(_loaded_without_masks)
-
-
-def remove_mask(module: nn.Module, mask_attr: str) -> None:
-    module._buffers.pop(mask_attr, None)
-    if not any(k.endswith("_mask") for k in module._buffers):
-        hooks = module._load_state_dict_post_hooks
-        for key in [k for k, h in hooks.items() if h is _loaded_without_masks]:
-            hooks.pop(key)
+    track_own_state(module)
 
 
 def broadcast(t: torch.Tensor) -> None:
@@ -267,9 +249,8 @@ def broadcast(t: torch.Tensor) -> None:
 
 
 class MaskMethod(Method):
-    """`<attr>_mask` buffers next to the masked tensors. Pruned entries stay exactly zero: gradients are masked
-    before the optimizer step and weights after it (Adam would revive them otherwise), G_ema after every EMA
-    update. Subclasses decide when masks change (`masking_active`, `set_masks`)."""
+    """`<attr>_mask` buffers next to the masked tensors, pruned entries kept exactly zero (docs/METHODS.md);
+    subclasses decide when masks change (`set_masks`) and whether they act (`masking_active`)."""
 
     def masking_active(self) -> bool:
         return True
@@ -354,7 +335,8 @@ class MaskMethod(Method):
         p = module._parameters[s.attr]
         if sparse:
             p.mul_(self.export_mask(module, s, p))
-        remove_mask(module, s.mask_attr)
+        module._buffers.pop(s.mask_attr, None)
+        track_own_state(module)
 
     def export_mask(self, module: nn.Module, s: Site, p: torch.Tensor) -> torch.Tensor:
         return module._buffers[s.mask_attr]

@@ -1,6 +1,4 @@
 """`--sparse none`: no masks, no thresholds; a baseline run still reports iterations, images and dense FLOPs."""
-from __future__ import annotations
-
 import dataclasses
 
 from .base import Method, register

@@ -1,14 +1,12 @@
 """Re-GAN (Saxena et al., CVPR 2023): dense warm-up, then alternating sparse phases (ρ of every masked tensor
 pruned by magnitude) and dense ones (regrown: zero, or Re-GAN-RI fresh values; LR × dense_lr_scale)."""
-from __future__ import annotations
-
 import copy
 import dataclasses
 
 import torch
 from torch import nn
 
-from ..config import ConfigError, SparseConfig, count, number
+from ..config import SparseConfig, count, number, require
 from .base import Flag, MaskMethod, broadcast, register
 from .shared import finite_float, integer, scope_flags
 
@@ -29,16 +27,14 @@ class ReGANConfig(SparseConfig):
     method = "regan"
 
     def __post_init__(self) -> None:
-        if not number(self.sparsity) or not 0.0 <= float(self.sparsity) < 1.0:
-            raise ConfigError(f"sparsity must be in [0, 1), got {self.sparsity!r}")
-        if not count(self.interval) or self.interval <= 0:
-            raise ConfigError(f"interval must be a positive integer number of iterations, got {self.interval!r}")
-        if not count(self.warmup) or self.warmup < 0:
-            raise ConfigError(f"warmup must be a non-negative integer number of iterations, got {self.warmup!r}")
-        if self.regrow not in ("zero", "random"):
-            raise ConfigError(f"regrow must be 'zero' or 'random', got {self.regrow!r}")
-        if not number(self.dense_lr_scale) or not float(self.dense_lr_scale) > 0.0:
-            raise ConfigError(f"dense_lr_scale must be a finite number > 0, got {self.dense_lr_scale!r}")
+        require(number(self.sparsity) and 0 <= self.sparsity < 1, f"sparsity must be in [0, 1), got {self.sparsity!r}")
+        require(count(self.interval) and self.interval > 0,
+                f"interval must be a positive integer number of iterations, got {self.interval!r}")
+        require(count(self.warmup) and self.warmup >= 0,
+                f"warmup must be a non-negative integer number of iterations, got {self.warmup!r}")
+        require(self.regrow in ("zero", "random"), f"regrow must be 'zero' or 'random', got {self.regrow!r}")
+        require(number(self.dense_lr_scale) and self.dense_lr_scale > 0,
+                f"dense_lr_scale must be a finite number > 0, got {self.dense_lr_scale!r}")
         super().__post_init__()
 
 
@@ -153,12 +149,10 @@ class ReGAN(MaskMethod):
         c = self.ctx
         for n in c.targets:
             for s in c.sites[n]:
-                m = c.module(n, s)
-                mask = m._buffers[s.mask_attr]
+                mask, p = self.mask(s, n), c.param(n, s)
                 if self.config.regrow == "random":
-                    fresh = fresh_values(m, s.attr, *self.init_stats[f"{n}/{s.name}"])
+                    fresh = fresh_values(c.module(n, s), s.attr, *self.init_stats[f"{n}/{s.name}"])
                     broadcast(fresh)
-                    p = m._parameters[s.attr]
                     p.copy_(torch.where(mask.bool(), p, fresh))
                 mask.fill_(1)
         self.sync_ema()
@@ -173,10 +167,10 @@ class ReGAN(MaskMethod):
 
     def check_state(self, state: dict) -> None:
         stats = state.get("init_stats")
-        if not isinstance(stats, dict) or set(stats) != set(self.init_stats) or not all(
-                isinstance(v, (list, tuple)) and len(v) == 2 and all(number(x) for x in v) for v in stats.values()):
-            raise ConfigError("entry 'method_state.init_stats' lacks (finite) initializer statistics of these "
-                              "networks' masked tensors (written by another network or an older sparse_core)")
+        require(isinstance(stats, dict) and set(stats) == set(self.init_stats) and all(
+                isinstance(v, (list, tuple)) and len(v) == 2 and all(number(x) for x in v) for v in stats.values()),
+                "entry 'method_state.init_stats' lacks (finite) initializer statistics of these networks' masked "
+                "tensors (written by another network or an older sparse_core)")
 
     def load_state_dict(self, state: dict, phase: str) -> None:
         self.init_stats = {k: (float(v[0]), float(v[1])) for k, v in state["init_stats"].items()}

@@ -7,8 +7,6 @@ a forward hook (always called) puts it back, so checkpoint keys do not change. T
 pre-hook, in every copy that carries the hooks (G_ema too). Hooks are module-level functions and the per-module
 state a small picklable object: deepcopy, pickling (also through `__reduce__` arguments) and DDP see no closures.
 """
-from __future__ import annotations
-
 import dataclasses
 from typing import Sequence
 
@@ -16,9 +14,10 @@ import torch
 from torch import nn
 
 from .. import ops
-from ..config import ConfigError, SparseConfig, number
+from ..config import SparseConfig, number, require
+from ..ops.reference import collapsed, hard_mask
 from ..selection import Site, SpectralNorm, WeightNorm, run_pre_hooks
-from .base import Flag, Method, register
+from .base import Flag, Method, register, track_own_state
 from .shared import finite_float, scope_flags
 
 STATE_ATTR = "_rg_threshold_state"
@@ -41,33 +40,23 @@ class RGGANConfig(SparseConfig):
     history_weights = (0.1, 0.1, 0.2, 0.2, 0.4)   # f_-4 .. f_0 in augmented regeneration (official code)
 
     def __post_init__(self) -> None:
-        if not number(self.lam) or float(self.lam) < 0.0:
-            raise ConfigError(f"lam (rg-lambda) must be a finite number >= 0, got {self.lam!r}")
-        if not number(self.reset_density) or not 0.0 <= float(self.reset_density) < 1.0:
-            raise ConfigError(f"reset_density must be in [0, 1), got {self.reset_density!r}")
+        require(number(self.lam) and self.lam >= 0, f"lam (rg-lambda) must be a finite number >= 0, got {self.lam!r}")
+        require(number(self.reset_density) and 0 <= self.reset_density < 1,
+                f"reset_density must be in [0, 1), got {self.reset_density!r}")
         super().__post_init__()
 
 
 # ---------------------------------------------------------------------------------------------- the forward
 @dataclasses.dataclass
 class ThresholdState:
-    """Per-module settings: `attrs` (attribute, output-channel dim, derived attribute | None); `active` False: dense."""
+    """Per-module settings: `attrs` (attribute, output-channel dim, derived attribute | None); `active` False: dense;
+    `stash`: the unmasked weights during a call (empty between calls: copies and pickles carry none)."""
 
     attrs: tuple[tuple[str, int, str | None], ...]
     official: bool = False
     active: bool = True
     reset_density: float = 0.01
-    stash: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
-
-    def __getstate__(self):
-        return {"attrs": self.attrs, "official": self.official, "active": self.active,
-                "reset_density": self.reset_density}
-
-    def __setstate__(self, state):
-        self.__init__(**{**state, "attrs": tuple(state["attrs"])})
-
-    def __deepcopy__(self, memo):
-        return ThresholdState(**self.__getstate__())
+    stash: dict = dataclasses.field(default_factory=dict)
 
 
 def effective_weight(module: nn.Module, attr: str, derived: str | None) -> torch.Tensor:
@@ -75,29 +64,12 @@ def effective_weight(module: nn.Module, attr: str, derived: str | None) -> torch
     return module._parameters[attr] if derived is None else module.__dict__[derived]
 
 
-@torch.no_grad()
 def next_forward_weight(module: nn.Module, attr: str, derived: str | None) -> torch.Tensor:
-    """The unmasked weight the next forward will read (a derived one re-derived by the module's own pre-hooks,
-    with the power iteration the next call does; nothing kept)."""
+    """The unmasked weight the next forward will read (derived again by the module's own pre-hooks; nothing kept)."""
     if derived is None:
         return module._parameters[attr]
-    buffers = {k: b.clone() for k, b in module._buffers.items() if b is not None}
-    before = module.__dict__.get(derived)
-    run_pre_hooks(module, [(k, h) for k, h in module._forward_pre_hooks.items()
-                           if not getattr(h, "sparse_core_hook", False)])
-    w = module.__dict__[derived]
-    for k, b in buffers.items():
-        module._buffers[k].copy_(b)
-    if before is None:
-        del module.__dict__[derived]
-    else:
-        module.__dict__[derived] = before
-    return w
-
-
-def collapsed(keep: torch.Tensor, reset_density: float) -> torch.Tensor:
-    """Whether a layer's mask keeps so little that the reset rule sets it back to t = 0 (0-d bool tensor)."""
-    return keep.sum() <= reset_density * keep.numel()
+    hooks = [(k, h) for k, h in module._forward_pre_hooks.items() if not getattr(h, "sparse_core_hook", False)]
+    return run_pre_hooks(module, hooks)[derived]
 
 
 def _pre_hook(module: nn.Module, args):
@@ -109,12 +81,8 @@ def _pre_hook(module: nn.Module, args):
         w = effective_weight(module, attr, derived)
         masked = ops.threshold_masked_weight(w, t, channel_dim=dim, official=st.official,
                                              reset_density=st.reset_density)  # reset rule fused into the pass
-        if derived is None:
-            st.stash[attr] = w
-            module._parameters[attr] = masked
-        else:
-            st.stash[derived] = w
-            module.__dict__[derived] = masked
+        st.stash[derived or attr] = w
+        (module._parameters if derived is None else module.__dict__)[derived or attr] = masked
     return None
 
 
@@ -127,23 +95,12 @@ def _post_hook(module: nn.Module, args, output):
     return None
 
 
-def _loaded_without_thresholds(module, incompatible_keys) -> None:
-    """Load post-hook: a state_dict without this layer's thresholds (a dense or Re-GAN run's) keeps the current
-    ones; whether it may start this run is decided on the controller's state."""
-    st = module.__dict__.get(STATE_ATTR)
-    if st is not None:
-        own = tuple(f".{a}_threshold" for a, _, _ in st.attrs)
-        missing = incompatible_keys.missing_keys
-        missing[:] = [k for k in missing if not ("." + k).endswith(own)]
-
-
 _pre_hook.sparse_core_hook = _post_hook.sparse_core_hook = True
 
 
 def install(module: nn.Module, attrs: Sequence[tuple[str, int, str | None]], official: bool, reset_density: float,
             thresholds: dict | None = None) -> None:
-    """Zero thresholds (one per output channel; `thresholds` {attr: parameter} shares existing ones) and the
-    masking hooks, after the module's existing pre-hooks (a hook deriving the weight runs first)."""
+    """Zero thresholds per output channel (or the shared `thresholds` {attr: parameter}) and the masking hooks."""
     for attr, dim, _ in attrs:
         w = module._parameters[attr]
         t = (thresholds or {}).get(attr)
@@ -152,7 +109,7 @@ def install(module: nn.Module, attrs: Sequence[tuple[str, int, str | None]], off
     module.__dict__[STATE_ATTR] = ThresholdState(tuple(attrs), official, True, float(reset_density))
     module.register_forward_pre_hook(_pre_hook)
     module.register_forward_hook(_post_hook, always_call=True)
-    module.register_load_state_dict_post_hook(_loaded_without_thresholds)
+    track_own_state(module)
 
 
 def uninstall(module: nn.Module) -> None:
@@ -162,21 +119,15 @@ def uninstall(module: nn.Module) -> None:
         return
     for attr, _, _ in st.attrs:
         module._parameters.pop(attr + "_threshold", None)
-    for hooks in (module._forward_pre_hooks, module._forward_hooks, module._load_state_dict_post_hooks):
-        for key in [k for k, fn in hooks.items() if fn in (_pre_hook, _post_hook, _loaded_without_thresholds)]:
+    for hooks in (module._forward_pre_hooks, module._forward_hooks):
+        for key in [k for k, fn in hooks.items() if fn in (_pre_hook, _post_hook)]:
             hooks.pop(key)
             getattr(module, "_forward_hooks_always_called", {}).pop(key, None)
+    track_own_state(module)
 
 
 def state_of(module: nn.Module) -> ThresholdState | None:
     return module.__dict__.get(STATE_ATTR)
-
-
-def hard_mask(w: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
-    """The forward mask step(|w| − t) as a bool tensor (no autograd)."""
-    shape = [1] * w.ndim
-    shape[dim] = -1
-    return w.detach().abs() > t.detach().view(shape)
 
 
 def regeneration_decision(history: Sequence[float], weights: Sequence[float]) -> str | None:
@@ -204,10 +155,6 @@ class RGGAN(Method):
              "RG-GAN: disable augmented regeneration (DP+RR only)", "augmented", parse=lambda v: not v),
     ) + scope_flags()
 
-    @classmethod
-    def config_from_flags(cls, values: dict):
-        return super().config_from_flags({**values, "rg_no_augmented": values.get("rg_no_augmented") or None})
-
     @property
     def uses_metric(self) -> bool:
         return bool(self.config.augmented)
@@ -216,19 +163,17 @@ class RGGAN(Method):
         c = self.ctx
         for n in c.targets:
             for s in c.sites[n]:
-                if s.kind == "param":
-                    raise ConfigError(
-                        f"RG-GAN cannot threshold {n} layer {s.layer!r}: its weight is a torch.nn.utils.parametrize "
-                        f"parametrization ({s.name}); use torch.nn.utils.spectral_norm / weight_norm (old API) "
-                        f"or exclude it (exclude=[{s.layer!r}])")
+                require(s.kind != "param", f"RG-GAN cannot threshold {n} layer {s.layer!r}: its weight is a "
+                        f"torch.nn.utils.parametrize parametrization ({s.name}); use torch.nn.utils.spectral_norm / "
+                        f"weight_norm (old API) or exclude it (exclude=[{s.layer!r}])")
             self._install(c.nets[n], n)
         self._mode = "sparse"
         self._density = {(n, s.layer): 1.0 for n in c.targets for s in c.sites[n]}
         self._stash: dict[str, list] = {}
 
     def _install(self, net: nn.Module, net_name: str) -> set[str]:
-        """Thresholds on every owner of `net` lacking them (and on every other layer holding the same parameter:
-        tied weights); returns the owners that got new ones."""
+        """Thresholds on every owner of `net` lacking them and on the other holders of its tensor (tied weights);
+        returns the owners that got new ones."""
         fresh, by_owner = set(), {}
         for s in self.ctx.sites[net_name]:
             by_owner.setdefault(s.module_name, []).append(s)
@@ -242,7 +187,7 @@ class RGGAN(Method):
             module = net.get_submodule(owner)
             if state_of(module) is not None:
                 continue
-            install(module, [(s.attr, s.channel_dim, s.derived_attr) for s in sites], *args)
+            install(module, [(s.attr, s.channel_dim, s.derived) for s in sites], *args)
             fresh.add(owner)
             for s in sites:
                 for other, a in holders[id(module._parameters[s.attr])]:
@@ -259,8 +204,8 @@ class RGGAN(Method):
         fresh = self._install(c.ema.module, "G")
         for s in c.sites["G"]:
             m_ema = s.module(c.ema.module)
-            if s.threshold_attr not in m_ema._parameters:
-                raise ConfigError(f"G_ema module {s.module_name!r} has RG-GAN hooks but no {s.threshold_attr}")
+            require(s.threshold_attr in m_ema._parameters,
+                    f"G_ema module {s.module_name!r} has RG-GAN hooks but no {s.threshold_attr}")
             if s.module_name in fresh:
                 m_ema._parameters[s.threshold_attr].copy_(c.module("G", s)._parameters[s.threshold_attr])
         self._set_mode(self._mode)
@@ -286,14 +231,14 @@ class RGGAN(Method):
     def _threshold(self, net: nn.Module, s: Site) -> torch.Tensor:
         return s.module(net)._parameters[s.threshold_attr]
 
-    def _keep(self, net: nn.Module, s: Site, next_forward: bool = False) -> torch.Tensor:
-        m = s.module(net)
-        w = (next_forward_weight if next_forward else effective_weight)(m, s.attr, s.derived_attr)
+    def _keep(self, m: nn.Module, s: Site, next_forward: bool = False) -> torch.Tensor:
+        """The mask of site `s` of module `m`: the last forward's, or the next one's (before the reset rule)."""
+        w = (next_forward_weight if next_forward else effective_weight)(m, s.attr, s.derived)
         return hard_mask(w, m._parameters[s.threshold_attr], s.channel_dim)
 
     def _next_density(self, net_name: str, s: Site) -> torch.Tensor:
         """Kept fraction of the next forward's mask, the reset rule included (0-d tensor, no host sync)."""
-        keep = self._keep(self.ctx.nets[net_name], s, next_forward=True)
+        keep = self._keep(self.ctx.module(net_name, s), s, next_forward=True)
         d = keep.sum() / keep.numel()
         return torch.where(collapsed(keep, self.config.reset_density), torch.ones_like(d), d)
 
@@ -301,7 +246,7 @@ class RGGAN(Method):
     def before_step(self, net_name: str) -> None:
         c = self.ctx
         if net_name in c.targets and self._mode == "sparse":   # frozen across the step: Adam may move pruned entries
-            self._stash[net_name] = [(s.param(c.nets[net_name]).detach().clone(), self._keep(c.nets[net_name], s))
+            self._stash[net_name] = [(c.param(net_name, s).detach().clone(), self._keep(c.module(net_name, s), s))
                                      for s in c.sites[net_name]]
 
     @torch.no_grad()
@@ -321,8 +266,7 @@ class RGGAN(Method):
         c = self.ctx
         if net_name not in c.targets or self._mode != "sparse":
             return None
-        net = c.nets[net_name]
-        return sum(torch.exp(-self._threshold(net, s)).sum() for s in c.sites[net_name]) * self.config.lam
+        return sum(torch.exp(-self._threshold(c.nets[net_name], s)).sum() for s in c.sites[net_name]) * self.config.lam
 
     def on_metric(self, history):
         if not self.config.augmented:
@@ -340,7 +284,7 @@ class RGGAN(Method):
     def layer_density(self, net_name: str) -> dict[str, float]:
         out = {}
         for s in self.ctx.sites.get(net_name, []):
-            keep = self._keep(self.ctx.nets[net_name], s, next_forward=True) if self._mode == "sparse" else None
+            keep = self._keep(self.ctx.module(net_name, s), s, next_forward=True) if self._mode == "sparse" else None
             out[s.name] = 1.0 if keep is None or collapsed(keep, self.config.reset_density) else \
                 float(keep.sum()) / keep.numel()
         return out
@@ -356,7 +300,7 @@ class RGGAN(Method):
     def export_site(self, module: nn.Module, s: Site, sparse: bool) -> None:
         # also while dense: the model the thresholds define; a collapsed layer stays dense (the reset rule)
         p, t = module._parameters[s.attr], module._parameters[s.threshold_attr]
-        keep = hard_mask(next_forward_weight(module, s.attr, s.derived_attr), t, s.channel_dim)
+        keep = self._keep(module, s, next_forward=True)
         if sparse and not bool(collapsed(keep, self.config.reset_density)):
             if s.kind == "sn":
                 _export_spectral_norm(module, s, t)
@@ -364,10 +308,9 @@ class RGGAN(Method):
                 _export_weight_norm(module, s, t)
             else:   # plain, or a derivation masking commutes with (selection's probe)
                 p.mul_(keep.to(p.dtype))
-        uninstall(module)
 
     def export_done(self, net: nn.Module) -> None:
-        for m in net.modules():   # layers holding a tied weight carry the hooks too
+        for m in net.modules():   # every layer with thresholds and hooks (tied weights: several per site)
             uninstall(m)
 
     def tensors(self):
@@ -380,16 +323,12 @@ class RGGAN(Method):
 
     def check_state(self, state: dict) -> None:
         d = state.get("owner_density", {})
-        if not isinstance(d, dict) or not all(isinstance(k, str) and number(v) and 0 <= v <= 1 for k, v in d.items()):
-            raise ConfigError("entry 'method_state.owner_density' must map layer names to densities in [0, 1]")
+        require(isinstance(d, dict) and all(isinstance(k, str) and number(v) and 0 <= v <= 1 for k, v in d.items()),
+                "entry 'method_state.owner_density' must map layer names to densities in [0, 1]")
 
     def load_state_dict(self, state: dict, phase: str) -> None:
-        c = self.ctx
-        self._density = {(n, s.layer): 1.0 for n in c.targets for s in c.sites[n]}
-        for key, d in state.get("owner_density", {}).items():
-            n, _, layer = key.partition("/")
-            if (n, layer) in self._density:
-                self._density[(n, layer)] = float(d)
+        saved = state.get("owner_density", {})
+        self._density = {(n, layer): float(saved.get(f"{n}/{layer}", 1.0)) for n, layer in self._density}
         self._set_mode(phase)
 
 

@@ -1,6 +1,4 @@
 """Flag value types and the flags several methods declare alike (network target, tensor scope, exclusions)."""
-from __future__ import annotations
-
 import argparse
 import math
 

@@ -2,8 +2,6 @@
 fixed mask from the weights rewound to their initial values (`snapshot`, `prune_and_rewind`, `rounds_for`), or
 from a command line `--sparse ticket --ticket FILE` (`write_ticket`; without it round 0: dense). A run ends by
 writing `ticket.pt` (initial values, masks, final weights), from which `next_ticket` cuts the next round's."""
-from __future__ import annotations
-
 import dataclasses
 import math
 import os
@@ -13,7 +11,7 @@ import torch
 from torch import nn
 
 from ..atomic import save_atomic
-from ..config import ConfigError, SparseConfig, config_to_dict
+from ..config import ConfigError, SparseConfig, config_to_dict, require
 from ..selection import find_sites
 from .base import Flag, MaskMethod, register
 from .shared import scope_flags
@@ -34,17 +32,14 @@ def snapshot(net: nn.Module, config: TicketConfig) -> dict[str, torch.Tensor]:
 
 def rounds_for(target_sparsity: float, rate: float = 0.2) -> int:
     """Rounds of pruning `rate` of the remaining weights needed to reach at least `target_sparsity`."""
-    if not 0.0 <= target_sparsity < 1.0:
-        raise ConfigError(f"target_sparsity must be in [0, 1), got {target_sparsity!r}")
+    require(0.0 <= target_sparsity < 1.0, f"target_sparsity must be in [0, 1), got {target_sparsity!r}")
     _check_rate(rate, "layer")
     return 0 if target_sparsity == 0.0 else math.ceil(math.log(1.0 - target_sparsity) / math.log(1.0 - rate) - 1e-9)
 
 
 def _check_rate(rate: float, scope: str) -> None:
-    if not 0.0 < rate < 1.0:
-        raise ConfigError(f"rate must be in (0, 1), got {rate!r}")
-    if scope not in ("layer", "global"):
-        raise ConfigError(f"scope must be 'layer' or 'global', got {scope!r}")
+    require(0.0 < rate < 1.0, f"rate must be in (0, 1), got {rate!r}")
+    require(scope in ("layer", "global"), f"scope must be 'layer' or 'global', got {scope!r}")
 
 
 @torch.no_grad()
@@ -53,11 +48,9 @@ def prune_and_rewind(net: nn.Module, init: dict[str, torch.Tensor], config: Tick
                      scope: str = "layer") -> dict[str, torch.Tensor]:
     """Prune `rate` of the still-unpruned weights by magnitude (scope 'layer': per tensor; 'global': one cut),
     rewind survivors to `init` and zero the pruned, in place; returns the new masks {name: mask}."""
-    _check_rate(rate, scope)
     sites = find_sites(net, config.scope, config.include, config.exclude)
     missing = [s.name for s in sites if s.name not in init]
-    if missing:
-        raise ConfigError(f"init snapshot lacks {missing[:3]}: take it with tickets.snapshot() on the same network")
+    require(not missing, f"init snapshot lacks {missing[:3]}: take it with tickets.snapshot() on the same network")
     masks = prune_masks({s.name: s.param(net).detach() for s in sites}, masks or {}, rate, scope)
     for s in sites:
         p = s.param(net)
@@ -72,26 +65,19 @@ def prune_masks(final: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], 
     masks = {k: (masks[k].clone() if k in masks else torch.ones_like(final[k])) for k in final}
     scores = {k: torch.where(masks[k].bool(), final[k].detach().abs().float(),
                              torch.full_like(final[k], float("inf"), dtype=torch.float)) for k in final}
-    if scope == "layer":
-        for k in final:
-            n_prune = int(round(rate * int(masks[k].sum())))
-            if n_prune:
-                masks[k].view(-1)[torch.argsort(scores[k].flatten(), stable=True)[:n_prune]] = 0
-        return masks
-    names = list(final)
-    flat = torch.cat([scores[k].flatten() for k in names])
-    n_prune = int(round(rate * int(torch.isfinite(flat).sum())))
-    chosen = torch.zeros_like(flat, dtype=torch.bool)
-    chosen[torch.argsort(flat, stable=True)[:n_prune]] = True
-    for k, c in zip(names, chosen.split([scores[k].numel() for k in names])):
-        masks[k].view(-1)[c] = 0
+    for names in [[k] for k in final] if scope == "layer" else [list(final)]:   # a cut per tensor, or one cut
+        flat = torch.cat([scores[k].flatten() for k in names])
+        n_prune = int(round(rate * int(torch.isfinite(flat).sum())))   # of the still-unpruned entries
+        chosen = torch.zeros_like(flat, dtype=torch.bool)
+        chosen[torch.argsort(flat, stable=True)[:n_prune]] = True
+        for k, c in zip(names, chosen.split([scores[k].numel() for k in names])):
+            masks[k].view(-1)[c] = 0
     return masks
 
 
 def next_ticket(previous: dict, rate: float = 0.2, scope: str = "layer") -> dict:
     """From a finished round's ticket.pt (read_ticket): the next round's {init, masks} (IMP with rewinding)."""
-    if not previous.get("final"):
-        raise ConfigError("this ticket file has no final weights (it is an input ticket, not a finished round's)")
+    require(previous.get("final"), "this ticket file has no final weights (an input ticket, not a finished round's)")
     masks = {n: prune_masks(previous["final"][n], previous["masks"].get(n, {}), rate, scope)
              for n in previous["final"]}
     return {"init": previous["init"], "masks": masks}
@@ -110,8 +96,7 @@ TICKET_VERSION = 1
 
 
 def write_ticket(path: str, init: dict, masks: dict, final: dict | None = None, config=None) -> None:
-    """Write a ticket file atomically: {net: {param: initial value}}, {net: {site: mask}}, optionally the final
-    values of the masked tensors (what the next round prunes by)."""
+    """Write a ticket file atomically: initial values, masks and (a finished round's) final values, per network."""
     def cpu(d):
         return {n: {k: v.detach().cpu().clone() for k, v in dd.items()} for n, dd in (d or {}).items()}
 
@@ -120,9 +105,34 @@ def write_ticket(path: str, init: dict, masks: dict, final: dict | None = None, 
                 path, prefix=".tmp-ticket-")
 
 
+def _value_problem(t: torch.Tensor, mask: bool) -> str | None:
+    """Why `t` cannot be a ticket's initial value or (mask=True) mask; None if it can."""
+    if not bool(torch.isfinite(t).all()):
+        return "has non-finite values"
+    if mask and not bool(((t == 0) | (t == 1)).all()):
+        return "is not 0/1"
+    return "prunes every entry: that layer could not train" if mask and not bool(t.any()) else None
+
+
+def _init_problem(init, net: nn.Module) -> str | None:
+    """Why `init` cannot be `net`'s rewind point ({parameter name: finite value of its shape}); None if it can."""
+    params = dict(net.named_parameters())
+    if not isinstance(init, dict):
+        return "missing"
+    missing = sorted(set(params) - set(init))
+    if missing:
+        return f"parameters {missing[:3]} missing (a ticket of another network?)"
+    for k, p in params.items():
+        v = init[k]
+        if not isinstance(v, torch.Tensor) or tuple(v.shape) != tuple(p.shape):
+            return f"{k!r} has shape {tuple(getattr(v, 'shape', ()))}, expected {tuple(p.shape)}"
+        if _value_problem(v, mask=False):
+            return f"{k!r} has non-finite values"
+    return None
+
+
 def read_ticket(path: str) -> dict:
-    """Load (weights_only=True) and check a ticket file: finite values, 0/1 masks none all-zero; a ConfigError
-    names the file and the entry."""
+    """Load (weights_only=True) and check a ticket file; a ConfigError names the file and the entry."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -132,25 +142,20 @@ def read_ticket(path: str) -> dict:
                           f"ticket files hold tensors, numbers and strings only)") from None
     except Exception as e:  # noqa: BLE001  (any unreadable file is the same user error)
         raise ConfigError(f"--ticket: cannot read {path!r} ({type(e).__name__})") from None
-    if not isinstance(obj, dict) or obj.get("format") != TICKET_FORMAT:
-        raise ConfigError(f"--ticket: {path!r} is not a sparse_core ticket file")
-    if obj.get("version") != TICKET_VERSION:
-        raise ConfigError(f"--ticket: {path!r} has version {obj.get('version')!r}, expected {TICKET_VERSION}")
+    require(isinstance(obj, dict) and obj.get("format") == TICKET_FORMAT,
+            f"--ticket: {path!r} is not a sparse_core ticket file")
+    require(obj.get("version") == TICKET_VERSION,
+            f"--ticket: {path!r} has version {obj.get('version')!r}, expected {TICKET_VERSION}")
     for key in ("init", "masks", "final"):
         d = obj.get(key)
-        if not isinstance(d, dict) or not all(isinstance(n, str) and isinstance(v, dict) and all(
+        require(isinstance(d, dict) and all(isinstance(n, str) and isinstance(v, dict) and all(
                 isinstance(k, str) and isinstance(t, torch.Tensor) and t.is_floating_point() for k, t in v.items())
-                for n, v in d.items()):
-            raise ConfigError(f"--ticket: {path!r} has a malformed {key!r} entry (expected {{net: {{name: float tensor}}}})")
+                for n, v in d.items()),
+                f"--ticket: {path!r} has a malformed {key!r} entry (expected {{net: {{name: float tensor}}}})")
         for n, v in d.items():
             for k, t in v.items():
-                where = f"--ticket: {path!r}: {key} {n}/{k}"
-                if not bool(torch.isfinite(t).all()):
-                    raise ConfigError(f"{where} has non-finite values")
-                if key == "masks" and not bool(((t == 0) | (t == 1)).all()):
-                    raise ConfigError(f"{where} is not 0/1")
-                if key == "masks" and not bool(t.any()):
-                    raise ConfigError(f"{where} prunes every entry: that layer could not train")
+                why = _value_problem(t, mask=key == "masks")
+                require(why is None, f"--ticket: {path!r}: {key} {n}/{k} {why}")
     return obj
 
 
@@ -180,65 +185,41 @@ class Ticket(MaskMethod):
         super().attach()
         c = self.ctx
         for n, given in self._given_masks.items():
-            if n not in c.targets:
-                raise ConfigError(f"ticket has masks for {n}, which is not a target ({c.targets})")
+            require(n in c.targets, f"ticket has masks for {n}, which is not a target ({c.targets})")
             shapes = {s.name: tuple(c.param(n, s).shape) for s in c.sites[n]}
             for k, m in given.items():
-                if k not in shapes:
-                    raise ConfigError(f"ticket: {n} has no masked tensor {k!r}")
-                if tuple(m.shape) != shapes[k]:
-                    raise ConfigError(f"ticket: mask {n}/{k} has shape {tuple(m.shape)}, expected {shapes[k]}")
-                if not bool(((m == 0) | (m == 1)).all()) or not bool(m.any()):
-                    raise ConfigError(f"ticket: mask {n}/{k} must be 0/1 and keep at least one entry")
+                require(k in shapes, f"ticket: {n} has no masked tensor {k!r}")
+                require(tuple(m.shape) == shapes[k],
+                        f"ticket: mask {n}/{k} has shape {tuple(m.shape)}, expected {shapes[k]}")
+                why = _value_problem(m, mask=True)
+                require(why is None, f"ticket: mask {n}/{k} {why}")
         if self._given_init is not None:
-            self._rewind(self._given_init)
+            for n in c.targets:
+                why = _init_problem(self._given_init.get(n), c.nets[n])
+                require(why is None, f"ticket: initial values of {n}: {why}")
+            with torch.no_grad():
+                for n in c.targets:
+                    for k, p in c.nets[n].named_parameters():
+                        p.copy_(self._given_init[n][k])
         # The rewind point: the initial values of every parameter of the targeted networks.
         self.init = {n: {k: p.detach().clone() for k, p in c.nets[n].named_parameters()} for n in c.targets}
         for n in c.targets:
             self.set_masks(n, self._given_masks.get(n, {}))
         self._given_masks, self._given_init = None, None
 
-    @torch.no_grad()
-    def _rewind(self, init: dict) -> None:
-        c = self.ctx
-        for n in c.targets:
-            if n not in init:
-                raise ConfigError(f"ticket: no initial values for {n}")
-            params = dict(c.nets[n].named_parameters())
-            missing = sorted(set(params) - set(init[n]))
-            if missing:
-                raise ConfigError(f"ticket: initial values lack {n} parameters {missing[:3]} "
-                                  f"(a ticket of another network?)")
-            for k, p in params.items():
-                if tuple(init[n][k].shape) != tuple(p.shape):
-                    raise ConfigError(f"ticket: initial value of {n}/{k} has shape {tuple(init[n][k].shape)}, "
-                                      f"expected {tuple(p.shape)}")
-                if not bool(torch.isfinite(init[n][k]).all()):
-                    raise ConfigError(f"ticket: initial value of {n}/{k} has non-finite values")
-            for k, p in params.items():
-                p.copy_(init[n][k])
-
     def restart_from_dense(self) -> None:
         for n in self.ctx.targets:
             self.apply_masks(n)
         self.sync_ema()
 
-    def phase(self) -> str:
-        return "ticket"
-
     def state_dict(self) -> dict:
         return {"init": {n: {k: v.clone() for k, v in d.items()} for n, d in self.init.items()}}
 
     def check_state(self, state: dict) -> None:
-        init, c = state.get("init"), self.ctx
-        for n in c.targets:
-            params = dict(c.nets[n].named_parameters())
-            got = init.get(n) if isinstance(init, dict) else None
-            if not isinstance(got, dict) or set(got) != set(params) or not all(
-                    isinstance(v, torch.Tensor) and v.shape == params[k].shape and bool(torch.isfinite(v).all())
-                    for k, v in got.items()):
-                raise ConfigError(f"entry 'method_state.init' lacks finite initial values of {n}'s parameters "
-                                  f"in their shapes")
+        init = state.get("init") if isinstance(state.get("init"), dict) else {}
+        for n in self.ctx.targets:
+            why = _init_problem(init.get(n), self.ctx.nets[n])
+            require(why is None, f"entry 'method_state.init' ({n}'s initial values): {why}")
 
     def load_state_dict(self, state: dict, phase: str) -> None:
         self.init = {n: {k: v.detach().clone() for k, v in d.items()} for n, d in state["init"].items()}

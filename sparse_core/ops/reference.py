@@ -22,6 +22,8 @@ __all__ = [
     "check_threshold_args",
     "check_modulated_args",
     "check_reset_density",
+    "hard_mask",
+    "collapsed",
     "reset_collapsed_thresholds",
 ]
 
@@ -115,13 +117,22 @@ def check_reset_density(reset_density) -> None:
         raise TypeError(f"reset_density must be a real number (a fraction of the weight's entries), got {reset_density!r}")
 
 
+def hard_mask(w: torch.Tensor, t: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """The forward mask step(|w| - t) as a bool tensor (no autograd)."""
+    return w.detach().abs() > _broadcast_threshold(t.detach(), w.dim(), channel_dim)
+
+
+def collapsed(keep: torch.Tensor, reset_density: float) -> torch.Tensor:
+    """RG-GAN's reset condition: the bool mask `keep` keeps <= reset_density of its entries (0-d bool tensor)."""
+    return keep.sum() <= reset_density * keep.numel()
+
+
 @torch.no_grad()
 def reset_collapsed_thresholds(w: torch.Tensor, t: torch.Tensor, channel_dim: int, reset_density: float) -> None:
     """RG-GAN's reset rule: t := 0 when step(|w| - t) keeps <= reset_density of w's entries. Branch-free (no host
     sync); writes through t.data so a graph that saved t in an earlier forward of this step is not invalidated."""
-    keep = w.detach().abs() > _broadcast_threshold(t.detach(), w.dim(), channel_dim)
-    collapsed = keep.sum() <= reset_density * keep.numel()
-    t.data.copy_(torch.where(collapsed, torch.zeros_like(t), t))
+    reset = collapsed(hard_mask(w, t, channel_dim), reset_density)
+    t.data.copy_(torch.where(reset, torch.zeros_like(t), t))
 
 
 def threshold_masked_weight(w, t, channel_dim: int = 0, official: bool = False):

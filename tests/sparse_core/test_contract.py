@@ -221,7 +221,7 @@ def test_ticket_files_with_all_zero_masks_or_nan_values_are_refused(tmp_path):
     tickets.write_ticket(str(tmp_path / "nan.pt"), nan_init, masks)
     with pytest.raises(sc.ConfigError, match="init G/fc.bias has non-finite"):
         tickets.read_ticket(str(tmp_path / "nan.pt"))
-    with pytest.raises(sc.ConfigError, match="keep at least one entry"):
+    with pytest.raises(sc.ConfigError, match=rf"ticket: mask G/{name} prunes every entry"):
         sc.prepare(cfg, G=make()[0], masks=zero)
 
 

@@ -116,7 +116,7 @@ def test_reported_sparsity_is_the_forward_weights_zero_fraction(nets, cfg_name):
             for n in ("G", "D"):
                 for s in ctrl.sites[n]:
                     m = s.module(ctrl.nets[n])
-                    w = rggan.effective_weight(m, s.attr, s.derived_attr)
+                    w = rggan.effective_weight(m, s.attr, s.derived)
                     m._parameters[s.threshold_attr].fill_(float(torch.quantile(w.abs().flatten().float(), 0.3)))
     kinds = set()
     for n in ("G", "D"):

@@ -92,7 +92,7 @@ def test_pruned_weights_frozen_through_adam_with_weight_decay():
 
     def before_step(n):
         seen[n] = [(w.detach().clone(), rggan.hard_mask(rggan.effective_weight(s.module(ctrl.nets[n]), s.attr,
-                                                                               s.derived_attr), t, s.channel_dim))
+                                                                               s.derived), t, s.channel_dim))
                    for s, w, t in thresholds(ctrl, n)]
         inner(n)
     ctrl.before_step = before_step
