@@ -40,6 +40,8 @@ setup(
         "ninja",
         "scikit-learn",
         "matplotlib",
+        # libcst: `sparse-core inject` edits a user's checkout by syntax tree, keeping formatting and comments
+        "libcst",
     ],
     # pytest-xdist: the suite runs on both cores (scripts/test.sh -n 2).
     # lpips: the reference the FastGAN perceptual loss is tested against (needs torchvision; 0.29.1 pairs with torch 2.14)

@@ -3,9 +3,13 @@
     sparse-core apply patches/sngan.patch --src vendor/sngan --out runs/work/sngan   # patched copy
     sparse-core apply patches/sngan.patch --in-place path/to/my/sngan               # into an existing tree
     sparse-core check patches/sngan.patch --src vendor/sngan                        # dry run
+    sparse-core inject path/to/checkout                          # dry run: prints the diff it would make
+    sparse-core inject path/to/checkout --out runs/work/mine     # injected copy
+    sparse-core inject path/to/checkout --in-place --diff my.diff
+    sparse-core inject path/to/checkout --check                  # where each hook point is, or what is missing
 
 Exit status: 0 applied (or, for check, applies); 1 the patch is already applied (nothing to do, nothing
-written); 2 refused (a hunk does not fit, a path outside the tree, an unreadable file, a symlink or binary entry, a
+written); 2 refused (a hunk does not fit, for inject a hook point missing or ambiguous, a path outside the tree, an unreadable file, a symlink or binary entry, a
 negative -p): nothing was written. Files are patched byte for byte, as GNU `patch` does (CRLF kept, any
 encoding).
 """
@@ -45,7 +49,21 @@ def main(argv=None) -> int:
     c.add_argument("patch")
     c.add_argument("--src", required=True)
     c.add_argument("-p", "--strip", type=_strip_count, default=1)
+    from .inject import CODEBASES
+    j = sub.add_parser("inject", help="put the Re-GAN / RG-GAN hooks into a GAN checkout by syntax tree; "
+                                      "without --out / --in-place it only prints the diff (a dry run)")
+    j.add_argument("path", help="the checkout (upstream or a fork of it)")
+    j.add_argument("--codebase", default="auto", choices=("auto", *CODEBASES),
+                   help="which codebase it is (default: recognise it)")
+    j.add_argument("--check", action="store_true", help="report where each hook point is found, write nothing")
+    w = j.add_mutually_exclusive_group()
+    w.add_argument("--out", metavar="DIR", help="write an injected copy of the checkout to DIR (must not exist)")
+    w.add_argument("--in-place", action="store_true", help="edit the checkout itself")
+    j.add_argument("--diff", metavar="FILE", help="also write the diff to FILE")
     args = ap.parse_args(argv)
+    if args.cmd == "inject":
+        from .inject.cli import run_inject
+        return run_inject(args)
     try:
         if args.cmd == "check":
             try:
