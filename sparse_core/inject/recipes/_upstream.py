@@ -25,12 +25,25 @@ def walk_in(src: Source, within: str | None, kind):
 
 
 def last_param(src: Source, func: str) -> list[Match]:
-    """The last parameter of every function named `func` (a `before` edit adds a parameter in front of it)."""
+    """The last parameter of every function named `func` (a `before` edit adds a parameter line in front of it)."""
     out = []
     for f in src.functions(func):
         params = list(f.params.params) + list(f.params.kwonly_params)
         if params and f.params.star_kwarg is None:
             out.append(Match(params[-1]))
+    return out
+
+
+def last_param_end(src: Source, func: str) -> list[Match]:
+    """The end of the last parameter of every function named `func` without *args / **kwargs: its default value,
+    else its name (a `replace` with `${code}, <new parameter>` appends a parameter, on one line or several)."""
+    out = []
+    for f in src.functions(func):
+        params = list(f.params.params)
+        if params and not f.params.kwonly_params and f.params.star_kwarg is None \
+                and not isinstance(f.params.star_arg, cst.Param):
+            last = params[-1]
+            out.append(Match(last.default if last.default is not None else last.name))
     return out
 
 
@@ -86,13 +99,16 @@ def backward_of(src: Source, loss: str, within: str | None = None, prefix: str =
     return out
 
 
-def dict_arg_last(src: Source, call_pattern: str, within: str | None = None) -> list[Match]:
+def dict_arg_last(src: Source, call_pattern: str, within: str | None = None, has_key: str | None = None) -> list[Match]:
     """The last entry of the dict literal passed as the first argument of a `call_pattern(...)` call (a
-    `replace` with `${code},\\n<new entry>` adds an entry after it, keeping the literal's layout)."""
+    `replace` with `${code},\\n<new entry>` adds an entry after it, keeping the literal's layout); `has_key`: only
+    a literal with that string key."""
     out = []
     for root in in_functions(src, within):
         for c in calls(src, root, call_pattern):
-            if c.args and isinstance(c.args[0].value, cst.Dict) and c.args[0].value.elements:
+            if c.args and isinstance(c.args[0].value, cst.Dict) and c.args[0].value.elements and (
+                    has_key is None or any(isinstance(e, cst.DictElement) and isinstance(e.key, cst.SimpleString)
+                                           and e.key.evaluated_value == has_key for e in c.args[0].value.elements)):
                 out.append(Match(c.args[0].value.elements[-1]))
     return out
 
@@ -112,3 +128,63 @@ def enclosing_with(src: Source, node):
     """`node`'s statement, or the `with` block it sits directly in (the whole block is the step)."""
     parent = src.parent(src.parent(node)) if src.parent(node) is not None else None
     return parent if isinstance(parent, cst.With) else node
+
+
+def module_calls(src: Source, pattern: str) -> list[Match]:
+    """Statement-level calls directly in the module body whose callee fully matches `pattern`, in order."""
+    return [Match(single(s).value) for s in src.module.body
+            if isinstance(single(s), cst.Expr) and isinstance(single(s).value, cst.Call)
+            and re.fullmatch(pattern, callee(single(s).value) or "")]
+
+
+def assigns_from_table(src: Source, table: str, within: str | None, capture: str) -> list[Match]:
+    """Lines `T = <table>[...](...)...` (a network picked from a dict of classes by a flag); captures T."""
+    out = []
+    for stmt in src.statements(within):
+        s = single(stmt)
+        if isinstance(s, cst.Assign) and len(s.targets) == 1 and any(
+                isinstance(n.value, cst.Name) and n.value.value == table
+                for n in src.walk(s.value, cst.Subscript)):
+            out.append(Match(stmt, {capture: src.code(s.targets[0].target)}))
+    return out
+
+
+def tuple_assigns(src: Source, value: str, within: str | None, names: tuple, top: bool = False) -> list[Match]:
+    """Lines `a, b = <call matching value>(...)`: the tuple's elements are captured under `names`."""
+    from ..engine import assigns
+    out = []
+    for m in assigns(src, value, within=within, top=top):
+        target = single(m.node).targets[0].target
+        if isinstance(target, cst.Tuple) and len(target.elements) == len(names):
+            out.append(Match(m.node, {n: src.code(e.value) for n, e in zip(names, target.elements) if n}))
+    return out
+
+
+def plain_assigns(src: Source, target: str, within: str | None = None, capture: str | None = None,
+                  top: bool = False) -> list[Match]:
+    """Lines `T = V` (any V, no call needed) with T's source fully matching `target`; V captured under `capture`."""
+    from ..engine import assignment, body_of
+    out = []
+    for stmt in (body_of(src, within) if top else src.statements(within)):
+        tv = assignment(stmt)
+        if tv is not None and re.fullmatch(target, src.code(tv[0])):
+            out.append(Match(stmt, {capture: src.code(tv[1])} if capture else {}))
+    return out
+
+
+def call_last_arg(src: Source, call_pattern: str, within: str | None = None) -> list[Match]:
+    """The last argument of every call `call_pattern(...)` (statement or expression) in `within`."""
+    return [Match(c.args[-1]) for root in in_functions(src, within) for c in calls(src, root, call_pattern)
+            if c.args]
+
+
+def string_in(src: Source, node, text: str) -> bool:
+    """Whether a string literal under `node` contains `text` (e.g. the class name in eval("models." + ...))."""
+    return any(isinstance(s, cst.SimpleString) and text in s.evaluated_value
+               for s in src.walk(node, cst.SimpleString))
+
+
+def top_loops(src: Source, within: str, kind=cst.For) -> list[Match]:
+    """Loops of `kind` directly in the body of `within` (the training loop a final hook goes after)."""
+    from ..engine import body_of
+    return [Match(s) for s in body_of(src, within) if isinstance(s, kind)]
