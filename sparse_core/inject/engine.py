@@ -27,8 +27,10 @@ A hook point (`Hook`) is:
   `dotted`, ...) cover the usual anchors. A `Match` is the node to edit plus the names it captures (e.g. the
   optimizer's variable as `opt`), which the edit's text and later finders use.
 * the edit: `action` and `text`. `action` is `"before"` (insert statement lines before the matched node's
-  line, at its indentation), `"after"` (insert them after the node's last line; with `skip_comments`, after
-  the comment-only lines at the same indentation that directly follow it too), or `"replace"` (replace the
+  line, at its indentation, and above the comment lines at that indentation directly over it, which describe
+  it), `"after"` (insert them after the node's last line, below a block's own trailing comments; with
+  `skip_comments`, also below the comment-only lines at the same indentation that directly follow it),
+  `"none"` (nothing is edited: the hook point is found for the names it captures), or `"replace"` (replace the
   matched node's source: an expression, a call, or a run of statements `Match(first, last=...)`). `text` is a
   `string.Template`: `${name}` is a captured name, `${code}` the matched node's own source and `${operand}` the
   same, parenthesised when it would not bind as the left operand of `+`. Lines after the first keep their
@@ -503,16 +505,26 @@ def _edit(src: Source, hook: Hook, m: Match, caps: dict) -> tuple[int, int, str]
     anchor = _anchor(src, m.node if hook.action == "before" else (m.last or m.node))
     indent = _indent_of(src, anchor, hook)
     if hook.action == "before":
-        at = src.offset(src.line(anchor), 0)
-        return at, at, _lines(body, indent, src.newline)
-    last = src.end_line(anchor)
-    if hook.skip_comments:
-        while last < len(src._line_start):
-            nxt = src.line_text(last + 1)
-            if nxt.lstrip().startswith("#") and nxt[:len(nxt) - len(nxt.lstrip())] == indent:
-                last += 1
+        first = src.line(anchor)
+        while first > 1:     # above the comment lines (same indentation) that directly precede it
+            prev = src.line_text(first - 1)
+            if prev.lstrip().startswith("#") and prev[:len(prev) - len(prev.lstrip())] == indent:
+                first -= 1
             else:
                 break
+        at = src.offset(first, 0)
+        return at, at, _lines(body, indent, src.newline)
+    last = src.end_line(anchor)
+    block = isinstance(anchor, cst.BaseCompoundStatement)
+    while last < len(src._line_start):
+        # comment lines right below: a block's own (indented deeper) always, same-indented ones on request
+        nxt = src.line_text(last + 1)
+        depth = nxt[:len(nxt) - len(nxt.lstrip())]
+        if nxt.lstrip().startswith("#") and ((block and depth.startswith(indent) and depth != indent)
+                                             or (hook.skip_comments and depth == indent)):
+            last += 1
+        else:
+            break
     at = src.offset(last + 1, 0) if last < len(src._line_start) else len(src.text)
     prefix = "" if at == 0 or src.text[at - 1] == "\n" else src.newline
     return at, at, prefix + _lines(body, indent, src.newline)

@@ -1,7 +1,9 @@
 """Finders several recipes share (no recipes here). Each returns a `find(source, captures)` function."""
 import re
 
-from ..engine import assigns, call_stmts, calls
+import libcst as cst
+
+from ..engine import Match, assigns, assignment, call_stmts, callee, calls, enclosing, single, statement_of
 
 
 def uses_parameters(src, node, name):
@@ -28,10 +30,53 @@ def step_of(opt_key, within="main"):
     return lambda src, caps: call_stmts(src, re.escape(caps[opt_key]) + r"\.step", within=within)
 
 
-def value_of(pattern, within="main"):
-    """The value of the one line `<x> = <call matching pattern>(...)` (for a `replace` that adds to it)."""
-    return lambda src, caps: assigns(src, pattern, within=within, edit="value")
-
-
 def first_arg_is(src, call, name):
     return bool(call.args) and src.code(call.args[0].value) == name
+
+
+def primary_metric(pattern, capture="metric", within="main"):
+    """`<metric> = <call matching pattern>(...)` outside any `for ... in <x>.extra_metrics` loop (the --metric
+    evaluation, not the logged-only extra metrics)."""
+    def outside_extra(src, target, value):
+        loop = enclosing(src, value, cst.For)
+        while loop is not None:
+            if re.fullmatch(r"(.+\.)?extra_metrics", src.code(loop.iter)):
+                return False
+            loop = enclosing(src, loop, cst.For)
+        return True
+    return lambda src, caps: assigns(src, pattern, within=within, capture=capture, where=outside_extra)
+
+
+def aug_assign(name, within="main", capture="added"):
+    """The line `<name> += <value>` (its value's source captured)."""
+    def find(src, caps):
+        out = []
+        for stmt in src.statements(within):
+            s = single(stmt)
+            if isinstance(s, cst.AugAssign) and isinstance(s.operator, cst.AddAssign) and src.code(s.target) == name:
+                out.append(Match(stmt, {capture: src.code(s.value)}))
+        return out
+    return find
+
+
+def loss_of_step(opt_key, within="main"):
+    """The value of the loss that `<opt>.step()` applies: in the block of the step, the nearest `<loss>.backward()`
+    line before it, and the nearest `<loss> = ...` line before that (for a `replace` that adds to the loss)."""
+    def find(src, caps):
+        out = []
+        for m in step_of(opt_key, within)(src, caps):
+            step = statement_of(src, m.node)
+            block = src.parent(step)
+            body = list(getattr(block, "body", ()))
+            before = body[:body.index(step)] if step in body else []
+            backward = [s for s in before if isinstance(single(s), cst.Expr) and
+                        isinstance(single(s).value, cst.Call) and (callee(single(s).value) or "").endswith(".backward")]
+            if not backward:
+                continue
+            loss = callee(single(backward[-1]).value)[:-len(".backward")]
+            assigned = [s for s in before[:before.index(backward[-1])]
+                        if assignment(s) is not None and src.code(assignment(s)[0]) == loss]
+            if assigned:
+                out.append(Match(assignment(assigned[-1])[1]))
+        return out
+    return find

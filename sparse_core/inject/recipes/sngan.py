@@ -9,7 +9,7 @@ import re
 
 from ..engine import Hook, Recipe, Signature, assigns, call_stmts, calls, has_class, has_function, import_hook, \
     imports_module, lines_calling, returns
-from ._hooks import optimizer_of, scheduler_of, step_of, value_of
+from ._hooks import loss_of_step, optimizer_of, primary_metric, scheduler_of, step_of
 
 TRAIN = "train.py"
 
@@ -44,13 +44,13 @@ HOOKS = (
     Hook("resume load", TRAIN, "`... = restore_snapshot(...)` in main()",
          lambda src, caps: assigns(src, r"restore_snapshot", within="main"), "after",
          "sparse.load_resume_state(ctrl, state.get(\"sparse\", {}))"),
-    Hook("D loss", TRAIN, "`<loss> = loss_fn_D(...)` in main()",
-         value_of(r"loss_fn_D"), "replace",
+    Hook("D loss", TRAIN, "`<loss> = ...` followed by `<loss>.backward()` and `<opt_D>.step()` in main()",
+         loss_of_step("opt_D"), "replace",
          "${operand} + ctrl.regularizer(\"D\")"),
     Hook("D optimizer step", TRAIN, "`<opt_D>.step()` in main()", step_of("opt_D"), "replace",
          "ctrl.optimizer_step(\"D\", ${opt_D})"),
-    Hook("G loss", TRAIN, "`<loss> = loss_fn_G(...)` in main()",
-         value_of(r"loss_fn_G"), "replace",
+    Hook("G loss", TRAIN, "`<loss> = ...` followed by `<loss>.backward()` and `<opt_G>.step()` in main()",
+         loss_of_step("opt_G"), "replace",
          "${operand} + ctrl.regularizer(\"G\")"),
     Hook("G optimizer step", TRAIN, "`<opt_G>.step()` in main()", step_of("opt_G"), "replace",
          "ctrl.optimizer_step(\"G\", ${opt_G})"),
@@ -62,10 +62,8 @@ HOOKS = (
     Hook("stats row", TRAIN, "`stats_writer.write(<row>)` in main()",
          lambda src, caps: call_stmts(src, r"stats_writer\.write", within="main"), "before",
          "stats.update(ctrl.stats())"),
-    Hook("metric evaluation", TRAIN, "`<metric> = compute_metric_for(G, dataset, args, device)` in main() (the "
-         "--metric one: no fifth argument naming an extra metric)",
-         lambda src, caps: assigns(src, r"compute_metric_for", within="main", capture="metric",
-                                   where=lambda s, t, v: len(v.args) == 4), "after",
+    Hook("metric evaluation", TRAIN, "`<metric> = compute_metric_for(...)` in main(), outside the loop over "
+         "extra metrics", primary_metric(r"compute_metric_for"), "after",
          "ctrl.feed_metric(${metric}, name=args.metric)  # the metric's name gives its direction"),
     Hook("snapshot write", TRAIN, "`<snapshot> = build_snapshot(...)` in main()",
          lambda src, caps: assigns(src, r"build_snapshot", within="main", capture="snapshot"), "after",
