@@ -122,18 +122,30 @@ def test_auto_refuses_an_unknown_and_an_ambiguous_tree_naming_candidates(tmp_pat
     assert r.returncode == 2 and "ambiguous" in r.stderr
 
 
+@pytest.fixture(scope="module")
+def injected(tmp_path_factory):
+    """codebase -> (injected copy, the diff `sparse-core inject --out` printed), each computed once."""
+    base, cache = tmp_path_factory.mktemp("upstream_injected"), {}
+
+    def get(codebase):
+        if codebase not in cache:
+            out = base / codebase
+            r = cli(fixture(codebase), "--out", out)
+            assert r.returncode == 0, r.stderr
+            cache[codebase] = (out, r.stdout)
+        return cache[codebase]
+    return get
+
+
 @pytest.mark.parametrize("codebase", CODEBASES)
-def test_check_finds_every_hook_point_and_the_injected_tree_holds_each_hook_once(codebase, tmp_path):
+def test_check_finds_every_hook_point_and_the_injected_tree_holds_each_hook_once(codebase, injected, tmp_path):
     r = cli(fixture(codebase), "--check")
     assert r.returncode == 0, r.stderr
-    result = inject(fixture(codebase))
-    assert result.ok
-    for found in result.found:   # --check names each hook point with its place
-        assert f"{found.hook.name}: found at {found.hook.file}:{found.lines[0]}" in r.stderr
+    recipe = recognise(fixture(codebase))
+    for hook in recipe.hooks:   # --check names each hook point with its place
+        assert re.search(rf"^{re.escape(hook.name)}: found at {re.escape(hook.file)}:\d+$", r.stderr, re.M), hook.name
 
-    out = tmp_path / "out"
-    r = cli(fixture(codebase), "--out", out)
-    assert r.returncode == 0, r.stderr
+    out, diff = injected(codebase)
     new = {rel: text.decode() for rel, text in tree(out).items() if rel.endswith(".py")}
     for rel, text in new.items():
         ast.parse(text, rel)
@@ -142,23 +154,24 @@ def test_check_finds_every_hook_point_and_the_injected_tree_holds_each_hook_once
     assert counts == EXPECTED[codebase]
 
     # the printed diff is the change: GNU patch applies it to a copy and gives the same tree
-    diff = tmp_path / "inject.diff"
-    diff.write_text(r.stdout)
+    (tmp_path / "inject.diff").write_text(diff)
     copy = copy_fixture(codebase, tmp_path / "gnu")
-    subprocess.run(["patch", "-p1", "-s", "-i", str(diff)], cwd=copy, check=True)
+    subprocess.run(["patch", "-p1", "-s", "-i", str(tmp_path / "inject.diff")], cwd=copy, check=True)
     assert tree(copy) == tree(out)
 
     # outside the inserted lines the files are unchanged: only the replaced statements leave, every comment stays
-    removed = [l for l in r.stdout.splitlines() if l.startswith("-") and not l.startswith("---")]
+    removed = [l for l in diff.splitlines() if l.startswith("-") and not l.startswith("---")]
     assert len(removed) == REMOVED[codebase]
     for rel, text in new.items():
-        old = (fixture(codebase) / rel).read_text().splitlines()
         kept = iter(text.splitlines())
-        for line in old:
+        for line in (fixture(codebase) / rel).read_text().splitlines():
             if line.lstrip().startswith("#"):
                 assert any(k == line for k in kept), f"{rel}: comment line lost or moved: {line!r}"
 
-    # a second run: already injected, nothing written
+
+@pytest.mark.parametrize("codebase", CODEBASES)
+def test_second_run_says_already_injected_and_writes_nothing(codebase, injected, tmp_path):
+    out = shutil.copytree(injected(codebase)[0], tmp_path / "again")
     before = tree(out)
     r = cli(out, "--in-place")
     assert r.returncode == 1 and "already injected" in r.stderr
@@ -240,17 +253,15 @@ print("RESULTS" + json.dumps(results))
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, injected):
     """The injected fixtures run with --sparse rggan, and --sparse none next to the unmodified fixture."""
     base = tmp_path_factory.mktemp("upstream_runs")
     jobs, where = [], {}
     for codebase, (script, flags, _) in RUNS.items():
         for kind in ("rggan", "none", "plain") if codebase != "progan" else ("rggan",):
             folder = base / f"{codebase}_{kind}" / "src"
-            if kind == "plain":
-                copy_fixture(codebase, folder)
-            else:
-                assert cli(fixture(codebase), "--out", folder).returncode == 0
+            shutil.copytree(fixture(codebase) if kind == "plain" else injected(codebase)[0], folder,
+                            ignore=shutil.ignore_patterns("__pycache__"))
             extra = [] if kind == "plain" else ["--sparse", kind]
             where[codebase, kind] = (len(jobs), folder)
             jobs.append((str(folder), script, [a.format(out=folder.parent) for a in flags] + extra))
