@@ -11,7 +11,9 @@ A recipe (`Recipe`) describes one codebase variant (e.g. our `vendor/sngan` tree
   looks at the parsed file (`Source`) and returns True when the file has the syntactic feature (a class,
   a function, a call); without `test` the signature only asks that the file exists. A checkout's score for a
   recipe is the weight of the signatures that hold over the total. `--codebase auto` picks the one recipe whose
-  signatures all hold and refuses, naming the candidates, when several or none do.
+  signatures all hold and refuses, naming the candidates, when several or none do (then with the closest
+  ones and what they lack). A named `--codebase` with several variants picks the one whose signatures all hold,
+  else the best-scoring one, whose hook points then say what is missing.
 * `hooks`: the hook points, in the order they are searched (later ones may use names captured by earlier ones).
 
 A hook point (`Hook`) is:
@@ -23,9 +25,13 @@ A hook point (`Hook`) is:
 * `find(source, captures) -> list[Match]`: the finder. It gets the parsed file and the names captured so far
   and returns every place that fits. Exactly one must: none is reported as *missing*, more than one as
   *ambiguous* (with the lines of each), and either way nothing is written. Finders are plain functions over
-  libcst nodes; the helpers below (`assigns`, `call_stmts`, `calls`, `last_import`, `returns`, `within`,
-  `dotted`, ...) cover the usual anchors. A `Match` is the node to edit plus the names it captures (e.g. the
-  optimizer's variable as `opt`), which the edit's text and later finders use.
+  libcst nodes: `Source` gives `walk(node, kind)`, `functions(name)`, `statements(within=...)`, `parent`,
+  `code(node)` and `line(node)`; the helpers below (`assigns`, `call_stmts`, `lines_calling`, `calls`,
+  `returns`, `last_import`, `body_of`, `enclosing`, `dotted`, ...) and `recipes/_hooks.py` (optimizer of a
+  network, its step, the loss that step applies, ...) cover the usual anchors. A `Match` is the node to edit
+  plus the names it captures (e.g. the optimizer's variable as `opt_D`), which the edit's text and later
+  finders use. A finder that needs a name an earlier (missing) hook point should have captured reports its
+  hook point as missing too.
 * the edit: `action` and `text`. `action` is `"before"` (insert statement lines before the matched node's
   line, at its indentation, and above the comment lines at that indentation directly over it, which describe
   it), `"after"` (insert them after the node's last line, below a block's own trailing comments; with
@@ -46,6 +52,7 @@ comments, line endings) stays byte for byte; every edited file must still parse.
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import difflib
 import importlib
@@ -56,7 +63,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
+from libcst.metadata import MetadataWrapper, PositionProvider
 
 
 class InjectError(RuntimeError):
@@ -90,10 +97,22 @@ class Source:
             module = cst.parse_module(self.text)
         except cst.ParserSyntaxError as e:
             raise InjectError(f"{rel}: does not parse as Python (line {e.raw_line}): {e.message}") from None
-        wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-        self.module = wrapper.module
-        self._pos = wrapper.resolve(PositionProvider)
-        self._parent = wrapper.resolve(ParentNodeProvider)
+        self.module = module
+        self._positions = None
+        # every node once, parents first, and where each node's subtree lies in that order; read from the nodes'
+        # fields (libcst's `children` runs a visitor on every access, far too slow to walk with)
+        self._order, self._subtree, self._parent, self._kinds = [], {}, {}, {}
+        stack = [(module, None, False)]
+        while stack:
+            node, parent, done = stack.pop()
+            if done:
+                self._subtree[id(node)] = (self._subtree[id(node)], len(self._order))
+                continue
+            self._subtree[id(node)] = len(self._order)
+            self._parent[id(node)] = parent
+            self._order.append(node)
+            stack.append((node, None, True))
+            stack.extend((child, node, False) for child in reversed(_fields_children(node)))
         self.newline = "\r\n" if self.text.split("\n", 1)[0].endswith("\r") else "\n"
         self._line_start = [0]
         for k, ch in enumerate(self.text):
@@ -101,6 +120,12 @@ class Source:
                 self._line_start.append(k + 1)
 
     # positions -------------------------------------------------------------------------------------------------
+    @property
+    def _pos(self):
+        if self._positions is None:     # computed on first use: recognising a checkout needs no positions
+            self._positions = MetadataWrapper(self.module, unsafe_skip_copy=True).resolve(PositionProvider)
+        return self._positions
+
     def line(self, node: cst.CSTNode) -> int:
         """1-based line where the node starts."""
         return self._pos[node].start.line
@@ -127,17 +152,17 @@ class Source:
         return self.text[start:end]
 
     def parent(self, node: cst.CSTNode) -> cst.CSTNode | None:
-        return self._parent.get(node)
+        return self._parent.get(id(node))
 
     # traversal -------------------------------------------------------------------------------------------------
     def walk(self, node: cst.CSTNode | None = None, kind=cst.CSTNode) -> Iterator:
-        """Every node under `node` (default: the module), in source order, of the given type(s)."""
-        stack = [node if node is not None else self.module]
-        while stack:
-            n = stack.pop()
-            if isinstance(n, kind):
-                yield n
-            stack.extend(reversed(n.children))
+        """Every node under `node` (default: the module), parents before children, of the given type(s)."""
+        start, end = self._subtree[id(node if node is not None else self.module)]
+        if kind not in self._kinds:      # positions (in the walk order) of every node of that kind, once
+            self._kinds[kind] = [k for k, n in enumerate(self._order) if isinstance(n, kind)]
+        found = self._kinds[kind]
+        for k in found[bisect.bisect_left(found, start):bisect.bisect_left(found, end)]:
+            yield self._order[k]
 
     def functions(self, name: str) -> list[cst.FunctionDef]:
         return [f for f in self.walk(kind=cst.FunctionDef) if f.name.value == name]
@@ -149,6 +174,18 @@ class Source:
             for n in self.walk(root, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
                 if n is not root:
                     yield n
+
+
+def _fields_children(node: cst.CSTNode) -> list:
+    """The nodes directly under `node` (from its dataclass fields, in field order)."""
+    out = []
+    for field in dataclasses.fields(node):
+        value = getattr(node, field.name)
+        if isinstance(value, cst.CSTNode):
+            out.append(value)
+        elif isinstance(value, (list, tuple)):
+            out.extend(v for v in value if isinstance(v, cst.CSTNode))
+    return out
 
 
 @dataclasses.dataclass
@@ -401,7 +438,8 @@ def _score(recipe: Recipe, sources: _Sources) -> tuple[float, list[str]]:
     return (got / total if total else 0.0), unmet
 
 
-def recognise(root: str | Path, codebase: str = "auto", candidates: Iterable[Recipe] | None = None) -> Recipe:
+def recognise(root: str | Path, codebase: str = "auto", candidates: Iterable[Recipe] | None = None,
+              sources: _Sources | None = None) -> Recipe:
     """The recipe for the checkout at `root`: the one whose signatures all hold (among `codebase`'s variants
     when one is named; then the best-scoring variant of it when none holds fully)."""
     root = Path(root)
@@ -412,7 +450,7 @@ def recognise(root: str | Path, codebase: str = "auto", candidates: Iterable[Rec
         pool = [r for r in pool if r.codebase == codebase]
         if not pool:
             raise InjectError(f"--codebase {codebase}: no recipe for it (known: {', '.join(CODEBASES)})")
-    sources = _Sources(root)
+    sources = sources or _Sources(root)
     scored = [(r, *_score(r, sources)) for r in pool]
     full = [r for r, s, _ in scored if s == 1.0]
     if len(full) == 1:
@@ -542,8 +580,8 @@ def inject(root: str | Path, codebase: str = "auto", recipe: Recipe | None = Non
     Raises AlreadyInjected, or InjectError when the checkout is not recognised; missing / ambiguous hook points
     are in the result (`ok` False, `report()`)."""
     root = Path(root)
-    recipe = recipe or recognise(root, codebase)
     sources = _Sources(root)
+    recipe = recipe or recognise(root, codebase, sources=sources)
     import_files = sorted({h.file for h in recipe.hooks if h.is_import})
     done = [f for f in import_files
             if not isinstance(sources.get(f), InjectError) and imports_module(sources.get(f), "sparse_core")]
@@ -566,6 +604,10 @@ def inject(root: str | Path, codebase: str = "auto", recipe: Recipe | None = Non
             found.append(Found(hook, "missing", detail=f"needs {e.args[0]!r}, which an earlier hook point "
                                                           f"(missing) captures"))
             continue
+        except Exception as e:  # noqa: BLE001  a finder meeting syntax it does not expect: refuse, naming it
+            found.append(Found(hook, "missing", detail=f"its finder failed on this file ({type(e).__name__}: {e})"))
+            continue
+        matches = sorted(matches, key=lambda m: src.span(m.node))
         lines = [src.line(m.node) for m in matches]
         if len(matches) != 1:
             found.append(Found(hook, "missing" if not matches else "ambiguous", lines))
@@ -585,7 +627,13 @@ def inject(root: str | Path, codebase: str = "auto", recipe: Recipe | None = Non
         return result
     for rel, items in edits.items():
         src = sources.get(rel)
-        spans = [(*_edit(src, hook, m, c), k) for k, (hook, m, c) in enumerate(items)]
+        spans = []
+        for k, (hook, m, c) in enumerate(items):
+            try:
+                spans.append((*_edit(src, hook, m, c), k))
+            except (KeyError, ValueError) as e:
+                raise InjectError(f"recipe {recipe.label}: hook point {hook.name!r}: its text uses a name no "
+                                  f"hook point captured, or a bad placeholder ({e})") from None
         spans.sort(key=lambda s: (s[0], s[1], s[3]))
         for a, b in zip(spans, spans[1:]):
             if b[0] < a[1]:
