@@ -74,15 +74,12 @@ def one_device_only(ctrl) -> None:
 
 def add_argparse_flags(parser, interval, warmup=None, exclude: str = ""):
     ours = {f.flag: f for f in integration.all_flags()}
-    shared = []
     for action in parser._actions:
         for option in action.option_strings:
             f = ours.get(option)
             if f is not None and action.dest != f.dest:
                 exit_usage(f"{option}: this script already defines it (for {action.dest!r}); sparse_core's {option} "
                            f"sets {f.dest!r}: rename the script's flag before injecting")
-            if f is not None:
-                shared.append(option)
     before = parser.conflict_handler
     parser.conflict_handler = "resolve"   # a shared flag becomes sparse_core's (same dest, so the script reads it)
     try:
