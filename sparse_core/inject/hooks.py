@@ -13,6 +13,8 @@ call for the job (each keeps an injected hook one line):
 * `add_argparse_flags(parser, interval, warmup, exclude)`: `integration.add_argparse_flags` for a parser that
   already defines one of the method flags for the same setting (the official Re-GAN scripts' `--sparsity`): that
   flag is shared (one option, sparse_core's type and default); one the script uses for anything else is refused.
+* `load_resume_state(ctrl, state, source)`: `integration.load_resume_state`, a refusal (settings that differ from
+  the snapshot's, a dense snapshot without --sparse-from-dense) one message naming the file, exit status 2.
 * `exit_usage(message)`: `on_error` for scripts whose argument parser is out of reach at that point: the
   message on stderr, exit status 2.
 """
@@ -24,6 +26,7 @@ import sys
 import torch
 
 from .. import integration
+from ..config import ConfigError
 
 
 def backward_regularizer(ctrl, net: str) -> None:
@@ -87,3 +90,10 @@ def add_argparse_flags(parser, interval, warmup=None, exclude: str = ""):
     finally:
         parser.conflict_handler = before
     return parser
+
+
+def load_resume_state(ctrl, state, source: str) -> None:
+    try:
+        integration.load_resume_state(ctrl, state, source=str(source))
+    except ConfigError as e:
+        exit_usage(f"resume: {e}")

@@ -31,7 +31,7 @@ VARIANT = {"stylegan2_ada": "NVlabs stylegan2-ada-pytorch", "sngan": "pytorch-ga
 EXPECTED = {
     "stylegan2_ada": {"@sparse.click_options(": 1, "sparse.pop_flags(": 1, ".sparse_kwargs = sparse_kwargs": 1,
                       "sparse_kwargs           = {},": 1, "sparse.controller_from_flags(": 1, "ctrl.bind(": 2,
-                      "sparse.load_resume_state(": 1, ".extra_loss_fn = ctrl.regularizer": 1,
+                      "sparse_hooks.load_resume_state(": 1, ".extra_loss_fn = ctrl.regularizer": 1,
                       "ctrl.measure_flops(": 2, "ctrl.optimizer_step(": 1, "ctrl.after_ema()": 1,
                       "ctrl.advance(": 1, "['sparse'] = ctrl.state_dict()": 1, "ctrl.feed_metric(": 1,
                       ".update(ctrl.stats())": 1, "sparse.export_generators(": 1,
@@ -43,12 +43,12 @@ EXPECTED = {
               "sparse_hooks.log_scalars(": 1, "ctrl.feed_metric(": 1, "sparse.export_generators(": 1},
     "fastgan": {"sparse_hooks.add_argparse_flags(": 1, "sparse.controller_from_flags(": 1,
                 "sparse_hooks.one_device_only(": 1, "ctrl.bind(": 2, "ctrl.measure_flops(": 2,
-                "sparse.load_resume_state(": 1, "sparse_hooks.backward_regularizer(ctrl, 'D')": 1,
+                "sparse_hooks.load_resume_state(": 1, "sparse_hooks.backward_regularizer(ctrl, 'D')": 1,
                 "ctrl.regularizer('G')": 1, "ctrl.optimizer_step(": 2, "ctrl.after_ema()": 1, "ctrl.advance(": 1,
                 "sparse_hooks.summary(ctrl.stats())": 1, "'sparse': ctrl.state_dict()": 1,
                 "sparse.export_generators(": 1},
     "autogan": {"sparse_hooks.add_argparse_flags(": 1, "sparse.controller_from_flags(": 1, "ctrl.bind(": 2,
-                "ctrl.measure_flops(": 2, "args.lr_decay and ctrl.targets": 1, "sparse.load_resume_state(": 1,
+                "ctrl.measure_flops(": 2, "args.lr_decay and ctrl.targets": 1, "sparse_hooks.load_resume_state(": 1,
                 "sparse_ctrl=ctrl": 1, "sparse_hooks.log_scalars(": 1, "ctrl.feed_metric(": 1,
                 "\"sparse\": ctrl.state_dict()": 1, "sparse.export_generators(": 1, "    sparse_ctrl,": 1,
                 "sparse_ctrl.regularizer('D')": 1, "sparse_ctrl.regularizer('G')": 1,
@@ -224,12 +224,16 @@ RUNS = {  # script, flags, how many ctrl.advance() calls a run makes (hand count
 # folder first on sys.path, its folder as cwd, __main__), with the fixture's own modules, absl's flags and the
 # RNGs reset in between, so that each run sees what a fresh process sees.
 DRIVER = r"""
-import contextlib, io, json, os, random, runpy, sys, traceback
+import contextlib, io, json, os, random, runpy, shutil, sys, traceback
 import numpy as np, torch
 from absl import app, flags
 base_flags = set(flags.FLAGS)
 results = []
 for folder, script, argv in json.loads(sys.argv[1]):
+    if script == "COPY":   # a copy of a finished run's folder, for a job that continues it
+        shutil.copytree(folder, argv[0])
+        results.append({"code": 0, "stdout": ""})
+        continue
     names = {p[:-3] if p.endswith(".py") else p for p in os.listdir(folder)}
     for m in [m for m in sys.modules if m.split(".")[0] in names]:
         del sys.modules[m]
@@ -240,7 +244,7 @@ for folder, script, argv in json.loads(sys.argv[1]):
     os.chdir(folder); sys.argv = [script, *argv]; sys.path.insert(0, folder)
     out, code = io.StringIO(), 0
     try:
-        with contextlib.redirect_stdout(out):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
             runpy.run_path(script, run_name="__main__")
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -265,6 +269,13 @@ def runs(tmp_path_factory, injected):
             extra = [] if kind == "plain" else ["--sparse", kind]
             where[codebase, kind] = (len(jobs), folder)
             jobs.append((str(folder), script, [a.format(out=folder.parent) for a in flags] + extra))
+    # AutoGAN resumed from the rggan run's checkpoint: 2 more epochs (max_epoch 3 x n_critic 2 = 6, from 4); then
+    # a resume with other settings (--sparse none), which must be refused
+    folder = base / "autogan_resume" / "src"
+    jobs.append((str(where["autogan", "rggan"][1]), "COPY", [str(folder)]))
+    for kind, argv in (("resume", ["--sparse", "rggan", "--max_epoch", "3"]), ("refused", ["--max_epoch", "4"])):
+        where["autogan", kind] = (len(jobs), folder)
+        jobs.append((str(folder), "train.py", argv + ["--load_path", "logs/fixture"]))
     r = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(jobs)], capture_output=True, text=True,
                        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}, timeout=600)
     assert r.returncode == 0 and "RESULTS" in r.stdout, r.stderr[-3000:]
@@ -325,6 +336,18 @@ def test_rggan_runs_through_the_injected_hooks(codebase, runs):
     assert sorted(state["flops"]["counted"]) == ["D", "G"] and state["flops"]["dense_equiv"] > 0  # FLOP hooks
     if codebase in ("sngan", "autogan"):   # the metric hook fed the fixture's FID stand-in
         assert state["metric_history"] and state["metric_higher_is_better"] is False
+
+
+def test_resume_continues_the_schedule_and_refuses_other_settings(runs):
+    """AutoGAN shape: `--load_path` restores the controller's state from Model/checkpoint.pth (its iteration
+    count goes on from 8 to 8 + 4, hand count); resuming it with --sparse none is one message, exit 2."""
+    (resumed, folder), (refused, _) = runs["autogan", "resume"], runs["autogan", "refused"]
+    assert resumed["code"] == 0, resumed["stdout"][-3000:]
+    state = torch.load(written(folder, "autogan"), weights_only=True)
+    assert state["epoch"] == 6 and state["sparse"]["iteration"] == 12
+    assert refused["code"] == 2, refused["stdout"][-3000:]
+    assert re.search(r"error: resume: logs/fixture: the snapshot was written with different sparse-training "
+                     r"settings; method: saved 'rggan', given 'none'", refused["stdout"]), refused["stdout"][-2000:]
 
 
 def test_absl_flags_have_the_same_spellings_types_and_errors():

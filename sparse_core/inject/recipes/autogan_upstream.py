@@ -68,12 +68,12 @@ HOOKS = (
          "if args.lr_decay and ctrl.targets:\n"
          "    sparse_hooks.exit_usage(f'--lr_decay with --sparse {ctrl.method}: LinearLrDecay sets the LR every G step "
          "and would undo the method\\'s LR scale')"),
-    Hook("resume checkpoint", TRAIN, "`<checkpoint> = torch.load(...)` in main()",
-         lambda src, caps: assigns(src, r"torch\.load", within="main", capture="checkpoint"), "none", ""),
-    Hook("resume load", TRAIN, "`<G_ema> = copy_params(<loaded averaged G>)` in main()'s resume block",
-         _resume_ema, "after",
-         "ctrl.bind(G_ema=${G_ema})  # the loaded averaged G replaces the fresh one\n"
-         "sparse.load_resume_state(ctrl, ${checkpoint}.get('sparse', {}))"),
+    Hook("resume load", TRAIN, "`<checkpoint> = torch.load(...)` in main()",
+         lambda src, caps: assigns(src, r"torch\.load", within="main", capture="checkpoint"), "after",
+         "sparse_hooks.load_resume_state(ctrl, ${checkpoint}.get('sparse', {}), args.load_path)  # before the "
+         "weights: other settings are refused by name"),
+    Hook("resumed averaged G", TRAIN, "`<G_ema> = copy_params(<loaded averaged G>)` in main()'s resume block",
+         _resume_ema, "after", "ctrl.bind(G_ema=${G_ema})  # the loaded averaged G replaces the fresh one"),
     Hook("controller to functions.train", TRAIN, "the last argument of the `train(...)` call in main()",
          lambda src, caps: call_last_arg(src, r"train", within="main"), "replace", "${code},\nsparse_ctrl=ctrl"),
     Hook("stats row", TRAIN, "the `train(...)` call line in main() (once per epoch)",

@@ -31,13 +31,9 @@ def _net(cls, capture):
 
 
 def _resume_ema(src, caps):
-    """`<G_ema> = <ckpt>['g_ema']` in train(); captures the checkpoint variable."""
-    out = []
-    for m in plain_assigns(src, re.escape(caps["G_ema"]), within="train", capture="value"):
-        hit = re.fullmatch(r"(\w+)\[(['\"])g_ema\2\]", m.captures["value"])
-        if hit:
-            out.append(Match(m.node, {"ckpt": hit.group(1)}))
-    return out
+    """`<G_ema> = <ckpt>['g_ema']` in train()."""
+    return [Match(m.node) for m in plain_assigns(src, re.escape(caps["G_ema"]), within="train", capture="value")
+            if re.fullmatch(re.escape(caps["ckpt"]) + r"\[(['\"])g_ema\1\]", m.captures["value"])]
 
 
 HOOKS = (
@@ -65,9 +61,12 @@ HOOKS = (
          "ctrl.measure_flops('G', lambda: ${G}(fixed_noise[:2]), batch=2)  # then each executed pass is charged\n"
          "ctrl.measure_flops('D', lambda: ${D}(torch.zeros(2, 3, args.im_size, args.im_size, device=device), 'fake'),"
          " batch=2)"),
-    Hook("resume load", TRAIN, "`<G_ema> = <ckpt>['g_ema']` in train()", _resume_ema, "after",
-         "ctrl.bind(G_ema=${G_ema})  # the loaded EMA list replaces the fresh one\n"
-         "sparse.load_resume_state(ctrl, ${ckpt}.get('sparse', {}))"),
+    Hook("resume load", TRAIN, "`<ckpt> = torch.load(...)` in train()",
+         lambda src, caps: assigns(src, r"torch\.load", within="train", capture="ckpt"), "after",
+         "sparse_hooks.load_resume_state(ctrl, ${ckpt}.get('sparse', {}), args.ckpt)  # before the weights: other "
+         "settings are refused by name"),
+    Hook("resumed EMA", TRAIN, "`<G_ema> = <ckpt>['g_ema']` in train()", _resume_ema, "after",
+         "ctrl.bind(G_ema=${G_ema})  # the loaded EMA list replaces the fresh one"),
     Hook("D loss", TRAIN, "the line `train_d(<D>, ..., label=\"fake\")` in train() (train_d backpropagates)",
          lambda src, caps: call_stmts(src, r"train_d", within="train"), "after",
          "sparse_hooks.backward_regularizer(ctrl, 'D')  # the method's D term, backpropagated like train_d's losses"),

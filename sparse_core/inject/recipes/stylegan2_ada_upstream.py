@@ -102,7 +102,8 @@ HOOKS = (
     Hook("D constructed", LOOP, "`<D> = dnnlib.util.construct_class_by_name(**D_kwargs, ...)` in training_loop()",
          lambda src, caps: assigns(src, r"dnnlib\.util\.construct_class_by_name", within="training_loop",
                                    capture="D", where=_kwargs_of("D_kwargs")), "after",
-         "ctrl = sparse.controller_from_flags(sparse_kwargs, ${G}, ${D}, run_length=total_kimg * 1000 // batch_size)"),
+         "ctrl = sparse.controller_from_flags(sparse_kwargs, ${G}, ${D}, on_error=sparse_hooks.exit_usage,\n"
+         "                                    run_length=total_kimg * 1000 // batch_size)"),
     Hook("EMA copy of G", LOOP, "`<G_ema> = copy.deepcopy(<G>)...` in training_loop()",
          lambda src, caps: assigns(src, r"copy\.deepcopy", within="training_loop", capture="G_ema",
                                    where=lambda s, t, v: s.code(calls(s, v, r"copy\.deepcopy")[0].args[0].value)
@@ -110,7 +111,7 @@ HOOKS = (
          "after", "ctrl.bind(G_ema=${G_ema})  # before the resume load, which restores G_ema's own thresholds / masks"),
     Hook("resume load", LOOP, "the `for ... in [..., G_ema ...]: misc.copy_params_and_buffers(<resume>[...], ...)` "
          "loop in training_loop()", _resume_loop, "after",
-         "sparse.load_resume_state(ctrl, ${resume}.get('sparse', {}))"),
+         "sparse_hooks.load_resume_state(ctrl, ${resume}.get('sparse', {}), resume_pkl)"),
     Hook("loss constructed", LOOP, "`<loss> = dnnlib.util.construct_class_by_name(**loss_kwargs, ...)` in "
          "training_loop()",
          lambda src, caps: assigns(src, r"dnnlib\.util\.construct_class_by_name", within="training_loop",
