@@ -276,6 +276,13 @@ def runs(tmp_path_factory, injected):
     for kind, argv in (("resume", ["--sparse", "rggan", "--max_epoch", "3"]), ("refused", ["--max_epoch", "4"])):
         where["autogan", kind] = (len(jobs), folder)
         jobs.append((str(folder), "train.py", argv + ["--load_path", "logs/fixture"]))
+    # FastGAN from its all_2.pth to iteration 4 (iterations 2, 3, 4: three more advances)
+    folder = base / "fastgan_resume" / "src"
+    jobs.append((str(where["fastgan", "rggan"][1].parent), "COPY", [str(folder.parent)]))
+    where["fastgan", "resume"] = (len(jobs), folder)
+    ckpt = folder.parent / "run/train_results/test1/models/all_2.pth"
+    jobs.append((str(folder), "train.py", ["--output_path", str(folder.parent / "run"), "--sparse", "rggan",
+                                           "--ckpt", str(ckpt), "--iter", "4"]))
     r = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(jobs)], capture_output=True, text=True,
                        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}, timeout=600)
     assert r.returncode == 0 and "RESULTS" in r.stdout, r.stderr[-3000:]
@@ -348,6 +355,14 @@ def test_resume_continues_the_schedule_and_refuses_other_settings(runs):
     assert refused["code"] == 2, refused["stdout"][-3000:]
     assert re.search(r"error: resume: logs/fixture: the snapshot was written with different sparse-training "
                      r"settings; method: saved 'rggan', given 'none'", refused["stdout"]), refused["stdout"][-2000:]
+
+
+def test_fastgan_ckpt_resume_continues_the_schedule(runs):
+    """FastGAN shape: `--ckpt all_2.pth` restores the controller; 3 + 3 iterations (hand count) in all_4.pth."""
+    result, folder = runs["fastgan", "resume"]
+    assert result["code"] == 0, result["stdout"][-3000:]
+    state = torch.load(folder.parent / "run/train_results/test1/models/all_4.pth", weights_only=True)["sparse"]
+    assert state["config"]["method"] == "rggan" and state["iteration"] == 6
 
 
 def test_absl_flags_have_the_same_spellings_types_and_errors():
