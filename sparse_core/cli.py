@@ -50,8 +50,9 @@ def main(argv=None) -> int:
     c.add_argument("--src", required=True)
     c.add_argument("-p", "--strip", type=_strip_count, default=1)
     from .inject import CODEBASES
-    j = sub.add_parser("inject", help="put the Re-GAN / RG-GAN hooks into a GAN checkout by syntax tree; "
-                                      "without --out / --in-place it only prints the diff (a dry run)")
+    about = ("put the Re-GAN / RG-GAN hooks into a GAN checkout, found by syntax tree; without --out / --in-place "
+             "it is a dry run: the diff is printed, nothing is written")
+    j = sub.add_parser("inject", help=about, description=about)
     j.add_argument("path", help="the checkout (upstream or a fork of it)")
     j.add_argument("--codebase", default="auto", choices=("auto", *CODEBASES),
                    help="which codebase it is (default: recognise it)")

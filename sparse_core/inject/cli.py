@@ -1,13 +1,15 @@
 """`sparse-core inject`: the command around the engine (argument parsing is in sparse_core/cli.py).
 
 stdout carries the diff only (so `sparse-core inject PATH > my.diff` is a patch file); every message goes to
-stderr. Exit status: 0 done (or, with --check, every hook point found); 1 already injected (nothing written);
+stderr, the --check report too (one line per hook point: found at file:line, or missing / ambiguous and what was
+looked for). Exit status: 0 done (or, with --check, every hook point found); 1 already injected (nothing written);
 2 refused (not recognised, a hook point missing or ambiguous, a file that cannot be read or parsed, --out exists):
 nothing written.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +38,10 @@ def _stage_diff(path: str, diff: str) -> str:
 def run_inject(args) -> int:
     root = Path(args.path)
     staged = None
+    if args.check and (args.out or args.in_place or args.diff):
+        _say("sparse-core inject: error: --check only reports; it takes no --out, --in-place or --diff; "
+             "nothing was written")
+        return 2
     try:
         try:
             result = inject(root, args.codebase)
@@ -49,10 +55,12 @@ def run_inject(args) -> int:
                 _say("sparse-core inject: some hook points are missing or ambiguous; inject would refuse")
             return 0 if result.ok else 2
         if not result.ok:
-            problems = [f.describe() for f in result.found if f.status != "found"]
-            raise InjectError("refused, hook points not found exactly once:\n  " + "\n  ".join(problems))
+            raise InjectError("refused, hook points not found exactly once:\n  " + "\n  ".join(result.problems()))
         if args.out and os.path.lexists(args.out):
             raise InjectError(f"--out {show(args.out)} exists; choose a new folder")
+        if args.out and Path(os.path.abspath(args.out)).resolve().is_relative_to(root.resolve()):
+            raise InjectError(f"--out {show(args.out)} is inside the checkout {show(str(root))}; choose a folder "
+                              f"outside it (the copy would contain itself)")
         if args.diff:
             staged = _stage_diff(args.diff, result.diff)
         if args.in_place:
@@ -66,6 +74,11 @@ def run_inject(args) -> int:
                 patch = Path(folder) / "inject.diff"
                 patch.write_text(result.diff, encoding="utf-8", newline="")
                 apply_to_copy(patch, root, args.out)
+            wrong = [rel for rel, text in result.new_text.items()
+                     if (Path(args.out) / rel).read_bytes() != text.encode("utf-8")]
+            if wrong:   # cannot happen unless the checkout changed while it was read: say so, keep nothing
+                shutil.rmtree(args.out)
+                raise InjectError(f"{', '.join(wrong)} changed while inject read the checkout; run it again")
         if staged:
             os.replace(staged, args.diff)
             staged = None

@@ -114,10 +114,7 @@ class Source:
             stack.append((node, None, True))
             stack.extend((child, node, False) for child in reversed(_fields_children(node)))
         self.newline = "\r\n" if self.text.split("\n", 1)[0].endswith("\r") else "\n"
-        self._line_start = [0]
-        for k, ch in enumerate(self.text):
-            if ch == "\n":
-                self._line_start.append(k + 1)
+        self._line_start = [0] + [m.end() for m in re.finditer("\n", self.text)]
 
     # positions -------------------------------------------------------------------------------------------------
     @property
@@ -472,6 +469,7 @@ class Found:
     status: str                     # "found" | "missing" | "ambiguous"
     lines: list = dataclasses.field(default_factory=list)
     detail: str = ""
+    file_problem: str = ""          # its file could not be read or parsed
 
     def describe(self) -> str:
         h = self.hook
@@ -498,6 +496,16 @@ class Injection:
     def report(self) -> str:
         return "\n".join(f.describe() for f in self.found)
 
+    def problems(self) -> list:
+        """One line per hook point not found exactly once; one line per file that cannot be read or parsed."""
+        out, files = [], {}
+        for f in self.found:
+            if f.file_problem:
+                files.setdefault(f.file_problem, []).append(f.hook.name)
+            elif f.status != "found":
+                out.append(f.describe())
+        return [f"{problem} (hook points there: {', '.join(names)})" for problem, names in files.items()] + out
+
 
 def _operand(src: Source, node) -> str:
     code = src.code(node)
@@ -521,8 +529,13 @@ def _indent_of(src: Source, node, hook: Hook) -> str:
     return head
 
 
-def _lines(text: str, indent: str, newline: str) -> str:
-    return "".join((indent + l if l.strip() else "") + newline for l in text.split("\n"))
+def _render(template: str, first: str, rest: str, newline: str, values: dict) -> str:
+    """The hook text: the template's first line after `first`, its other lines after `rest` (blank lines stay
+    empty), joined with the file's newline, then the captured names put in. Only the template's own lines are
+    indented: a multi-line `${code}` keeps its bytes."""
+    lines = template.split("\n")
+    lines = [first + lines[0]] + [rest + line if line.strip() else "" for line in lines[1:]]
+    return string.Template(newline.join(lines)).substitute(values)
 
 
 def _edit(src: Source, hook: Hook, m: Match, caps: dict) -> tuple[int, int, str]:
@@ -534,14 +547,11 @@ def _edit(src: Source, hook: Hook, m: Match, caps: dict) -> tuple[int, int, str]
         start, end = src.span(m.node)[0], src.span(end_node)[1]
         values["code"] = src.text[start:end]
         values["operand"] = values["code"] if m.last is not None else _operand(src, m.node)
-        body = string.Template(hook.text).substitute(values)
         indent = re.match(r"[ \t]*", src.line_text(src.line(m.node))).group(0)
-        first, *rest = body.split("\n")
-        body = first + "".join(src.newline + (indent + l if l.strip() else "") for l in rest)
-        return start, end, body
-    body = string.Template(hook.text).substitute(values)
+        return start, end, _render(hook.text, "", indent, src.newline, values)
     anchor = _anchor(src, m.node if hook.action == "before" else (m.last or m.node))
     indent = _indent_of(src, anchor, hook)
+    body = _render(hook.text, indent, indent, src.newline, values) + src.newline
     if hook.action == "before":
         first = src.line(anchor)
         while first > 1:     # above the comment lines (same indentation) that directly precede it
@@ -551,7 +561,7 @@ def _edit(src: Source, hook: Hook, m: Match, caps: dict) -> tuple[int, int, str]
             else:
                 break
         at = src.offset(first, 0)
-        return at, at, _lines(body, indent, src.newline)
+        return at, at, body
     last = src.end_line(anchor)
     block = isinstance(anchor, cst.BaseCompoundStatement)
     while last < len(src._line_start):
@@ -565,7 +575,7 @@ def _edit(src: Source, hook: Hook, m: Match, caps: dict) -> tuple[int, int, str]
             break
     at = src.offset(last + 1, 0) if last < len(src._line_start) else len(src.text)
     prefix = "" if at == 0 or src.text[at - 1] == "\n" else src.newline
-    return at, at, prefix + _lines(body, indent, src.newline)
+    return at, at, prefix + body
 
 
 def _anchor(src: Source, node):
@@ -596,7 +606,7 @@ def inject(root: str | Path, codebase: str = "auto", recipe: Recipe | None = Non
     for hook in recipe.hooks:
         src = sources.get(hook.file)
         if isinstance(src, InjectError):
-            found.append(Found(hook, "missing", detail=str(src)))
+            found.append(Found(hook, "missing", detail=str(src), file_problem=str(src)))
             continue
         try:
             matches = hook.find(src, caps)

@@ -114,10 +114,14 @@ def test_partly_injected_tree_is_refused(tmp_path):
     assert tree_files(tree) == before
 
 
-def test_unparsable_file_and_existing_out_are_refused(tmp_path):
+def test_unparsable_file_and_existing_or_nested_out_are_refused(tmp_path):
     tree = edited("autogan", tmp_path, "def main(argv=None):\n", "def main(argv=None:\n")
     code, out, err = cli("inject", tree, "--codebase", "autogan")
     assert code == 2 and "train.py: does not parse as Python" in err
     (tmp_path / "taken").mkdir()
     code, out, err = cli("inject", ROOT / "vendor" / "autogan", "--out", tmp_path / "taken")
     assert code == 2 and "exists" in err and not any((tmp_path / "taken").iterdir())
+    tree = copy_vendor("autogan", tmp_path / "fine")
+    before = tree_files(tree)
+    code, out, err = cli("inject", tree, "--out", tree / "work" / "copy")
+    assert code == 2 and "inside the checkout" in err and tree_files(tree) == before

@@ -50,7 +50,7 @@ def test_dry_run_writes_nothing(tmp_path):
 def test_check_reports_each_hook_point_where_it_is(tmp_path):
     tree = ROOT / "vendor" / "autogan"
     code, out, err = cli("inject", tree, "--check")
-    assert code == 0 and out == ""
+    assert code == 0 and "is autogan (sparse-gan vendor tree)" in err
     lines = (tree / "train.py").read_text().splitlines()
     # independent reference: the line numbers of the anchors, counted here by text
     want = {"D optimizer step": lines.index("            dis_optimizer.step()") + 1,
@@ -59,14 +59,7 @@ def test_check_reports_each_hook_point_where_it_is(tmp_path):
             "import": max(k for k, l in enumerate(lines) if l.startswith(("from ", "import "))) + 1}
     for name, line in want.items():
         assert f"{name}: found at train.py:{line}\n" in err
-    assert err.count(": found at train.py:") == 21
+    assert err.count(": found at train.py:") == 21 and out == ""
+    code, out, err = cli("inject", tree, "--check", "--out", tmp_path / "x")     # --check writes nothing
+    assert code == 2 and "--check only reports" in err and not (tmp_path / "x").exists()
 
-
-def test_crlf_files_stay_crlf(tmp_path):
-    from sparse_core.inject.engine import inject
-    tree = copy_vendor("progan", tmp_path / "crlf")
-    train = tree / "train.py"
-    train.write_bytes(train.read_bytes().replace(b"\n", b"\r\n"))
-    lf = inject(ROOT / "vendor" / "progan").new_text["train.py"]
-    crlf = inject(tree).new_text["train.py"]
-    assert crlf == lf.replace("\n", "\r\n")
