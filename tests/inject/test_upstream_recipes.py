@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sparse_core.inject.engine import InjectError, inject, recognise
+from sparse_core.inject.engine import InjectError, recognise
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,6 @@ undo the method's LR scale (Re-GAN's dense phases).
 """
 import re
 
-import libcst as cst
-
 from ..engine import Hook, Match, Recipe, Signature, assigns, call_stmts, has_function, import_hook
 from ._hooks import uses_parameters
 from ._upstream import call_last_arg, dict_arg_last, for_loops, last_param_end, not_ours, plain_assigns, string_in, \

@@ -9,12 +9,12 @@ controller's numbers are added to the same writer every eval_step), model.pt (it
 no EMA generator and no resume (upstream has neither, so neither hook exists here). The other scripts of that
 repository (dcgan.py, wgan.py, wgangp.py) are not touched.
 """
+import re
+
 from ..engine import Hook, Recipe, Signature, assigns, call_stmts, has_class, has_function, import_hook, \
     imports_module, lines_calling
 from ._hooks import step_of, uses_parameters
 from ._upstream import assigns_from_table, dict_arg_last, module_calls, not_ours, tuple_assigns
-
-import re
 
 MAIN = "sngan.py"
 
