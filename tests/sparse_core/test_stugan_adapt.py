@@ -68,8 +68,7 @@ class Loop:
         G, D, ctrl = self.G, self.D, self.ctrl
         torch.manual_seed(1000 + self.it)
         real = torch.rand(4, 3, 8, 8) * 2 - 1
-        if ctrl.method == "adapt":
-            ctrl.strategy.observe_real(real)
+        ctrl.observe_real(real)          # a no-op for every method but adapt
         with torch.no_grad():
             fake = G(self.z())
         loss_D = torch.relu(1 - D(real)).mean() + torch.relu(1 + D(fake)).mean()
@@ -162,7 +161,7 @@ def test_balance_ratio_equals_the_closed_form_on_a_linear_G_and_D():
     ctrl.bind(opt_G=opt_G, opt_D=opt_D)
     for it in range(3):
         x, z = torch.randn(6, 3, dtype=torch.float64) + 1, torch.randn(5, 2, dtype=torch.float64)
-        ctrl.strategy.observe_real(x)
+        ctrl.observe_real(x)
         W, v = G.weight.detach().numpy().copy(), D.weight.detach().numpy()[0].copy()
         zb, xb = z.numpy().mean(0), x.numpy().mean(0)
         want = lr * (v @ v) * (zb @ zb) / (v @ xb - v @ W @ zb)
@@ -292,7 +291,7 @@ def test_adapt_refuses_a_loop_whose_G_step_bypasses_G_forward():
         ctrl.bind(opt_G=opt_G, opt_D=opt_D)
         ctrl.check_run_length(100, warn=False)
         ctrl.measure_flops("G", lambda: G(torch.zeros(2, Z)), batch=2)
-        ctrl.strategy.observe_real(torch.randn(4, 12))
+        ctrl.observe_real(torch.randn(4, 12))
         if earlier:    # one iteration through G.forward, measured
             (-D(G(torch.randn(4, Z))).mean()).backward()
             ctrl.optimizer_step("G", opt_G)
@@ -402,8 +401,7 @@ def test_flops_are_charged_at_the_densities_the_forwards_used(method):
     for it in range(8):
         torch.manual_seed(it)
         real = torch.randn(4, 12)
-        if method == "adapt":
-            ctrl.strategy.observe_real(real)
+        ctrl.observe_real(real)
         charge("G", 4, 1)
         with torch.no_grad():
             fake = G(torch.randn(4, Z))
