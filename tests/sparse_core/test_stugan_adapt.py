@@ -277,8 +277,10 @@ def test_adapt_without_real_batches_refuses_at_its_first_measurement():
     ctrl.bind(opt_G=opt_G, opt_D=opt_D)
     loss = -D(G(torch.randn(2, Z))).mean()
     loss.backward()
-    with pytest.raises(sc.ConfigError, match="no real batch"):
+    with pytest.raises(sc.ConfigError, match="no real batch") as err:
         ctrl.optimizer_step("G", opt_G)
+    # the message names the hook a loop lacks, and the loops that cannot have it (StyleGAN2-ADA's)
+    assert "ctrl.observe_real(real)" in str(err.value) and "choose another --sparse method" in str(err.value)
 
 
 def test_adapt_refuses_a_loop_whose_G_step_bypasses_G_forward():
