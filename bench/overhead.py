@@ -3,13 +3,15 @@
 `--model sngan` (the default) times the real SNGAN step: the vendor's own networks and losses (vendor/sngan,
 CLI defaults: ch 256, n_dis 5, G batch 2× the D batch, Adam (0, 0.9), LambdaLR) run as its train.py runs them,
 unmodified (baseline) next to its patched twin, which makes exactly the calls patches/sngan.patch adds
-(controller_from_flags with the CLI defaults, bind, measure_flops with run-time FLOP counting, regularizer,
-optimizer_step, advance). `--model toy` keeps the small DCGAN-style GAN used before.
+(controller_from_flags with the CLI defaults, bind, measure_flops with run-time FLOP counting, observe_real,
+regularizer, optimizer_step, advance). `--model toy` keeps the small DCGAN-style GAN used before.
 
 Copies of the same GAN train with: no sparse_core (baseline), Re-GAN inside a sparse phase (gradient + weight
 masking around every optimizer step), RG-GAN (threshold-masked forward, frozen pruned weights, reset rule,
 regulariser), and any other registered method named in `--methods` (each at its CLI defaults; the dynamic-
-sparse-training methods' mask updates, every ΔT iterations, are timed apart and amortised over ΔT). Repetitions
+sparse-training methods' mask updates, every ΔT iterations, are timed apart and amortised over ΔT; ADAPT's
+balance ratio, measured every 10th iteration, runs inside the timed steps: time it with `--steps` a multiple of
+10, so that every repetition holds the same number of measurements). Repetitions
 are interleaved (baseline, Re-GAN, RG-GAN, baseline, ...) so drift in machine load hits all alike; medians are
 reported with their ratios to the baseline. Goal: ≤ 1.05× on the CPU, ≤ 1.02× on a GPU.
 
@@ -90,6 +92,8 @@ class Runner:
             opt.step()
 
     def step(self):
+        if self.ctrl:
+            self.ctrl.observe_real(self.real)   # D's real batch (ADAPT's balance ratio scores it)
         z = torch.randn(self.batch, self.z_dim, device=self.device)
         loss_D = (torch.relu(1 - self.D(self.real)).mean() + torch.relu(1 + self.D(self.G(z).detach())).mean()
                   + self._reg("D"))
@@ -148,6 +152,8 @@ class SNGANRunner:
         for _ in range(self.n_dis):
             with torch.no_grad():
                 fake = self.G(torch.randn(self.batch, self.z_dim, device=self.device))
+            if ctrl:
+                ctrl.observe_real(self.real)   # the patch's hook where the loop reads D's real batch
             logits = self.D(torch.cat([self.real, fake]))
             logits_real, logits_fake = torch.split(logits, [len(self.real), len(fake)])
             loss_D = self.hinge_D(logits_real, logits_fake) + (ctrl.regularizer("D") if ctrl else 0)

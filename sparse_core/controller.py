@@ -128,6 +128,10 @@ class SparseController:
         if self.ctx.ema.bound and not self.paused:
             self.strategy.after_ema()
 
+    def observe_real(self, real: torch.Tensor) -> None:
+        """Call where the loop reads D's real batch (before augmentation): ADAPT's balance ratio scores it."""
+        self.strategy.observe_real(real)
+
     def regularizer(self, net_name: str) -> torch.Tensor:
         """The method's loss term for `net_name` (RG-GAN: λ·Σexp(−t) while sparse), else a zero tensor."""
         net = self.nets[self._net(net_name, "regularizer")]

@@ -18,8 +18,9 @@ without gradients, in the networks' current train/eval mode, under a forked RNG,
 (BatchNorm statistics, spectral-norm vectors) is restored: measuring changes nothing the training computes. They
 are real work, so the FLOP account charges them (at the densities they ran with). Upstream scored augmented
 images (DiffAugment, when on) and took E[D(G0(z))] from the G step's own forward; here no augmentation is
-applied. The real batch comes from the training loop: `observe_real(x)` on the method (`ctrl.strategy`) once
-per iteration; a measurement without it refuses (ConfigError), it is never skipped silently.
+applied. The real batch comes from the training loop: `ctrl.observe_real(x)` where the loop reads D's real batch
+(before augmentation; every patched vendor but StyleGAN2-ADA calls it); a measurement without it refuses
+(ConfigError), it is never skipped silently.
 
 D's density (every `d_interval` iterations t, 0 < t < T_end, once the window is full, i.e. holds the last
 window // br_interval measurements; B = their mean):
@@ -296,9 +297,11 @@ class ADAPT(DST):
     def before_step(self, net_name: str) -> None:
         if net_name == "G" and self._measuring():
             if self._real is None:
-                raise ConfigError("adapt: no real batch for the balance ratio: the training loop must hand D's real "
-                                  "batch to the method every iteration (ctrl.strategy.observe_real(real)) before G's "
-                                  "optimizer step; this loop does not")
+                raise ConfigError("adapt: no real batch for the balance ratio: this training loop does not hand D's "
+                                  "real batch over (ctrl.observe_real(real) where it reads the batch, before G's "
+                                  "optimizer step), so adapt cannot run in it. A loop whose G step calls G's "
+                                  "submodules instead of G.forward (StyleGAN2-ADA's G.mapping / G.synthesis) cannot "
+                                  "run adapt at all: choose another --sparse method there")
             self._probe = {"iteration": self.ctx.iteration, "before": self._isolated(self._fake_score)}
         super().before_step(net_name)   # G's mask update, if due, comes after the score of G0
 

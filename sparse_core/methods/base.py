@@ -163,6 +163,9 @@ class Method:
 
     def after_ema(self) -> None: ...
 
+    def observe_real(self, images: torch.Tensor) -> None:
+        """The loop's real batch for D, as read (before augmentation); only methods that score it keep it."""
+
     def on_iteration(self, iteration: int) -> str | None: ...
 
     def on_metric(self, history: list[float]) -> str | None: ...

@@ -30,7 +30,7 @@ def worker(rank, out_dir):
         for _ in range(6):
             real = torch.rand(4, 3, 8, 8) * (1 + rank) - 1
             if method == "adapt":
-                ctrl.strategy.observe_real(real)
+                ctrl.observe_real(real)
             with torch.no_grad():
                 fake = G(torch.randn(4, Z))
             loss_D = torch.relu(1 - D(real)).mean() + torch.relu(1 + D(fake)).mean()

@@ -2,7 +2,7 @@
 re-derived in float64 / numpy (which entries die and grow, the densities after), the balance ratio in closed
 form on a linear G / D, ADAPT's density rule and bounds, resume bit for bit across updates, pruned entries zero
 through Adam (β1 > 0, weight decay), FLOPs charged at the densities the forwards used, two gloo ranks holding
-identical masks, and the patched SNGAN loop."""
+identical masks, and the patched SNGAN loop (STU-GAN; ADAPT with the real batch it hands over)."""
 import copy
 import io
 import math
@@ -68,8 +68,7 @@ class Loop:
         G, D, ctrl = self.G, self.D, self.ctrl
         torch.manual_seed(1000 + self.it)
         real = torch.rand(4, 3, 8, 8) * 2 - 1
-        if ctrl.method == "adapt":
-            ctrl.strategy.observe_real(real)
+        ctrl.observe_real(real)          # a no-op for every method but adapt
         with torch.no_grad():
             fake = G(self.z())
         loss_D = torch.relu(1 - D(real)).mean() + torch.relu(1 + D(fake)).mean()
@@ -162,7 +161,7 @@ def test_balance_ratio_equals_the_closed_form_on_a_linear_G_and_D():
     ctrl.bind(opt_G=opt_G, opt_D=opt_D)
     for it in range(3):
         x, z = torch.randn(6, 3, dtype=torch.float64) + 1, torch.randn(5, 2, dtype=torch.float64)
-        ctrl.strategy.observe_real(x)
+        ctrl.observe_real(x)
         W, v = G.weight.detach().numpy().copy(), D.weight.detach().numpy()[0].copy()
         zb, xb = z.numpy().mean(0), x.numpy().mean(0)
         want = lr * (v @ v) * (zb @ zb) / (v @ xb - v @ W @ zb)
@@ -278,8 +277,10 @@ def test_adapt_without_real_batches_refuses_at_its_first_measurement():
     ctrl.bind(opt_G=opt_G, opt_D=opt_D)
     loss = -D(G(torch.randn(2, Z))).mean()
     loss.backward()
-    with pytest.raises(sc.ConfigError, match="no real batch"):
+    with pytest.raises(sc.ConfigError, match="no real batch") as err:
         ctrl.optimizer_step("G", opt_G)
+    # the message names the hook a loop lacks, and the loops that cannot have it (StyleGAN2-ADA's)
+    assert "ctrl.observe_real(real)" in str(err.value) and "choose another --sparse method" in str(err.value)
 
 
 def test_adapt_refuses_a_loop_whose_G_step_bypasses_G_forward():
@@ -292,7 +293,7 @@ def test_adapt_refuses_a_loop_whose_G_step_bypasses_G_forward():
         ctrl.bind(opt_G=opt_G, opt_D=opt_D)
         ctrl.check_run_length(100, warn=False)
         ctrl.measure_flops("G", lambda: G(torch.zeros(2, Z)), batch=2)
-        ctrl.strategy.observe_real(torch.randn(4, 12))
+        ctrl.observe_real(torch.randn(4, 12))
         if earlier:    # one iteration through G.forward, measured
             (-D(G(torch.randn(4, Z))).mean()).backward()
             ctrl.optimizer_step("G", opt_G)
@@ -402,8 +403,7 @@ def test_flops_are_charged_at_the_densities_the_forwards_used(method):
     for it in range(8):
         torch.manual_seed(it)
         real = torch.randn(4, 12)
-        if method == "adapt":
-            ctrl.strategy.observe_real(real)
+        ctrl.observe_real(real)
         charge("G", 4, 1)
         with torch.no_grad():
             fake = G(torch.randn(4, Z))
@@ -465,8 +465,8 @@ def sngan(tmp_path_factory):
                          tmp_path_factory.mktemp("work") / "sngan")
 
 
-def _train(tree, logdir, *flags):
-    return subprocess.run([sys.executable, str(Path(tree) / "train.py"), *SNGAN_TINY, *flags, "--logdir", str(logdir)],
+def _train(tree, logdir, *flags, tiny=SNGAN_TINY):
+    return subprocess.run([sys.executable, str(Path(tree) / "train.py"), *tiny, *flags, "--logdir", str(logdir)],
                           capture_output=True, text=True, cwd=tree, env=dict(os.environ, OMP_NUM_THREADS="1"))
 
 
@@ -486,9 +486,67 @@ def test_patched_sngan_runs_stugan(sngan, tmp_path):
     assert (tmp_path / "G_sparse.pt").exists()
 
 
-def test_patched_sngan_refuses_adapt_until_the_loop_hands_over_real_batches(sngan, tmp_path):
-    """The vendor patches do not pass D's real batch to the method (no hook for it yet): ADAPT must refuse at its
-    first balance-ratio measurement instead of training without its density control."""
-    r = _train(sngan, tmp_path, "--total_steps", "3", "--sparse", "adapt")
-    assert r.returncode != 0
-    assert "no real batch for the balance ratio" in r.stderr
+def expected_densities(rows, d0, interval, low, high, step, d_min, d_max, run_length):
+    """ADAPT's rule by hand over a run's stats rows (row k is written after iteration k, when the window holds the
+    balance ratios of iterations < k): at every k % interval == 0, 0 < k < run_length, the logged mean BR moves
+    D's density up by `step` at >= high, down at <= low, within [d_min, d_max]."""
+    d, out = d0, []
+    for k, row in enumerate(rows, 1):
+        if k % interval == 0 and k < run_length:
+            br = row["sparse/balance_ratio"]
+            d = min(d_max, d + step) if br >= high and d < d_max else max(d_min, d - step) if br <= low and \
+                d > d_min else d
+        out.append(d)
+    return out
+
+
+ADAPT_FLAGS = ["--sparse", "adapt", "--density-G", "0.5", "--density-D", "0.3", "--adapt-br-interval", "1",
+               "--adapt-window", "2", "--adapt-d-interval", "2", "--adapt-d-step", "0.1", "--adapt-br-low", "0.5",
+               "--adapt-br-high", "0.5000001", "--update-frequency", "2"]
+
+
+def test_patched_sngan_runs_adapt_and_moves_D_density(sngan, tmp_path):
+    """The patched loop hands D's real batch over (ctrl.observe_real): the balance ratio is measured every
+    iteration, and D's density follows the rule at t = 2 and 4 (a band of width 1e-7 around 0.5: every mean BR
+    moves it), the new mask applied at the next D step (its sparsity in the next row)."""
+    import json
+    r = _train(sngan, tmp_path, "--total_steps", "5", *ADAPT_FLAGS)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    rows = [json.loads(l) for l in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert len(rows) == 5 and all(row["sparse/method"] == "adapt" for row in rows)
+    last = [row["sparse/balance_ratio_last"] for row in rows]
+    assert all(math.isfinite(b) for b in last)
+    for k in range(1, 5):   # the window's mean: this iteration's and the previous one's ratio
+        assert rows[k]["sparse/balance_ratio"] == pytest.approx((last[k - 1] + last[k]) / 2, rel=1e-9, abs=1e-12)
+    want = expected_densities(rows, 0.3, 2, 0.5, 0.5000001, 0.1, 0.05, 1.0, 5)
+    assert [row["sparse/D/density_target"] for row in rows] == pytest.approx(want, abs=1e-12)
+    assert want[-1] != 0.3                                            # D's density did move
+    applied = [0.3] + want[:-1]                                       # a decision reaches the masks one step later
+    for row, d in zip(rows, applied):
+        assert row["sparse/D/sparsity"] == pytest.approx(1 - d, abs=5e-3)
+        assert row["sparse/G/sparsity"] == pytest.approx(0.5, abs=5e-3)
+    assert (tmp_path / "G_sparse.pt").exists()
+
+
+# digits at ratio 0.02 = 36 images, batch 4: 9 D steps (iterations) per epoch, a G step after each (n_critic 1)
+AUTOGAN_TINY = ["--data", "digits", "--data-ratio", "0.02", "--gf_dim", "8", "--df_dim", "8", "--latent_dim", "16",
+                "-gen_bs", "4", "-dis_bs", "4", "--n_critic", "1", "--print_freq", "1", "--val_freq", "0",
+                "--device", "cpu"]
+
+
+def test_patched_autogan_runs_adapt_and_moves_D_density(tmp_path):
+    """AutoGAN hands over each batch of its epoch loop: the same rule over 9 iterations (decisions at 2, 4, 6, 8),
+    D's sparsity following one D step later."""
+    import json
+
+    from sparse_core.patching import apply_to_copy
+    tree = apply_to_copy(ROOT / "patches" / "autogan.patch", ROOT / "vendor" / "autogan", tmp_path / "autogan")
+    r = _train(tree, tmp_path / "run", "--max_iter", "9", *ADAPT_FLAGS, tiny=AUTOGAN_TINY)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    rows = [json.loads(l) for l in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    assert len(rows) == 9 and all(row["sparse/method"] == "adapt" for row in rows)
+    want = expected_densities(rows, 0.3, 2, 0.5, 0.5000001, 0.1, 0.05, 1.0, 9)
+    assert [row["sparse/D/density_target"] for row in rows] == pytest.approx(want, abs=1e-12)
+    assert len(set(want)) > 1
+    for row, d in zip(rows, [0.3] + want[:-1]):
+        assert row["sparse/D/sparsity"] == pytest.approx(1 - d, abs=5e-3)

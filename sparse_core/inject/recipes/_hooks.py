@@ -80,3 +80,25 @@ def loss_of_step(opt_key, within="main"):
                 out.append(Match(assignment(assigned[-1])[1]))
         return out
     return find
+
+
+def real_batch(pattern, within="main", capture="real"):
+    """`<real> = <call matching pattern>(...)` inside a loop of `within`: where the loop reads D's real batch (a
+    batch read before the loop, e.g. for a sample grid, is not it). Its name is captured."""
+    def in_loop(src, target, value):
+        return isinstance(target, cst.Name) and enclosing(src, value, (cst.For, cst.While)) is not None
+    return lambda src, caps: assigns(src, pattern, within=within, capture=capture, where=in_loop)
+
+
+def batch_loop(pattern, within="main", capture="real"):
+    """The first statement in the body of `for <real> in <call matching pattern>(...)` in `within` (an edit
+    `before` it sees each batch as the loop hands it over); the loop variable is captured."""
+    def find(src, caps):
+        out = []
+        for f in src.functions(within):
+            for loop in src.walk(f, cst.For):
+                if isinstance(loop.target, cst.Name) and calls(src, loop.iter, pattern) and \
+                        isinstance(loop.body, cst.IndentedBlock) and loop.body.body:
+                    out.append(Match(loop.body.body[0], {capture: src.code(loop.target)}))
+        return out
+    return find

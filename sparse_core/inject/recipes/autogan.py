@@ -1,15 +1,15 @@
 """AutoGAN (VITA-Group, the searched CIFAR-10 generator trained with SNGAN's loop): our vendor/autogan tree.
 
 Hook points: the sparse_core import, the CLI (right after `main` builds its argparser), G / D construction and
-initialisation, the two optimizers and LR schedulers, the averaged-G parameter list, resume, the D loss and step,
-the G loss and step, the parameter-averaging block, the global step counter, the per-tick stats row, the metric
-evaluation, the checkpoint dict, the final export (after the last weight check in `main`'s body).
+initialisation, the two optimizers and LR schedulers, the averaged-G parameter list, resume, D's real batch, the D
+loss and step, the G loss and step, the parameter-averaging block, the global step counter, the per-tick stats row,
+the metric evaluation, the checkpoint dict, the final export (after the last weight check in `main`'s body).
 """
 import libcst as cst
 
 from ..engine import (Hook, Match, Recipe, Signature, assigns, call_stmts, calls, has_class, has_function,
                       import_hook, imports_module, single)
-from ._hooks import first_arg_is, loss_of_step, optimizer_of, primary_metric, scheduler_of, step_of
+from ._hooks import batch_loop, first_arg_is, loss_of_step, optimizer_of, primary_metric, scheduler_of, step_of
 
 TRAIN = "train.py"
 
@@ -74,6 +74,8 @@ HOOKS = (
     Hook("resume load", TRAIN, "`... = restore_checkpoint(...)` in main()",
          lambda src, caps: assigns(src, r"restore_checkpoint", within="main"), "after",
          "sparse.load_resume_state(ctrl, state.get(\"sparse\", {}))"),
+    Hook("real batch", TRAIN, "the first statement in `for <real> in batches.epoch(...)` in main() (D's real batch, "
+         "before augmentation)", batch_loop(r"batches\.epoch"), "before", "ctrl.observe_real(${real})"),
     Hook("D loss", TRAIN, "`<loss> = ...` followed by `<loss>.backward()` and `<opt_D>.step()` in main()",
          loss_of_step("opt_D"), "replace",
          "${operand} + ctrl.regularizer(\"D\")"),

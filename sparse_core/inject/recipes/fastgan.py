@@ -1,15 +1,15 @@
 """FastGAN (FastGAN-pytorch, few-shot 256/1024 px): our vendor/fastgan tree.
 
-Hook points: the sparse_core import, the CLI (the argparse builder's `return`), G / D construction and their
-move to the device, the EMA parameter list and the two optimizers, resume, the D loss and step, the G loss and
-step, the EMA update, the images-shown counter, the per-tick stats row, the metric evaluation (the first of
+Hook points: the sparse_core import, the CLI (the argparse builder's `return`), G / D construction and their move to
+the device, the EMA parameter list and the two optimizers, resume, D's real batch, the D loss and step, the G loss
+and step, the EMA update, the images-shown counter, the per-tick stats row, the metric evaluation (the first of
 `--metrics` drives RG-GAN), the snapshot dict, the final export (after the last weight check in `main`'s body).
 """
 import re
 
 from ..engine import (Hook, Recipe, Signature, assigns, call_stmts, has_class, has_function, import_hook,
                       imports_module, returns)
-from ._hooks import aug_assign, first_arg_is, loss_of_step, optimizer_of, step_of
+from ._hooks import aug_assign, first_arg_is, loss_of_step, optimizer_of, real_batch, step_of
 
 TRAIN = "train.py"
 
@@ -42,6 +42,8 @@ HOOKS = (
     Hook("resume load", TRAIN, "`... = restore(...)` in main()",
          lambda src, caps: assigns(src, r"restore", within="main"), "after",
          "sparse.load_resume_state(ctrl, state.get(\"sparse\", {}))"),
+    Hook("real batch", TRAIN, "`<real> = batches.next(...)` in a loop of main() (D's real batch, before augmentation)",
+         real_batch(r"batches\.next"), "after", "ctrl.observe_real(${real})"),
     Hook("D loss", TRAIN, "`<loss> = ...` followed by `<loss>.backward()` and `<opt_D>.step()` in main()",
          loss_of_step("opt_D"), "replace", "${operand} + ctrl.regularizer(\"D\")"),
     Hook("D optimizer step", TRAIN, "`<opt_D>.step()` in main()", step_of("opt_D"), "replace",

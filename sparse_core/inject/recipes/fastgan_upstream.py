@@ -12,8 +12,10 @@ train_d backpropagates D's losses itself, so D's method term is backpropagated o
 """
 import re
 
+import libcst as cst
+
 from ..engine import Hook, Match, Recipe, Signature, assigns, call_stmts, has_function, import_hook
-from ._hooks import step_of, uses_parameters
+from ._hooks import first_arg_is, step_of, uses_parameters
 from ._upstream import dict_arg_last, for_loops, not_ours, plain_assigns, top_loops
 
 TRAIN = "train.py"
@@ -67,6 +69,10 @@ HOOKS = (
          "settings are refused by name"),
     Hook("resumed EMA", TRAIN, "`<G_ema> = <ckpt>['g_ema']` in train()", _resume_ema, "after",
          "ctrl.bind(G_ema=${G_ema})  # the loaded EMA list replaces the fresh one"),
+    Hook("real batch", TRAIN, "`<real> = DiffAugment(<real>, ...)` in train() (D's real batch, before augmentation)",
+         lambda src, caps: assigns(src, r"DiffAugment", within="train", capture="real",
+                                   where=lambda s, t, v: isinstance(v, cst.Call) and first_arg_is(s, v, s.code(t))),
+         "before", "ctrl.observe_real(${real})"),
     Hook("D loss", TRAIN, "the line `train_d(<D>, ..., label=\"fake\")` in train() (train_d backpropagates)",
          lambda src, caps: call_stmts(src, r"train_d", within="train"), "after",
          "sparse_hooks.backward_regularizer(ctrl, 'D')  # the method's D term, backpropagated like train_d's losses"),

@@ -3,14 +3,14 @@
 Hook points: the sparse_core import, the CLI (the argparse builder's `return`, plus `--sparse-all-stages`), the
 Re-GAN phase lengths in final-stage epochs (after the stage plan is built), G / D construction, the EMA copy,
 resume, the per-stage optimizers and the stage start (method paused before the final resolution unless
-`--sparse-all-stages`), the D loss and step, the G loss and step, the EMA update, the images-shown counter, the
-per-tick stats row, the metric evaluation, the snapshot dict, the final export.
+`--sparse-all-stages`), D's real batch, the D loss and step, the G loss and step, the EMA update, the images-shown
+counter, the per-tick stats row, the metric evaluation, the snapshot dict, the final export.
 """
 import libcst as cst
 
 from ..engine import (Hook, Match, Recipe, Signature, assigns, call_stmts, calls, enclosing, has_class,
                       has_function, import_hook, imports_module, returns, single)
-from ._hooks import aug_assign, loss_of_step, primary_metric, step_of
+from ._hooks import aug_assign, loss_of_step, primary_metric, real_batch, step_of
 
 TRAIN = "train.py"
 
@@ -81,6 +81,8 @@ HOOKS = (
          "ctrl.measure_flops(\"D\", lambda: ${D}(torch.zeros(2, 3, stage.res, stage.res, device=device), 0.5, "
          "stage.step),\n"
          "                   batch=2, train_samples=4 * stage.batch)  # real, fake, interpolates, G step"),
+    Hook("real batch", TRAIN, "`<real> = batches.next(...)` in a loop of main() (D's real batch, before augmentation)",
+         real_batch(r"batches\.next"), "after", "ctrl.observe_real(${real})"),
     Hook("D loss", TRAIN, "`<loss> = ...` followed by `<loss>.backward()` and `<opt_D>.step()` in main()",
          loss_of_step("opt_D"), "replace",
          "${operand} + ctrl.regularizer(\"D\")"),

@@ -14,6 +14,8 @@ Note that upstream's main.py at 785135c does not import torch (a known upstream 
 """
 import re
 
+import libcst as cst
+
 from ..engine import Hook, Match, Recipe, Signature, assigns, call_stmts, has_class, has_function, import_hook
 from ._hooks import step_of, uses_parameters
 from ._upstream import call_last_arg, last_param_end, not_ours, plain_assigns, top_loops
@@ -62,6 +64,11 @@ HOOKS = (
          "sparse.export_generators(ctrl, 'G', '.', {'z_dim': args.z_dim, 'in_channels': args.in_channels})"),
     Hook("train() parameters", MAIN, "the last parameter of def train(...) (no *args / **kwargs)",
          lambda src, caps: last_param_end(src, "train"), "replace", "${code}, sparse_ctrl"),
+    Hook("real batch", MAIN, "`<real> = <real>.to(...)` in train() (D's real batch on the device)",
+         lambda src, caps: assigns(src, r"\w+\.(to|cuda)", within="train", capture="real",
+                                   where=lambda s, t, v: isinstance(t, cst.Name) and isinstance(v, cst.Call) and
+                                   isinstance(v.func, cst.Attribute) and s.code(v.func.value) == s.code(t)),
+         "after", "sparse_ctrl.observe_real(${real})"),
     Hook("D loss", MAIN, "`loss_critic = ...` in train()",
          lambda src, caps: assigns(src, r".*", target=r"loss_critic", within="train"), "after",
          "loss_critic = loss_critic + sparse_ctrl.regularizer('D')"),

@@ -1,15 +1,15 @@
 """SNGAN (the PyTorch GAN collection's ResNet SNGAN): our vendor/sngan tree.
 
-Hook points, in the order the training script runs them: the sparse_core import, the CLI definition (the
-argparse builder's `return`), G / D construction in `main`, the EMA copy, the two optimizers and their LR
-schedulers, resume, the D loss and step, the G loss and step, the EMA update, the per-iteration line (LR
-schedulers stepped), the per-tick stats row, the metric evaluation, the snapshot dict, the final export.
+Hook points, in the order the training script runs them: the sparse_core import, the CLI definition (the argparse
+builder's `return`), G / D construction in `main`, the EMA copy, the two optimizers and their LR schedulers, resume,
+D's real batch, the D loss and step, the G loss and step, the EMA update, the per-iteration line (LR schedulers
+stepped), the per-tick stats row, the metric evaluation, the snapshot dict, the final export.
 """
 import re
 
 from ..engine import Hook, Recipe, Signature, assigns, call_stmts, calls, has_class, has_function, import_hook, \
     imports_module, lines_calling, returns
-from ._hooks import loss_of_step, optimizer_of, primary_metric, scheduler_of, step_of
+from ._hooks import loss_of_step, optimizer_of, primary_metric, real_batch, scheduler_of, step_of
 
 TRAIN = "train.py"
 
@@ -44,6 +44,8 @@ HOOKS = (
     Hook("resume load", TRAIN, "`... = restore_snapshot(...)` in main()",
          lambda src, caps: assigns(src, r"restore_snapshot", within="main"), "after",
          "sparse.load_resume_state(ctrl, state.get(\"sparse\", {}))"),
+    Hook("real batch", TRAIN, "`<real> = batches.next(...)` in a loop of main() (D's real batch, before augmentation)",
+         real_batch(r"batches\.next"), "after", "ctrl.observe_real(${real})"),
     Hook("D loss", TRAIN, "`<loss> = ...` followed by `<loss>.backward()` and `<opt_D>.step()` in main()",
          loss_of_step("opt_D"), "replace",
          "${operand} + ctrl.regularizer(\"D\")"),

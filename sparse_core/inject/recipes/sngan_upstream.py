@@ -13,7 +13,7 @@ import re
 
 from ..engine import Hook, Recipe, Signature, assigns, call_stmts, has_class, has_function, import_hook, \
     imports_module, lines_calling
-from ._hooks import step_of, uses_parameters
+from ._hooks import real_batch, step_of, uses_parameters
 from ._upstream import assigns_from_table, dict_arg_last, module_calls, not_ours, tuple_assigns
 
 MAIN = "sngan.py"
@@ -62,6 +62,8 @@ HOOKS = (
          "ctrl.measure_flops('G', lambda: ${G}(torch.zeros(2, FLAGS.z_dim, device=device)), batch=2)  # then each "
          "executed pass is charged\n"
          "ctrl.measure_flops('D', lambda: ${D}(${real}[:2].to(device)), batch=2)"),
+    Hook("real batch", MAIN, "`<real> = next(...)...` in a loop of train() (D's real batch)",
+         real_batch(r"next", within="train"), "after", "ctrl.observe_real(${real})"),
     Hook("D loss", MAIN, "`<loss> = loss_fn(<real>, <fake>)` in train()", _loss(2), "replace",
          "${operand} + ctrl.regularizer('D')"),
     Hook("D optimizer step", MAIN, "`<opt_D>.step()` in train()", step_of("opt_D", "train"), "replace",
