@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import integration
+from .. import cli, integration
 
 
 def _flag_values(flag_values):
@@ -46,8 +46,8 @@ def define_flags(interval: int | None, warmup: int | None = None, exclude: str =
     """Define --sparse and every method's flags (defaults as in the argparse / click versions) on absl's FLAGS."""
     from absl import flags
     fv = _flag_values(flag_values)
-    # integration._with_defaults is the one place the per-codebase defaults are applied to the flag list
-    for f, default in integration._with_defaults(interval, warmup, exclude):
+    # cli._with_defaults is the one place the per-codebase defaults are applied to the flag list
+    for f, default in cli._with_defaults(interval, warmup, exclude):
         name, help_ = _name(f), f.help
         if name in fv:
             raise ValueError(f"absl flag --{name} is defined already: the script defines a flag of sparse_core's")
