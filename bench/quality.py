@@ -92,12 +92,13 @@ def ms(values):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--ratios", default="0.1,1.0")
-    ap.add_argument("--steps", type=int, default=main_job.DEFAULT_STEPS)
-    ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--out", default="runs/quality")
-    ap.add_argument("--results", default=str(ROOT / "bench" / "results" / "quality-digits.md"))
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds: one run per seed, data ratio and method")
+    ap.add_argument("--ratios", default="0.1,1.0", help="comma-separated fractions of the digits to train on")
+    ap.add_argument("--steps", type=int, default=main_job.DEFAULT_STEPS, help="generator steps per run")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (processes)")
+    ap.add_argument("--out", default="runs/quality", help="folder for the runs' folders")
+    ap.add_argument("--results", default=str(ROOT / "bench" / "results" / "quality-digits.md"),
+                    help="Markdown file the tables are written to")
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
     seeds = [int(s) for s in args.seeds.split(",")]

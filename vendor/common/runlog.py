@@ -310,6 +310,13 @@ def save_image_grid(images, path: str, grid: tuple[int, int] | None = None) -> N
 # progress line
 
 
+def format_kimg(kimg: float) -> str:
+    """kimg with the digits it needs: one decimal when that is exact (12.8), else three (0.016: 16 images, exact
+    for any whole image count), so short runs do not print `kimg 0.0` on every tick."""
+    tenths = kimg * 10
+    return f"{kimg:.1f}" if abs(tenths - round(tenths)) < 1e-6 else f"{kimg:.3f}"
+
+
 def format_duration(seconds: float) -> str:
     """12s, 1m 02s, 1h 02m 03s, 2d 03h 04m."""
     total = int(round(seconds))
@@ -344,22 +351,29 @@ def max_rss_gb() -> float:
 
 class ProgressLine:
     """Formats the one-line per-tick report and keeps the timing numbers for the stats record:
-    `tick 3  kimg 12.8  time 1m 02s  sec/tick 20.1  sec/kimg 1.57  maxrss 1.2 GiB  loss_G=0.12`.
-    `start_time` lets a resumed run keep counting from its previous total."""
+    `tick 3  kimg 12.8  time 1m 02s  eta 4m 10s  sec/tick 20.1  sec/kimg 1.57  maxrss 1.2 GiB  loss_G=0.12`.
+    `start_time` lets a resumed run keep counting from its previous total. With `total` (the run's length in
+    the units of tick()'s `done`: kimg by default, or steps / iterations) every line shows the ETA: the work
+    left at the mean rate of this process so far (since construction, so a resumed run's rate is its own)."""
 
-    def __init__(self, start_time: float | None = None, elapsed_before: float = 0.0, clock=time.time):
+    def __init__(self, start_time: float | None = None, elapsed_before: float = 0.0, clock=time.time,
+                 total: float | None = None):
         self._clock = clock
         self._start = clock() if start_time is None else start_time
         self._elapsed_before = float(elapsed_before)
         self._last_time = self._clock()
         self._last_kimg = None
+        self._rate_start, self._done_start = self._last_time, 0.0
+        self.total = total
         self.total_sec = self._elapsed_before
         self.sec_per_tick = 0.0
         self.sec_per_kimg = 0.0
         self.max_rss_gb = 0.0
+        self.eta_sec = None
 
-    def tick(self, tick: int, kimg: float, **extra) -> str:
-        """Update timing for a tick ending at `kimg` and return the formatted line."""
+    def tick(self, tick: int, kimg: float, done: float | None = None, **extra) -> str:
+        """Update timing for a tick ending at `kimg` (and `done` units of `total`, default kimg) and return the
+        formatted line."""
         now = self._clock()
         self.total_sec = self._elapsed_before + (now - self._start)
         self.sec_per_tick = now - self._last_time
@@ -367,17 +381,24 @@ class ProgressLine:
         self.sec_per_kimg = self.sec_per_tick / kimg_done if kimg_done > 0 else 0.0
         self.max_rss_gb = max_rss_gb()
         self._last_time, self._last_kimg = now, kimg
+        done = kimg if done is None else done
+        if self.total is not None and done > self._done_start:
+            self.eta_sec = max(self.total - done, 0.0) * (now - self._rate_start) / (done - self._done_start)
         return self.format(tick, kimg, **extra)
 
-    def start_from(self, kimg: float) -> None:
-        """Make the next tick measure sec/kimg from `kimg` (e.g. after resuming)."""
+    def start_from(self, kimg: float, done: float | None = None) -> None:
+        """Make the next tick measure sec/kimg from `kimg` and the ETA's rate from `done` (default kimg), e.g.
+        after resuming."""
         self._last_kimg = kimg
+        self._done_start = kimg if done is None else done
 
     def format(self, tick: int, kimg: float, **extra) -> str:
         parts = [
             f"tick {tick}",
-            f"kimg {kimg:.1f}",
+            f"kimg {format_kimg(kimg)}",
             f"time {format_duration(self.total_sec)}",
+            *([f"eta {'?' if self.eta_sec is None else format_duration(self.eta_sec)}"] if self.total is not None
+              else []),
             f"sec/tick {self.sec_per_tick:.1f}",
             f"sec/kimg {self.sec_per_kimg:.2f}",
             f"maxrss {self.max_rss_gb:.1f} GiB",
