@@ -47,7 +47,7 @@ except ImportError:  # running from a source checkout without installing: use th
         print("error: cannot import vendor.common (the project's shared data, metrics and logging code): run "
               "`pip install -e .` in the sparse-gan clone, or run this script from inside the clone", file=sys.stderr)
         sys.exit(2)
-from vendor.common import checks, flags
+from vendor.common import checks, flags, runlog
 from vendor.common.datasets import DatasetError, load_dataset
 from vendor.common.diffaug import DiffAugment, parse_policy
 from vendor.common.metric_flags import check_metric_flags
@@ -283,7 +283,8 @@ def main(argv=None):
         os.makedirs(os.path.join(args.logdir, "Model"), exist_ok=True)
     except (RunDirError, OSError) as error:
         parser.error(f"--logdir: {error}")
-    stats_writer = StatsWriter(args.logdir)
+    stats_writer = StatsWriter(args.logdir, tensorboard=True)  # + TensorBoard events when tensorboard is installed
+    runlog.record_flags(args.logdir, args)  # flags.jsonl: the resolved flags of this start
     guard = FiniteGuard()  # a nan/inf loss or weight stops the run before anything is written from it
     progress = ProgressLine(elapsed_before=counters["total_sec"], total=max_epoch * len(batches))  # ETA in D steps
     progress.start_from(counters["nimg"] / 1000, done=counters["global_steps"])

@@ -70,15 +70,64 @@ def append_jsonl(path: str, record: dict) -> None:
         raise write_failed(path, error) from None
 
 
-class StatsWriter:
-    """Appends one JSON object per tick to `<run_dir>/stats.jsonl`."""
+def tensorboard_available() -> bool:
+    """Whether the optional `tensorboard` package is installed (`pip install -e .[tensorboard]`)."""
+    import importlib.util
 
-    def __init__(self, run_dir: str, file_name: str = STATS_FILE):
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+class StatsWriter:
+    """Appends one JSON object per tick to `<run_dir>/stats.jsonl`. With `tensorboard=True` every number of the
+    row (the sparse/* and flops/* series a patch adds included) also goes to TensorBoard events in `run_dir`
+    when the tensorboard package is installed, as upstream StyleGAN2-ADA does; without the package the run
+    goes on with stats.jsonl alone. The events' step is the images shown to D (progress/kimg x 1000), so runs
+    of every vendor share one x axis; a row without progress/kimg takes the row count."""
+
+    def __init__(self, run_dir: str, file_name: str = STATS_FILE, tensorboard: bool = False):
         os.makedirs(run_dir, exist_ok=True)
         self.path = os.path.join(run_dir, file_name)
+        self.events = None
+        self._rows = 0
+        if tensorboard and tensorboard_available():
+            import weakref
+
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.events = SummaryWriter(run_dir)
+            weakref.finalize(self, self.events.close)
 
     def write(self, stats: dict) -> None:
         append_jsonl(self.path, stats)
+        self._rows += 1
+        if self.events is None:
+            return
+        kimg = stats.get("progress/kimg")
+        step = int(round(kimg * 1000)) if isinstance(kimg, numbers.Real) and math.isfinite(kimg) else self._rows
+        for key, value in stats.items():
+            value = _json_value(value) if isinstance(value, (torch.Tensor, np.generic)) else value
+            if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+                self.events.add_scalar(key, value, global_step=step)
+        self.events.flush()
+
+
+FLAGS_FILE = "flags.jsonl"
+
+
+def record_flags(run_dir: str, args, file_name: str = FLAGS_FILE) -> str:
+    """Append the run's resolved flags (every value after parsing and the start-up checks: defaults, derived
+    values, a patch's sparse-training flags) as one JSON object {"time", "flags"} to <run_dir>/flags.jsonl; each
+    start adds one (a resumed run's line follows the first run's). Values JSON cannot hold are written as text."""
+    def plain(value):
+        try:
+            return _json_value(value)
+        except TypeError:
+            return str(value)
+
+    flags = {key: plain(value) for key, value in sorted(vars(args).items()) if not key.startswith("_")}
+    path = os.path.join(run_dir, file_name)
+    append_jsonl(path, {"time": time.time(), "flags": flags})
+    return path
 
 
 def read_jsonl(path: str) -> list[dict]:

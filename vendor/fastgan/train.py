@@ -37,7 +37,7 @@ else:  # run as a script (upstream style): the sibling modules live next to this
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import operation as op
     from models import SIZES, Discriminator, Generator, crop_image_by_part, weights_init
-from vendor.common import checks, flags
+from vendor.common import checks, flags, runlog
 from vendor.common.datasets import DatasetError, load_dataset
 from vendor.common.diffaug import DiffAugment, parse_policy
 from vendor.common.lpips import LPIPSWeightsError, load_lpips
@@ -100,7 +100,9 @@ def build_argparser() -> argparse.ArgumentParser:
     p.add_argument("--lpips_untrained", action="store_true",
                    help="smoke runs only: random LPIPS backbone and heads (every output is labelled)")
     p.add_argument("--lpips_width_div", type=int, default=1, help="with --lpips_untrained: VGG widths / N")
-    p.add_argument("--tensorboard", action="store_true", help="also log the stats to <run>/tensorboard")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="require TensorBoard events (written to the run folder whenever the tensorboard package "
+                        "is installed; with this flag a missing package is an error)")
     return p
 
 
@@ -336,12 +338,9 @@ def main(argv=None):
             os.makedirs(folder, exist_ok=True)
     except (RunDirError, OSError) as error:
         parser.error(f"--name: {error}")
-    stats_writer = StatsWriter(run_dir)
+    stats_writer = StatsWriter(run_dir, tensorboard=True)  # + TensorBoard events when tensorboard is installed
+    runlog.record_flags(run_dir, args)  # flags.jsonl: the resolved flags of this start
     guard = FiniteGuard()  # a nan/inf loss or weight stops the run before anything is written from it
-    tb = None
-    if args.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-        tb = SummaryWriter(os.path.join(run_dir, "tensorboard"))
     progress = ProgressLine(elapsed_before=total_sec, total=args.iter)  # the ETA in iterations
     progress.start_from(nimg / 1000, done=start)
     labels = {"lpips": UNTRAINED_NOTE} if args.lpips_untrained else {}
@@ -394,10 +393,6 @@ def main(argv=None):
                 line += f"  gpumem {stats['resources/gpu_mem_gb']:.1f} GiB"
             # (f) per-tick stats
             stats_writer.write(stats)
-            if tb is not None:
-                for key, value in stats.items():
-                    if isinstance(value, (int, float)):
-                        tb.add_scalar(key, value, iteration)
             print(line + note, flush=True)
             sums = {k: 0.0 for k in sums}
             steps_in_tick = 0
@@ -426,8 +421,6 @@ def main(argv=None):
             op.save_upstream(models_dir, iteration, netG, netD, avg_param_G, optimizerG, optimizerD,
                              {"lpips_untrained": True} if args.lpips_untrained else None)
 
-    if tb is not None:
-        tb.close()
     guard.check_weights(args.iter, G=netG, G_ema=avg_param_G)
     # (i) the trained (EMA) generator is models/{it}.pth of the last iteration
     print(f"done: iteration {args.iter}, {nimg / 1000:.2f} kimg, {run_dir}{note}", flush=True)

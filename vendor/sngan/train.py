@@ -43,7 +43,7 @@ except ImportError:  # running from a source checkout without installing: use th
         print("error: cannot import vendor.common (the project's shared data, metrics and logging code): run "
               "`pip install -e .` in the sparse-gan clone, or run this script from inside the clone", file=sys.stderr)
         sys.exit(2)
-from vendor.common import checks, flags
+from vendor.common import checks, flags, runlog
 from vendor.common.datasets import DatasetError, load_dataset
 from vendor.common.diffaug import DiffAugment, parse_policy
 from vendor.common.metric_flags import check_metric_flags, detector_for
@@ -512,7 +512,8 @@ def main(argv=None):
         prepare_run_dir(args.logdir, resume_step=start_step if state is not None else None)
     except (RunDirError, OSError) as error:
         parser.error(f"--logdir: {error}")
-    stats_writer = StatsWriter(args.logdir)
+    stats_writer = StatsWriter(args.logdir, tensorboard=True)  # + TensorBoard events when tensorboard is installed
+    runlog.record_flags(args.logdir, args)  # flags.jsonl: the resolved flags of this start
     guard = FiniteGuard()  # a nan/inf loss or weight stops the run before anything is written from it
     progress = ProgressLine(elapsed_before=total_sec, total=args.total_steps)  # the ETA in steps
     progress.start_from(nimg / 1000, done=start_step)
