@@ -84,8 +84,10 @@ def test_cli_baseline_outputs(baseline_run):
     # Progress lines as upstream: tick, kimg, time, sec/tick, sec/kimg, memory, augment.
     progress = [line for line in stdout.splitlines() if line.startswith('tick ')]
     assert len(progress) == 3
-    for token in ['kimg', 'time', 'sec/tick', 'sec/kimg', 'maxrss', 'augment=']:
+    for token in ['kimg', 'time', 'eta', 'sec/tick', 'sec/kimg', 'maxrss', 'augment=']:
         assert token in progress[0]
+    assert [line.split()[3] for line in progress] == ['0.004', '0.008', '0.012']  # kimg with its digits
+    assert progress[-1].split('  eta ')[1].startswith('0s')
     options = json.load(open(os.path.join(run_dir, 'training_options.json')))
     assert options['G_opt_kwargs']['betas'] == [0, 0.99] and options['G_opt_kwargs']['eps'] == 1e-8
 
