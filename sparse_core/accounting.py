@@ -23,12 +23,9 @@ def op_flops(func, args, out) -> int:
     if packet is aten.convolution:
         # transposed: weight [Cin, Cout/groups, k...], every input element meets Cout/groups·k² weights
         return 2 * (args[0] if args[6] else out).numel() * math.prod(int(s) for s in args[1].shape[1:])
-    if packet in (aten.mm, aten.addmm):
-        a, b = (args[0], args[1]) if packet is aten.mm else (args[1], args[2])
-        return 2 * a.shape[0] * a.shape[1] * b.shape[1]
-    if packet in (aten.bmm, aten.baddbmm):
-        a, b = (args[0], args[1]) if packet is aten.bmm else (args[1], args[2])
-        return 2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+    if packet in (aten.mm, aten.addmm, aten.bmm, aten.baddbmm):   # [(B,) n, k] @ [(B,) k, m]: 2·(B·)n·k·m
+        a, b = args[1:3] if packet in (aten.addmm, aten.baddbmm) else args[:2]
+        return 2 * a.numel() * b.shape[-1]
     return 0
 
 

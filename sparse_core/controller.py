@@ -43,9 +43,6 @@ class SparseController:
             require(t in self.nets, f"target {config.target!r} needs network {t} but it was not given to prepare()")
         sites = {n: find_sites(self.nets[n], config.scope, config.include, config.exclude, net_name=n) for n in targets}
         self.ctx = methods.Context(self.nets, targets, sites)
-        self.lr = {n: LRScaler() for n in self.nets}
-        self._bound: set[str] = set()      # networks whose optimizer is bound
-        self._adapted: set[int] = set()
         self.from_dense = False            # integration.controller_from_flags: --sparse-from-dense
         self.metric_history: list[float] = []
         self.metric_higher_is_better: bool | None = None
@@ -54,8 +51,7 @@ class SparseController:
         self._ops_since = ops.backend_counts()   # stats() reports which backend served the ops from here on
         self.strategy = methods.get(name)(self.ctx, config, **method_kwargs)
         self.strategy.attach()
-        for n in self.nets:
-            self.lr[n].scale = self.strategy.lr_scale(n)   # applied to optimizers when they are bound
+        self.lr = {n: LRScaler(self.strategy.lr_scale(n)) for n in self.nets}   # reaches optimizers when bound
 
     # the context's fields under their public names
     targets = property(lambda self: self.ctx.targets)
@@ -86,12 +82,10 @@ class SparseController:
             self.ctx.ema.bind(G_ema)
             self.strategy.attach_ema()
         for n, opt, sch in given:
+            fresh = opt is not None and opt is not self.lr[n].optimizer
             self.lr[n].bind(opt, None if sch is None else list(sch))
-            if opt is not None:
-                self._bound.add(n)
-                if id(opt) not in self._adapted:
-                    opt.register_load_state_dict_pre_hook(functools.partial(_with_added_params, weakref.ref(self)))
-                    self._adapted.add(id(opt))
+            if fresh:   # registered again after another optimizer: the hook is idempotent
+                opt.register_load_state_dict_pre_hook(functools.partial(_with_added_params, weakref.ref(self)))
 
     # ------------------------------------------------------------------ training-loop hooks
     def pause(self, paused: bool = True) -> None:
@@ -103,7 +97,7 @@ class SparseController:
         return 1.0 if self.paused else self.strategy.owner_density(net_name, owner)
 
     def _check_bound(self, net_name: str, what: str) -> None:
-        if net_name in self.targets and net_name not in self._bound:
+        if net_name in self.targets and self.lr[net_name].optimizer is None:
             raise ConfigError(f"{what} before ctrl.bind(opt_{net_name}=...): bind {net_name}'s optimizer first (the "
                               f"method's LR scale and parameters reach the optimizer through it)")
 
@@ -277,7 +271,6 @@ class SparseController:
                     for k in keys if mine.get(k, "<unset>") != theirs.get(k, "<unset>")]
             raise ConfigError(f"{where}the snapshot was written with different sparse-training settings; "
                               + "; ".join(diff))
-        methods.config_from_dict(theirs)   # the saved settings are themselves valid
         for k in ("iteration", "nimg"):
             check(count(state.get(k)) and state[k] >= 0, k, f"must be an integer >= 0, got {state.get(k)!r}")
         phases, phase = self.strategy.phases, state.get("phase")

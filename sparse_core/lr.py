@@ -21,9 +21,9 @@ _SCHED_MARK = "_sparse_core_lr_scale"  # scheduler attribute (in its state_dict 
 
 
 class LRScaler:
-    def __init__(self) -> None:
-        self.scale = 1.0
-        self._optimizer: torch.optim.Optimizer | None = None
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = float(scale)
+        self.optimizer: torch.optim.Optimizer | None = None   # the bound one
         self._schedulers: list = []
 
     def bind(self, optimizer: torch.optim.Optimizer | None = None, schedulers: Sequence | None = None) -> None:
@@ -32,10 +32,10 @@ class LRScaler:
         Binding a new optimizer drops the old one's schedulers unless new ones are given: they drive the
         old optimizer, which the loop has discarded.
         """
-        if optimizer is not None and optimizer is not self._optimizer:
+        if optimizer is not None and optimizer is not self.optimizer:
             if not isinstance(optimizer, torch.optim.Optimizer):
                 raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-            self._optimizer = optimizer
+            self.optimizer = optimizer
             if schedulers is None:
                 self._schedulers = [s for s in self._schedulers if getattr(s, "optimizer", None) is optimizer]
         if schedulers is not None:
@@ -52,7 +52,7 @@ class LRScaler:
         self._apply()
 
     def _apply(self) -> None:
-        for group in self._optimizer.param_groups if self._optimizer is not None else ():
+        for group in self.optimizer.param_groups if self.optimizer is not None else ():
             factor = self.scale / float(group.get(MARK, 1.0))
             if factor != 1.0:
                 group["lr"] = group["lr"] * factor

@@ -59,15 +59,11 @@ class ThresholdState:
     stash: dict = dataclasses.field(default_factory=dict)
 
 
-def effective_weight(module: nn.Module, attr: str, derived: str | None) -> torch.Tensor:
-    """The unmasked weight the last forward's mask was computed on."""
-    return module._parameters[attr] if derived is None else module.__dict__[derived]
-
-
-def next_forward_weight(module: nn.Module, attr: str, derived: str | None) -> torch.Tensor:
-    """The unmasked weight the next forward will read (derived again by the module's own pre-hooks; nothing kept)."""
-    if derived is None:
-        return module._parameters[attr]
+def effective_weight(module: nn.Module, attr: str, derived: str | None, next_forward: bool = False) -> torch.Tensor:
+    """The unmasked weight the last forward's mask was computed on, or the one the next forward will read (derived
+    again by the module's own pre-hooks; nothing kept)."""
+    if derived is None or not next_forward:
+        return module._parameters[attr] if derived is None else module.__dict__[derived]
     hooks = [(k, h) for k, h in module._forward_pre_hooks.items() if not getattr(h, "sparse_core_hook", False)]
     return run_pre_hooks(module, hooks)[derived]
 
@@ -211,8 +207,7 @@ class RGGAN(Method):
         self._set_mode(self._mode)
 
     def added_parameters(self, net_name: str | None = None):
-        c = self.ctx
-        return [self._threshold(c.nets[n], s) for n in c.targets if net_name in (None, n) for s in c.sites[n]]
+        return [t for _, _, t in self._thresholds(net_name)]
 
     def _set_mode(self, mode: str) -> None:
         self._mode = mode
@@ -228,18 +223,20 @@ class RGGAN(Method):
     def phase(self) -> str:
         return self._mode
 
-    def _threshold(self, net: nn.Module, s: Site) -> torch.Tensor:
-        return s.module(net)._parameters[s.threshold_attr]
+    def _thresholds(self, net_name: str | None = None) -> list[tuple[str, Site, torch.Tensor]]:
+        c = self.ctx   # (network, site, its threshold) of every target, or of `net_name`
+        return [(n, s, c.module(n, s)._parameters[s.threshold_attr]) for n in c.targets if net_name in (None, n)
+                for s in c.sites[n]]
 
     def _keep(self, m: nn.Module, s: Site, next_forward: bool = False) -> torch.Tensor:
         """The mask of site `s` of module `m`: the last forward's, or the next one's (before the reset rule)."""
-        w = (next_forward_weight if next_forward else effective_weight)(m, s.attr, s.derived)
+        w = effective_weight(m, s.attr, s.derived, next_forward)
         return hard_mask(w, m._parameters[s.threshold_attr], s.channel_dim)
 
     def _next_density(self, net_name: str, s: Site) -> torch.Tensor:
         """Kept fraction of the next forward's mask, the reset rule included (0-d tensor, no host sync)."""
         keep = self._keep(self.ctx.module(net_name, s), s, next_forward=True)
-        d = keep.sum() / keep.numel()
+        d = keep.sum() / keep.numel()   # float32: FLOP totals resume bit-exactly (charged as density × integer)
         return torch.where(collapsed(keep, self.config.reset_density), torch.ones_like(d), d)
 
     # ------------------------------------------------------------------ training loop
@@ -263,10 +260,9 @@ class RGGAN(Method):
             self._density[(net_name, s.layer)] = self._next_density(net_name, s)   # FLOPs of the coming forwards
 
     def regularizer(self, net_name: str):
-        c = self.ctx
-        if net_name not in c.targets or self._mode != "sparse":
+        if net_name not in self.ctx.targets or self._mode != "sparse":
             return None
-        return sum(torch.exp(-self._threshold(c.nets[net_name], s)).sum() for s in c.sites[net_name]) * self.config.lam
+        return sum(torch.exp(-t).sum() for _, _, t in self._thresholds(net_name)) * self.config.lam
 
     def on_metric(self, history):
         if not self.config.augmented:
@@ -290,10 +286,9 @@ class RGGAN(Method):
         return out
 
     def stats(self) -> dict:
-        c = self.ctx
-        return {f"sparse/{n}/threshold_mean": float(torch.cat([self._threshold(c.nets[n], s).detach().flatten()
-                                                                for s in c.sites[n]]).float().mean())
-                for n in c.targets}
+        means = {n: torch.cat([t.detach().flatten() for _, _, t in self._thresholds(n)]).float().mean()
+                 for n in self.ctx.targets}
+        return {f"sparse/{n}/threshold_mean": float(m) for n, m in means.items()}
 
     # ------------------------------------------------------------------ export / persistence
     @torch.no_grad()
@@ -314,8 +309,7 @@ class RGGAN(Method):
             uninstall(m)
 
     def tensors(self):
-        c = self.ctx
-        return ((s.key(n, s.threshold_attr), self._threshold(c.nets[n], s)) for n in c.targets for s in c.sites[n])
+        return ((s.key(n, s.threshold_attr), t) for n, s, t in self._thresholds())
 
     def state_dict(self) -> dict:
         # the densities the next forwards are charged at, so FLOPs continue exactly after a resume
