@@ -44,10 +44,8 @@ class _CountingMode(TorchDispatchMode):
 
 
 def _leading_batch(args) -> int | None:
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            return int(a.shape[0]) if a.dim() > 0 else None
-    return None
+    a = next((a for a in args if isinstance(a, torch.Tensor)), None)
+    return int(a.shape[0]) if a is not None and a.dim() > 0 else None
 
 
 def _owner_of(name: str, owners: set[str]) -> str:

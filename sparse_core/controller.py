@@ -214,8 +214,8 @@ class SparseController:
             out[f"sparse/{n}/sparsity"] = self.sparsity(n, dens)
             out[f"sparse/{n}/lr_scale"] = self.lr[n].scale
             out.update({f"sparse/{n}/kept/{k}": d for k, d in dens.items()})
-        for family, share in ops.native_shares(self._ops_since).items():
-            out[f"sparse/native/{family}"] = share   # share of this run's calls served by the native kernels
+        # share of this run's calls served by the native kernels
+        out.update({f"sparse/native/{family}": share for family, share in ops.native_shares(self._ops_since).items()})
         out.update(self.strategy.stats())
         return out
 
@@ -360,10 +360,9 @@ def _with_added_params(ctrl_ref, optimizer, state_dict):
             all(len(sg["params"]) == len(g["params"]) for sg, g in zip(groups, optimizer.param_groups)):
         return None
     fresh = itertools.count(1 + max((i for sg in groups for i in sg["params"]), default=-1))
-    new_groups = []
-    for sg, g in zip(groups, optimizer.param_groups):
-        saved = iter(sg["params"])
-        new_groups.append({**sg, "params": [next(fresh) if id(p) in extra else next(saved) for p in g["params"]]})
+    saved = iter([i for sg in groups for i in sg["params"]])   # each group holds as many as it has plain params
+    new_groups = [{**sg, "params": [next(fresh) if id(p) in extra else next(saved) for p in g["params"]]}
+                  for sg, g in zip(groups, optimizer.param_groups)]
     return {**state_dict, "param_groups": new_groups}
 
 

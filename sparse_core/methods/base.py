@@ -80,19 +80,18 @@ class EMA:
         return self.values[s.name] if self.values is not None else s.module(self.module)._parameters[s.attr]
 
     def bind(self, ema) -> None:
-        G = self.G
         if isinstance(ema, nn.Module):
-            require(ema is not G, "G_ema is G itself; bind a copy (copy.deepcopy(G)) or leave G_ema out")
+            require(ema is not self.G, "G_ema is G itself; bind a copy (copy.deepcopy(G)) or leave G_ema out")
             params = dict(ema.named_parameters(remove_duplicate=False))
             for s in self.sites:
-                shape = tuple(s.param(G).shape)
+                shape = tuple(s.param(self.G).shape)
                 require(s.name in params and tuple(params[s.name].shape) == shape,
                         f"G_ema has no parameter {s.name!r} of G's shape {shape}: it must be a copy of G")
             self.module, self.values = ema, None
             return
         require(isinstance(ema, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in ema), f"G_ema must be "
                 f"an nn.Module or a list of tensors aligned with G.parameters(), got {type(ema).__name__}")
-        named = list(G.named_parameters())
+        named = list(self.G.named_parameters())
         plain = [(k, p) for k, p in named if not k.endswith(OWN_SUFFIXES)]
         aligned = named if len(ema) == len(named) else plain if len(ema) == len(plain) else None
         require(aligned is not None, f"G_ema list has {len(ema)} tensors; G.parameters() has {len(named)} "
@@ -286,6 +285,11 @@ class MaskMethod(Method):
 
     def after_ema(self) -> None:
         self.sync_ema(zero_only=True)
+
+    def restart_from_dense(self) -> None:
+        for n in self.ctx.targets:   # the loop replaced the weights the masks were applied to
+            self.apply_masks(n)
+        self.sync_ema()
 
     @torch.no_grad()
     def apply_masks(self, net_name: str, grads: bool = False) -> None:

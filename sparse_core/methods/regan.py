@@ -102,8 +102,7 @@ class ReGAN(MaskMethod):
         self.init_stats = {k: (float(v.mean()), float(v.std()) if v.numel() > 1 else 0.0) for k, v in w.items()}
         self._phase = phase_at(0, self.config.warmup, self.config.interval)
         if self._phase == SPARSE:
-            self._prune()
-        self.refresh_density()
+            self._prune()   # set_masks caches the densities; before that every layer counts dense
 
     def phase(self) -> str:
         return self._phase

@@ -167,10 +167,10 @@ class RGGAN(Method):
         self._density = {(n, s.layer): 1.0 for n in c.targets for s in c.sites[n]}
         self._stash: dict[str, list] = {}
 
-    def _install(self, net: nn.Module, net_name: str) -> set[str]:
-        """Thresholds on every owner of `net` lacking them and on the other holders of its tensor (tied weights);
-        returns the owners that got new ones."""
-        fresh, by_owner = set(), {}
+    def _install(self, net: nn.Module, net_name: str, values_of: nn.Module | None = None) -> None:
+        """Thresholds on every owner of `net` lacking them (zero, or `values_of`'s) and on the other holders of its
+        tensor (tied weights)."""
+        by_owner = {}
         for s in self.ctx.sites[net_name]:
             by_owner.setdefault(s.module_name, []).append(s)
         holders: dict[int, list[tuple[nn.Module, str]]] = {}
@@ -184,12 +184,12 @@ class RGGAN(Method):
             if state_of(module) is not None:
                 continue
             install(module, [(s.attr, s.channel_dim, s.derived) for s in sites], *args)
-            fresh.add(owner)
             for s in sites:
+                if values_of is not None:
+                    module._parameters[s.threshold_attr].copy_(s.module(values_of)._parameters[s.threshold_attr])
                 for other, a in holders[id(module._parameters[s.attr])]:
                     if other is not module and state_of(other) is None:
                         install(other, [(a, s.channel_dim, None)], *args, {a: module._parameters[s.threshold_attr]})
-        return fresh
 
     @torch.no_grad()
     def attach_ema(self) -> None:
@@ -197,13 +197,10 @@ class RGGAN(Method):
         c = self.ctx
         if "G" not in c.targets or c.ema.module is None:
             return
-        fresh = self._install(c.ema.module, "G")
+        self._install(c.ema.module, "G", values_of=c.nets["G"])
         for s in c.sites["G"]:
-            m_ema = s.module(c.ema.module)
-            require(s.threshold_attr in m_ema._parameters,
+            require(s.threshold_attr in s.module(c.ema.module)._parameters,
                     f"G_ema module {s.module_name!r} has RG-GAN hooks but no {s.threshold_attr}")
-            if s.module_name in fresh:
-                m_ema._parameters[s.threshold_attr].copy_(c.module("G", s)._parameters[s.threshold_attr])
         self._set_mode(self._mode)
 
     def added_parameters(self, net_name: str | None = None):

@@ -207,11 +207,6 @@ class Ticket(MaskMethod):
             self.set_masks(n, self._given_masks.get(n, {}))
         self._given_masks, self._given_init = None, None
 
-    def restart_from_dense(self) -> None:
-        for n in self.ctx.targets:
-            self.apply_masks(n)
-        self.sync_ema()
-
     def state_dict(self) -> dict:
         return {"init": {n: {k: v.clone() for k, v in d.items()} for n, d in self.init.items()}}
 
