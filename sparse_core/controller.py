@@ -60,8 +60,7 @@ class SparseController:
     paused = property(lambda self: self.ctx.paused)
 
     def _net(self, net_name: str, what: str) -> str:
-        if net_name not in self.nets:
-            raise ConfigError(f"{what}: unknown network {net_name!r}; this controller has {tuple(self.nets)}")
+        require(net_name in self.nets, f"{what}: unknown network {net_name!r}; this controller has {tuple(self.nets)}")
         return net_name
 
     # ------------------------------------------------------------------ bind
@@ -97,9 +96,9 @@ class SparseController:
         return 1.0 if self.paused else self.strategy.owner_density(net_name, owner)
 
     def _check_bound(self, net_name: str, what: str) -> None:
-        if net_name in self.targets and self.lr[net_name].optimizer is None:
-            raise ConfigError(f"{what} before ctrl.bind(opt_{net_name}=...): bind {net_name}'s optimizer first (the "
-                              f"method's LR scale and parameters reach the optimizer through it)")
+        require(net_name not in self.targets or self.lr[net_name].optimizer is not None,
+                f"{what} before ctrl.bind(opt_{net_name}=...): bind {net_name}'s optimizer first (the method's LR "
+                f"scale and parameters reach the optimizer through it)")
 
     def before_step(self, net_name: str) -> None:
         """Call right before `opt.step()` of network `net_name` (after backward)."""
@@ -366,9 +365,7 @@ def _with_added_params(ctrl_ref, optimizer, state_dict):
     return {**state_dict, "param_groups": new_groups}
 
 
-def prepare(config, G: nn.Module, D: nn.Module | None = None,
-            masks: dict[str, dict[str, torch.Tensor]] | None = None, **method_kwargs) -> SparseController:
-    """Attach the method's masks or thresholds to G (and D) and return the controller (README "sparse_core API")."""
-    if masks is not None:
-        method_kwargs["masks"] = masks
+def prepare(config, G: nn.Module, D: nn.Module | None = None, **method_kwargs) -> SparseController:
+    """Attach the method's masks or thresholds to G (and D) and return the controller (README "sparse_core API");
+    `method_kwargs`: the method's own arguments (tickets: masks=, init=)."""
     return SparseController(config, G, D, **method_kwargs)
