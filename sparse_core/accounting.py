@@ -18,7 +18,6 @@ UNOWNED = ""
 
 
 def op_flops(func, args, out) -> int:
-    """FLOPs of one ATen call, 0 for anything that is not a convolution or a matrix product."""
     packet = getattr(func, "overloadpacket", None)
     if packet is aten.convolution:
         # transposed: weight [Cin, Cout/groups, k...], every input element meets Cout/groups·k² weights
@@ -118,7 +117,6 @@ def _charge_forward(module: nn.Module, args, kwargs, output):
 
 
 def strip(net: nn.Module) -> None:
-    """Remove the charging hooks from `net` (an exported copy carries none)."""
     for m in net.modules():
         for key in [k for k, fn in m._forward_hooks.items() if fn is _charge_forward]:
             m._forward_hooks.pop(key)
@@ -163,7 +161,6 @@ class FlopAccount:
             self._hooks[net_name].append(m.register_forward_hook(_charge_forward, with_kwargs=True))
 
     def charge(self, net_name: str, owner: str, flops: float) -> None:
-        """Add one executed pass of `flops` dense FLOPs done by `owner` of `net_name`."""
         self.dense_equiv += flops
         d = 1.0 if owner == UNOWNED else self.density(net_name, owner)
         if not isinstance(d, torch.Tensor):
@@ -208,7 +205,6 @@ class FlopAccount:
 
     @staticmethod
     def state_ok(f) -> bool:
-        """Whether `f` is a state_dict() of a FlopAccount (finite totals, per-sample costs, declared costs)."""
         def costs(d):
             return isinstance(d, dict) and all(isinstance(k, str) and number(v) and v >= 0 for k, v in d.items())
         return (isinstance(f, dict) and number(f.get("total")) and number(f.get("dense_equiv"))

@@ -82,7 +82,7 @@ class SparseController:
             self.strategy.attach_ema()
         for n, opt, sch in given:
             fresh = opt is not None and opt is not self.lr[n].optimizer
-            self.lr[n].bind(opt, None if sch is None else list(sch))
+            self.lr[n].bind(opt, None if sch is None else list(sch))   # a list: read twice
             if fresh:   # registered again after another optimizer: the hook is idempotent
                 opt.register_load_state_dict_pre_hook(functools.partial(_with_added_params, weakref.ref(self)))
 

@@ -76,7 +76,6 @@ class EMA:
         return self.values is not None
 
     def tensor(self, s: Site) -> torch.Tensor:
-        """G_ema's copy of site `s`."""
         return self.values[s.name] if self.values is not None else s.module(self.module)._parameters[s.attr]
 
     def bind(self, ema) -> None:

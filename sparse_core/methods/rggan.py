@@ -109,7 +109,6 @@ def install(module: nn.Module, attrs: Sequence[tuple[str, int, str | None]], off
 
 
 def uninstall(module: nn.Module) -> None:
-    """Remove thresholds and hooks (on exported copies)."""
     st = module.__dict__.pop(STATE_ATTR, None)
     if st is None:
         return
