@@ -185,18 +185,10 @@ class FlopAccount:
         return self._total + self._tensor_total + pending
 
     def add_iteration(self) -> None:
-        """Charge the declared networks' cost (a 0-d device tensor density is summed as one: no host sync)."""
-        if not self.cost:
-            return
-        x, dense = 0.0, 0.0
-        for n, d in self.per_sample.items():
-            if n in self.cost:
-                passes = self.cost[n][0] + 3.0 * self.cost[n][1]
-                dense += sum(d.values()) * passes
-                for owner, f in d.items():
-                    x = x + f * passes * (1.0 if owner == UNOWNED else self.density(n, owner))
-        self._tensor_total = self._tensor_total + (x.double() if isinstance(x, torch.Tensor) else x)
-        self.dense_equiv += dense
+        """Charge the declared networks' cost per iteration: forward samples once, trained ones 3× (+ backward)."""
+        for n, (forward, train) in self.cost.items():
+            for owner, f in self.per_sample.get(n, {}).items():
+                self.charge(n, owner, f * (forward + 3.0 * train))
 
     def state_dict(self) -> dict:
         return {"total": float(self.total), "dense_equiv": float(self.dense_equiv),

@@ -230,9 +230,9 @@ class RGGAN(Method):
         return hard_mask(w, m._parameters[s.threshold_attr], s.channel_dim)
 
     def _next_density(self, net_name: str, s: Site) -> torch.Tensor:
-        """Kept fraction of the next forward's mask, the reset rule included (0-d tensor, no host sync)."""
+        """Kept fraction of the next forward's mask, the reset rule included (0-d float64 tensor, no host sync)."""
         keep = self._keep(self.ctx.module(net_name, s), s, next_forward=True)
-        d = keep.sum() / keep.numel()   # float32: FLOP totals resume bit-exactly (charged as density × integer)
+        d = keep.sum().double() / keep.numel()
         return torch.where(collapsed(keep, self.config.reset_density), torch.ones_like(d), d)
 
     # ------------------------------------------------------------------ training loop
@@ -253,7 +253,8 @@ class RGGAN(Method):
         for s, (w_before, keep) in zip(c.sites[net_name], stash):
             w = s.param(c.nets[net_name])
             torch.where(keep, w, w_before, out=w)   # in place: no temporary of the weight's size
-            self._density[(net_name, s.layer)] = self._next_density(net_name, s)   # FLOPs of the coming forwards
+            # FLOPs of the coming forwards, at the float32 ratio: totals resume bit-exactly (density × integer)
+            self._density[(net_name, s.layer)] = self._next_density(net_name, s).float()
 
     def regularizer(self, net_name: str):
         if net_name not in self.ctx.targets or self._mode != "sparse":
@@ -274,12 +275,8 @@ class RGGAN(Method):
 
     @torch.no_grad()
     def layer_density(self, net_name: str) -> dict[str, float]:
-        out = {}
-        for s in self.ctx.sites.get(net_name, []):
-            keep = self._keep(self.ctx.module(net_name, s), s, next_forward=True) if self._mode == "sparse" else None
-            out[s.name] = 1.0 if keep is None or collapsed(keep, self.config.reset_density) else \
-                float(keep.sum()) / keep.numel()
-        return out
+        return {s.name: float(self._next_density(net_name, s)) if self._mode == "sparse" else 1.0
+                for s in self.ctx.sites.get(net_name, [])}
 
     def stats(self) -> dict:
         means = {n: torch.cat([t.detach().flatten() for _, _, t in self._thresholds(n)]).float().mean()
