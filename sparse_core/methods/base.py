@@ -293,8 +293,7 @@ class MaskMethod(Method):
     @torch.no_grad()
     def apply_masks(self, net_name: str, grads: bool = False) -> None:
         for s in self.ctx.sites[net_name]:
-            m = self.ctx.module(net_name, s)
-            p, mask = m._parameters[s.attr], m._buffers[s.mask_attr]
+            p, mask = self.ctx.param(net_name, s), self.mask(s, net_name)
             if not grads:
                 p.mul_(mask)
             elif p.grad is not None:

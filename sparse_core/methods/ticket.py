@@ -105,13 +105,12 @@ def write_ticket(path: str, init: dict, masks: dict, final: dict | None = None, 
                 path, prefix=".tmp-ticket-")
 
 
-def _value_problem(t: torch.Tensor, mask: bool) -> str | None:
-    """Why `t` cannot be a ticket's initial value or (mask=True) mask; None if it can."""
-    if not bool(torch.isfinite(t).all()):
-        return "has non-finite values"
-    if mask and not bool(((t == 0) | (t == 1)).all()):
-        return "is not 0/1"
-    return "prunes every entry: that layer could not train" if mask and not bool(t.any()) else None
+def _check_value(t: torch.Tensor, mask: bool, where: str) -> None:
+    """Refuse `t` (named `where`) as a ticket's initial value or (mask=True) mask."""
+    require(bool(torch.isfinite(t).all()), f"{where} has non-finite values")
+    if mask:
+        require(bool(((t == 0) | (t == 1)).all()), f"{where} is not 0/1")
+        require(bool(t.any()), f"{where} prunes every entry: that layer could not train")
 
 
 def _init_problem(init, net: nn.Module) -> str | None:
@@ -126,7 +125,7 @@ def _init_problem(init, net: nn.Module) -> str | None:
         v = init[k]
         if not isinstance(v, torch.Tensor) or tuple(v.shape) != tuple(p.shape):
             return f"{k!r} has shape {tuple(getattr(v, 'shape', ()))}, expected {tuple(p.shape)}"
-        if _value_problem(v, mask=False):
+        if not bool(torch.isfinite(v).all()):
             return f"{k!r} has non-finite values"
     return None
 
@@ -154,8 +153,7 @@ def read_ticket(path: str) -> dict:
                 f"--ticket: {path!r} has a malformed {key!r} entry (expected {{net: {{name: float tensor}}}})")
         for n, v in d.items():
             for k, t in v.items():
-                why = _value_problem(t, mask=key == "masks")
-                require(why is None, f"--ticket: {path!r}: {key} {n}/{k} {why}")
+                _check_value(t, key == "masks", f"--ticket: {path!r}: {key} {n}/{k}")
     return obj
 
 
@@ -191,8 +189,7 @@ class Ticket(MaskMethod):
                 require(k in shapes, f"ticket: {n} has no masked tensor {k!r}")
                 require(tuple(m.shape) == shapes[k],
                         f"ticket: mask {n}/{k} has shape {tuple(m.shape)}, expected {shapes[k]}")
-                why = _value_problem(m, mask=True)
-                require(why is None, f"ticket: mask {n}/{k} {why}")
+                _check_value(m, True, f"ticket: mask {n}/{k}")
         if self._given_init is not None:
             for n in c.targets:
                 why = _init_problem(self._given_init.get(n), c.nets[n])
