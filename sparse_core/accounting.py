@@ -97,7 +97,7 @@ def _charge_forward(module: nn.Module, args, kwargs, output):
     account = site[0]() if site is not None and module.training else None
     batch = None if account is None else _leading_batch(args) or _leading_batch(kwargs.values())
     if batch is None:
-        return None
+        return
     _, net_name, owner, per_sample = site
     flops = per_sample * batch
     account.charge(net_name, owner, flops)
@@ -111,9 +111,7 @@ def _charge_forward(module: nn.Module, args, kwargs, output):
                 charged.append(True)
                 # a graph-building backward will itself be differentiated: charge that second backward now
                 account.charge(net_name, owner, flops * (6.0 if torch.is_grad_enabled() else 2.0))
-            return None
         out.register_hook(charge_backward)
-    return None
 
 
 def strip(net: nn.Module) -> None:

@@ -71,7 +71,7 @@ def effective_weight(module: nn.Module, attr: str, derived: str | None, next_for
 def _pre_hook(module: nn.Module, args):
     st: ThresholdState = module.__dict__.get(STATE_ATTR)
     if st is None or not st.active:
-        return None
+        return
     for attr, dim, derived in st.attrs:
         t = module._parameters[attr + "_threshold"]
         w = effective_weight(module, attr, derived)
@@ -79,7 +79,6 @@ def _pre_hook(module: nn.Module, args):
                                              reset_density=st.reset_density)  # reset rule fused into the pass
         st.stash[derived or attr] = w
         (module._parameters if derived is None else module.__dict__)[derived or attr] = masked
-    return None
 
 
 def _post_hook(module: nn.Module, args, output):
@@ -88,7 +87,6 @@ def _post_hook(module: nn.Module, args, output):
         for key, w in st.stash.items():
             (module._parameters if key in module._parameters else module.__dict__)[key] = w
         st.stash.clear()
-    return None
 
 
 _pre_hook.sparse_core_hook = _post_hook.sparse_core_hook = True

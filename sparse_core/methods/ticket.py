@@ -113,21 +113,17 @@ def _check_value(t: torch.Tensor, mask: bool, where: str) -> None:
         require(bool(t.any()), f"{where} prunes every entry: that layer could not train")
 
 
-def _init_problem(init, net: nn.Module) -> str | None:
-    """Why `init` cannot be `net`'s rewind point ({parameter name: finite value of its shape}); None if it can."""
+def _check_init(init, net: nn.Module, where: str) -> None:
+    """Refuse `init` (named `where`) as `net`'s rewind point ({parameter name: finite value of its shape})."""
     params = dict(net.named_parameters())
-    if not isinstance(init, dict):
-        return "missing"
+    require(isinstance(init, dict), f"{where} missing")
     missing = sorted(set(params) - set(init))
-    if missing:
-        return f"parameters {missing[:3]} missing (a ticket of another network?)"
+    require(not missing, f"{where} parameters {missing[:3]} missing (a ticket of another network?)")
     for k, p in params.items():
         v = init[k]
-        if not isinstance(v, torch.Tensor) or tuple(v.shape) != tuple(p.shape):
-            return f"{k!r} has shape {tuple(getattr(v, 'shape', ()))}, expected {tuple(p.shape)}"
-        if not bool(torch.isfinite(v).all()):
-            return f"{k!r} has non-finite values"
-    return None
+        require(isinstance(v, torch.Tensor) and tuple(v.shape) == tuple(p.shape),
+                f"{where} {k!r} has shape {tuple(getattr(v, 'shape', ()))}, expected {tuple(p.shape)}")
+        _check_value(v, False, f"{where} {k!r}")
 
 
 def read_ticket(path: str) -> dict:
@@ -192,8 +188,7 @@ class Ticket(MaskMethod):
                 _check_value(m, True, f"ticket: mask {n}/{k}")
         if self._given_init is not None:
             for n in c.targets:
-                why = _init_problem(self._given_init.get(n), c.nets[n])
-                require(why is None, f"ticket: initial values of {n}: {why}")
+                _check_init(self._given_init.get(n), c.nets[n], f"ticket: initial values of {n}:")
             with torch.no_grad():
                 for n in c.targets:
                     for k, p in c.nets[n].named_parameters():
@@ -210,8 +205,7 @@ class Ticket(MaskMethod):
     def check_state(self, state: dict) -> None:
         init = state.get("init") if isinstance(state.get("init"), dict) else {}
         for n in self.ctx.targets:
-            why = _init_problem(init.get(n), self.ctx.nets[n])
-            require(why is None, f"entry 'method_state.init' ({n}'s initial values): {why}")
+            _check_init(init.get(n), self.ctx.nets[n], f"entry 'method_state.init' ({n}'s initial values):")
 
     def load_state_dict(self, state: dict, phase: str) -> None:
         self.init = {n: {k: v.detach().clone() for k, v in d.items()} for n, d in state["init"].items()}
