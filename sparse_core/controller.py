@@ -101,13 +101,11 @@ class SparseController:
                 f"scale and parameters reach the optimizer through it)")
 
     def before_step(self, net_name: str) -> None:
-        """Call right before `opt.step()` of network `net_name` (after backward)."""
         self._check_bound(self._net(net_name, "before_step"), f"before_step({net_name!r})")
         if not self.paused:
             self.strategy.before_step(net_name)
 
     def after_step(self, net_name: str) -> None:
-        """Call right after `opt.step()` of network `net_name`."""
         if not self.paused:
             self.strategy.after_step(self._net(net_name, "after_step"))
 
@@ -366,6 +364,5 @@ def _with_added_params(ctrl_ref, optimizer, state_dict):
 
 
 def prepare(config, G: nn.Module, D: nn.Module | None = None, **method_kwargs) -> SparseController:
-    """Attach the method's masks or thresholds to G (and D) and return the controller (README "sparse_core API");
-    `method_kwargs`: the method's own arguments (tickets: masks=, init=)."""
+    """Attach the method's masks or thresholds to G (and D) and return the controller (README "sparse_core API")."""
     return SparseController(config, G, D, **method_kwargs)

@@ -117,6 +117,10 @@ class Context:
     def module(self, net_name: str, s: Site) -> nn.Module:
         return s.module(self.nets[net_name])
 
+    def each(self, net_name: str | None = None) -> list[tuple[str, Site]]:
+        """(network, site) of every target's sites, in order, or of `net_name`'s."""
+        return [(n, s) for n in self.targets if net_name in (None, n) for s in self.sites[n]]
+
 
 class Method:
     """A sparse-training method: the hooks the controller calls, each doing nothing by default (their contract:
@@ -225,7 +229,6 @@ def _loaded_without_own_state(module, incompatible_keys) -> None:
 
 
 def track_own_state(module: nn.Module) -> None:
-    """Keep the load post-hook above registered on `module` exactly while it holds masks or thresholds."""
     hooks = module._load_state_dict_post_hooks
     registered = [k for k, h in hooks.items() if h is _loaded_without_own_state]
     if not _own_names(module):
@@ -254,10 +257,8 @@ class MaskMethod(Method):
         return True
 
     def attach(self) -> None:
-        c = self.ctx
-        for n in c.targets:
-            for s in c.sites[n]:
-                add_mask(c.module(n, s), s.attr, torch.ones_like(c.param(n, s).detach()))
+        for n, s in self.ctx.each():
+            add_mask(self.ctx.module(n, s), s.attr, torch.ones_like(self.ctx.param(n, s).detach()))
         self._static = {}
 
     def mask(self, s: Site, net_name: str) -> torch.Tensor:
@@ -344,8 +345,7 @@ class MaskMethod(Method):
         return module._buffers[s.mask_attr]
 
     def tensors(self):
-        c = self.ctx
-        return ((s.key(n, s.mask_attr), self.mask(s, n)) for n in c.targets for s in c.sites[n])
+        return ((s.key(n, s.mask_attr), self.mask(s, n)) for n, s in self.ctx.each())
 
     def check_tensor(self, key: str, value: torch.Tensor) -> str | None:
         return None if bool(((value == 0) | (value == 1)).all()) else "is not a 0/1 mask"

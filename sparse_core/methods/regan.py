@@ -15,8 +15,7 @@ WARMUP, SPARSE, DENSE = "warmup", "sparse", "dense"
 
 @dataclasses.dataclass(frozen=True)
 class ReGANConfig(SparseConfig):
-    """sparsity: ρ pruned per tensor in sparse phases; interval: g, iterations per phase; warmup: dense iterations
-    before the first prune; regrow: 'zero' | 'random' (Re-GAN-RI); dense_lr_scale: LR multiplier in dense phases."""
+    """Each field is set by a flag of ReGAN.flags (`Flag.field`), whose help says what it does (ρ: sparsity)."""
 
     sparsity: float = 0.3
     interval: int = 5000
@@ -146,14 +145,13 @@ class ReGAN(MaskMethod):
     @torch.no_grad()
     def _grow(self) -> None:
         c = self.ctx
-        for n in c.targets:
-            for s in c.sites[n]:
-                mask, p = self.mask(s, n), c.param(n, s)
-                if self.config.regrow == "random":
-                    fresh = fresh_values(c.module(n, s), s.attr, *self.init_stats[f"{n}/{s.name}"])
-                    broadcast(fresh)
-                    p.copy_(torch.where(mask.bool(), p, fresh))
-                mask.fill_(1)
+        for n, s in c.each():
+            mask, p = self.mask(s, n), c.param(n, s)
+            if self.config.regrow == "random":
+                fresh = fresh_values(c.module(n, s), s.attr, *self.init_stats[f"{n}/{s.name}"])
+                broadcast(fresh)
+                p.copy_(torch.where(mask.bool(), p, fresh))
+            mask.fill_(1)
         self.sync_ema()
         self.refresh_density()
 

@@ -25,9 +25,8 @@ STATE_ATTR = "_rg_threshold_state"
 
 @dataclasses.dataclass(frozen=True)
 class RGGANConfig(SparseConfig):
-    """lam: λ of the regulariser λ·Σ exp(−t) (paper 5e-12, official code 1e-12); reset_density: a layer keeping
-    no more than this is reset to t = 0; official: the official code's detached mask (comparisons only);
-    augmented: augmented regeneration from feed_metric (False: always sparse). Default target: both."""
+    """reset_density: a layer keeping no more than this is reset to t = 0 (the reset rule); the other fields are set
+    by flags of RGGAN.flags (`Flag.field`), whose help says what each does. Default target: both."""
 
     lam: float = 5e-12
     reset_density: float = 0.01
@@ -140,8 +139,8 @@ class RGGAN(Method):
     config_cls = RGGANConfig
     phases = ("sparse", "dense")
     flags = (
-        Flag("--rg-lambda", "rg_lambda", finite_float, 5e-12, "RG-GAN: sparsity regulariser λ (default 5e-12; "
-             "official code: 1e-12)", "lam"),
+        Flag("--rg-lambda", "rg_lambda", finite_float, 5e-12, "RG-GAN: sparsity regulariser λ (default 5e-12, the "
+             "paper's; official code: 1e-12)", "lam"),
         Flag("--rg-official", "rg_official", bool, False, "RG-GAN: official code's detached mask (comparison only)",
              "official"),
         Flag("--rg-no-augmented", "rg_no_augmented", bool, False,
@@ -218,9 +217,7 @@ class RGGAN(Method):
         return self._mode
 
     def _thresholds(self, net_name: str | None = None) -> list[tuple[str, Site, torch.Tensor]]:
-        c = self.ctx   # (network, site, its threshold) of every target, or of `net_name`
-        return [(n, s, c.module(n, s)._parameters[s.threshold_attr]) for n in c.targets if net_name in (None, n)
-                for s in c.sites[n]]
+        return [(n, s, self.ctx.module(n, s)._parameters[s.threshold_attr]) for n, s in self.ctx.each(net_name)]
 
     def _keep(self, m: nn.Module, s: Site, next_forward: bool = False) -> torch.Tensor:
         """The mask of site `s` of module `m`: the last forward's, or the next one's (before the reset rule)."""
