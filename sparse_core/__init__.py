@@ -1,6 +1,5 @@
-"""sparse_core: sparse GAN training (Re-GAN, RG-GAN, GAN tickets) on any network as a small library:
-`ctrl = sc.prepare(sc.ReGANConfig(sparsity=0.3, interval=5000), G=G, D=D)`, then the calls in README "sparse_core
-API". Methods live in `sparse_core.methods`, one file each."""
+"""sparse_core: sparse GAN training on any network as a small library: `ctrl = sc.prepare(config, G=G, D=D)`, then
+the calls in README "sparse_core API"; the methods live in `sparse_core.methods`, one file each."""
 from .config import ConfigError, SparseConfig
 from .methods.none import NoneConfig
 from .methods.regan import ReGANConfig

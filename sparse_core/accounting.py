@@ -18,17 +18,13 @@ UNOWNED = ""
 
 
 def op_flops(func, args, out) -> int:
-    """FLOPs of one ATen call, 0 for anything that is not a convolution or a matrix product."""
     packet = getattr(func, "overloadpacket", None)
     if packet is aten.convolution:
         # transposed: weight [Cin, Cout/groups, k...], every input element meets Cout/groups·k² weights
         return 2 * (args[0] if args[6] else out).numel() * math.prod(int(s) for s in args[1].shape[1:])
-    if packet in (aten.mm, aten.addmm):
-        a, b = (args[0], args[1]) if packet is aten.mm else (args[1], args[2])
-        return 2 * a.shape[0] * a.shape[1] * b.shape[1]
-    if packet in (aten.bmm, aten.baddbmm):
-        a, b = (args[0], args[1]) if packet is aten.bmm else (args[1], args[2])
-        return 2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+    if packet in (aten.mm, aten.addmm, aten.bmm, aten.baddbmm):   # [(B,) n, k] @ [(B,) k, m]: 2·(B·)n·k·m
+        a, b = args[1:3] if packet in (aten.addmm, aten.baddbmm) else args[:2]
+        return 2 * a.numel() * b.shape[-1]
     return 0
 
 
@@ -47,10 +43,8 @@ class _CountingMode(TorchDispatchMode):
 
 
 def _leading_batch(args) -> int | None:
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            return int(a.shape[0]) if a.dim() > 0 else None
-    return None
+    a = next((a for a in args if isinstance(a, torch.Tensor)), None)
+    return int(a.shape[0]) if a is not None and a.dim() > 0 else None
 
 
 def _owner_of(name: str, owners: set[str]) -> str:
@@ -103,7 +97,7 @@ def _charge_forward(module: nn.Module, args, kwargs, output):
     account = site[0]() if site is not None and module.training else None
     batch = None if account is None else _leading_batch(args) or _leading_batch(kwargs.values())
     if batch is None:
-        return None
+        return
     _, net_name, owner, per_sample = site
     flops = per_sample * batch
     account.charge(net_name, owner, flops)
@@ -117,13 +111,10 @@ def _charge_forward(module: nn.Module, args, kwargs, output):
                 charged.append(True)
                 # a graph-building backward will itself be differentiated: charge that second backward now
                 account.charge(net_name, owner, flops * (6.0 if torch.is_grad_enabled() else 2.0))
-            return None
         out.register_hook(charge_backward)
-    return None
 
 
 def strip(net: nn.Module) -> None:
-    """Remove the charging hooks from `net` (an exported copy carries none)."""
     for m in net.modules():
         for key in [k for k, fn in m._forward_hooks.items() if fn is _charge_forward]:
             m._forward_hooks.pop(key)
@@ -168,7 +159,6 @@ class FlopAccount:
             self._hooks[net_name].append(m.register_forward_hook(_charge_forward, with_kwargs=True))
 
     def charge(self, net_name: str, owner: str, flops: float) -> None:
-        """Add one executed pass of `flops` dense FLOPs done by `owner` of `net_name`."""
         self.dense_equiv += flops
         d = 1.0 if owner == UNOWNED else self.density(net_name, owner)
         if not isinstance(d, torch.Tensor):
@@ -193,18 +183,10 @@ class FlopAccount:
         return self._total + self._tensor_total + pending
 
     def add_iteration(self) -> None:
-        """Charge the declared networks' cost (a 0-d device tensor density is summed as one: no host sync)."""
-        if not self.cost:
-            return
-        x, dense = 0.0, 0.0
-        for n, d in self.per_sample.items():
-            if n in self.cost:
-                passes = self.cost[n][0] + 3.0 * self.cost[n][1]
-                dense += sum(d.values()) * passes
-                for owner, f in d.items():
-                    x = x + f * passes * (1.0 if owner == UNOWNED else self.density(n, owner))
-        self._tensor_total = self._tensor_total + (x.double() if isinstance(x, torch.Tensor) else x)
-        self.dense_equiv += dense
+        """Charge the declared networks' cost per iteration: forward samples once, trained ones 3× (+ backward)."""
+        for n, (forward, train) in self.cost.items():
+            for owner, f in self.per_sample.get(n, {}).items():
+                self.charge(n, owner, f * (forward + 3.0 * train))
 
     def state_dict(self) -> dict:
         return {"total": float(self.total), "dense_equiv": float(self.dense_equiv),
@@ -213,7 +195,6 @@ class FlopAccount:
 
     @staticmethod
     def state_ok(f) -> bool:
-        """Whether `f` is a state_dict() of a FlopAccount (finite totals, per-sample costs, declared costs)."""
         def costs(d):
             return isinstance(d, dict) and all(isinstance(k, str) and number(v) and v >= 0 for k, v in d.items())
         return (isinstance(f, dict) and number(f.get("total")) and number(f.get("dense_equiv"))

@@ -19,10 +19,9 @@ def _write_file(tmp: str, data, target: str) -> None:
 def save_atomic(obj, path: str, prefix: str = ".tmp-") -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    d = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=prefix, suffix=".pt")
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=prefix, suffix=".pt")
         os.close(fd)
         _write_file(tmp, buffer.getbuffer(), path)
         os.replace(tmp, path)

@@ -20,7 +20,6 @@ def count(value) -> bool:
 
 
 def require(ok: bool, message: str) -> None:
-    """An argument check: ConfigError(message) unless `ok`."""
     if not ok:
         raise ConfigError(message)
 

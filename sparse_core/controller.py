@@ -43,9 +43,6 @@ class SparseController:
             require(t in self.nets, f"target {config.target!r} needs network {t} but it was not given to prepare()")
         sites = {n: find_sites(self.nets[n], config.scope, config.include, config.exclude, net_name=n) for n in targets}
         self.ctx = methods.Context(self.nets, targets, sites)
-        self.lr = {n: LRScaler() for n in self.nets}
-        self._bound: set[str] = set()      # networks whose optimizer is bound
-        self._adapted: set[int] = set()
         self.from_dense = False            # integration.controller_from_flags: --sparse-from-dense
         self.metric_history: list[float] = []
         self.metric_higher_is_better: bool | None = None
@@ -54,8 +51,7 @@ class SparseController:
         self._ops_since = ops.backend_counts()   # stats() reports which backend served the ops from here on
         self.strategy = methods.get(name)(self.ctx, config, **method_kwargs)
         self.strategy.attach()
-        for n in self.nets:
-            self.lr[n].scale = self.strategy.lr_scale(n)   # applied to optimizers when they are bound
+        self.lr = {n: LRScaler(self.strategy.lr_scale(n)) for n in self.nets}   # reaches optimizers when bound
 
     # the context's fields under their public names
     targets = property(lambda self: self.ctx.targets)
@@ -64,8 +60,7 @@ class SparseController:
     paused = property(lambda self: self.ctx.paused)
 
     def _net(self, net_name: str, what: str) -> str:
-        if net_name not in self.nets:
-            raise ConfigError(f"{what}: unknown network {net_name!r}; this controller has {tuple(self.nets)}")
+        require(net_name in self.nets, f"{what}: unknown network {net_name!r}; this controller has {tuple(self.nets)}")
         return net_name
 
     # ------------------------------------------------------------------ bind
@@ -86,12 +81,10 @@ class SparseController:
             self.ctx.ema.bind(G_ema)
             self.strategy.attach_ema()
         for n, opt, sch in given:
-            self.lr[n].bind(opt, None if sch is None else list(sch))
-            if opt is not None:
-                self._bound.add(n)
-                if id(opt) not in self._adapted:
-                    opt.register_load_state_dict_pre_hook(functools.partial(_with_added_params, weakref.ref(self)))
-                    self._adapted.add(id(opt))
+            fresh = opt is not None and opt is not self.lr[n].optimizer
+            self.lr[n].bind(opt, None if sch is None else list(sch))   # a list: read twice
+            if fresh:   # registered again after another optimizer: the hook is idempotent
+                opt.register_load_state_dict_pre_hook(functools.partial(_with_added_params, weakref.ref(self)))
 
     # ------------------------------------------------------------------ training-loop hooks
     def pause(self, paused: bool = True) -> None:
@@ -103,18 +96,16 @@ class SparseController:
         return 1.0 if self.paused else self.strategy.owner_density(net_name, owner)
 
     def _check_bound(self, net_name: str, what: str) -> None:
-        if net_name in self.targets and net_name not in self._bound:
-            raise ConfigError(f"{what} before ctrl.bind(opt_{net_name}=...): bind {net_name}'s optimizer first (the "
-                              f"method's LR scale and parameters reach the optimizer through it)")
+        require(net_name not in self.targets or self.lr[net_name].optimizer is not None,
+                f"{what} before ctrl.bind(opt_{net_name}=...): bind {net_name}'s optimizer first (the method's LR "
+                f"scale and parameters reach the optimizer through it)")
 
     def before_step(self, net_name: str) -> None:
-        """Call right before `opt.step()` of network `net_name` (after backward)."""
         self._check_bound(self._net(net_name, "before_step"), f"before_step({net_name!r})")
         if not self.paused:
             self.strategy.before_step(net_name)
 
     def after_step(self, net_name: str) -> None:
-        """Call right after `opt.step()` of network `net_name`."""
         if not self.paused:
             self.strategy.after_step(self._net(net_name, "after_step"))
 
@@ -224,8 +215,8 @@ class SparseController:
             out[f"sparse/{n}/sparsity"] = self.sparsity(n, dens)
             out[f"sparse/{n}/lr_scale"] = self.lr[n].scale
             out.update({f"sparse/{n}/kept/{k}": d for k, d in dens.items()})
-        for family, share in ops.native_shares(self._ops_since).items():
-            out[f"sparse/native/{family}"] = share   # share of this run's calls served by the native kernels
+        # share of this run's calls served by the native kernels
+        out.update({f"sparse/native/{family}": share for family, share in ops.native_shares(self._ops_since).items()})
         out.update(self.strategy.stats())
         return out
 
@@ -281,7 +272,6 @@ class SparseController:
                     for k in keys if mine.get(k, "<unset>") != theirs.get(k, "<unset>")]
             raise ConfigError(f"{where}the snapshot was written with different sparse-training settings; "
                               + "; ".join(diff))
-        methods.config_from_dict(theirs)   # the saved settings are themselves valid
         for k in ("iteration", "nimg"):
             check(count(state.get(k)) and state[k] >= 0, k, f"must be an integer >= 0, got {state.get(k)!r}")
         phases, phase = self.strategy.phases, state.get("phase")
@@ -371,16 +361,12 @@ def _with_added_params(ctrl_ref, optimizer, state_dict):
             all(len(sg["params"]) == len(g["params"]) for sg, g in zip(groups, optimizer.param_groups)):
         return None
     fresh = itertools.count(1 + max((i for sg in groups for i in sg["params"]), default=-1))
-    new_groups = []
-    for sg, g in zip(groups, optimizer.param_groups):
-        saved = iter(sg["params"])
-        new_groups.append({**sg, "params": [next(fresh) if id(p) in extra else next(saved) for p in g["params"]]})
+    saved = iter([i for sg in groups for i in sg["params"]])   # each group holds as many as it has plain params
+    new_groups = [{**sg, "params": [next(fresh) if id(p) in extra else next(saved) for p in g["params"]]}
+                  for sg, g in zip(groups, optimizer.param_groups)]
     return {**state_dict, "param_groups": new_groups}
 
 
-def prepare(config, G: nn.Module, D: nn.Module | None = None,
-            masks: dict[str, dict[str, torch.Tensor]] | None = None, **method_kwargs) -> SparseController:
+def prepare(config, G: nn.Module, D: nn.Module | None = None, **method_kwargs) -> SparseController:
     """Attach the method's masks or thresholds to G (and D) and return the controller (README "sparse_core API")."""
-    if masks is not None:
-        method_kwargs["masks"] = masks
     return SparseController(config, G, D, **method_kwargs)

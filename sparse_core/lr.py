@@ -1,17 +1,8 @@
-"""Learning-rate scaling that composes with the training loop's own schedule.
-
-Re-GAN changes a network's LR when a phase starts. The vendors already shape their LRs: SNGAN's LambdaLR
-rewrites `group['lr'] = base_lr * lambda(step)` from `scheduler.base_lrs` every step, and StyleGAN2-ADA
-pre-multiplies the LR by `mb_ratio` for lazy regularisation. So the scale is applied multiplicatively to
-every place the LR is derived from (param group, `initial_lr`, scheduler base LRs), never written as an
-absolute value: the vendor's schedule keeps its shape and sparse_core only multiplies it.
-
-Each param group (and each scheduler) records the scale already applied to it under `MARK`. The record
-travels with `optimizer.state_dict()` / `scheduler.state_dict()` (both keep unknown keys), so applying the
-wanted scale is idempotent and independent of the order in which the loop binds, restores the optimizer and
-restores the controller: a fresh optimizer (no record) gets the whole scale, a restored one only the
-difference, and re-binding the same or a rebuilt optimizer never compounds it.
-"""
+"""Learning-rate scaling that composes with the training loop's own schedule (README "sparse_core API", `bind`):
+a multiplier on every place a vendor derives its LR from (SNGAN's LambdaLR rewrites `lr` from `base_lrs` each step,
+StyleGAN2-ADA pre-multiplies it by `mb_ratio`), never an absolute value. The scale already applied travels in each
+param group (`MARK`) and scheduler state_dict: a fresh optimizer gets the whole scale, a restored one only the
+difference, and binding again never compounds it."""
 from typing import Sequence
 
 import torch
@@ -21,29 +12,25 @@ _SCHED_MARK = "_sparse_core_lr_scale"  # scheduler attribute (in its state_dict 
 
 
 class LRScaler:
-    def __init__(self) -> None:
-        self.scale = 1.0
-        self._optimizer: torch.optim.Optimizer | None = None
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = float(scale)
+        self.optimizer: torch.optim.Optimizer | None = None   # the bound one
         self._schedulers: list = []
 
     def bind(self, optimizer: torch.optim.Optimizer | None = None, schedulers: Sequence | None = None) -> None:
-        """Replace the bound optimizer (one per network) and/or its schedulers, then apply the current scale.
-
-        Binding a new optimizer drops the old one's schedulers unless new ones are given: they drive the
-        old optimizer, which the loop has discarded.
-        """
-        if optimizer is not None and optimizer is not self._optimizer:
+        """Replace the bound optimizer (one per network) and/or its schedulers, then apply the current scale; a new
+        optimizer drops the old one's schedulers unless new ones are given (they drive the discarded one)."""
+        if optimizer is not None and optimizer is not self.optimizer:
             if not isinstance(optimizer, torch.optim.Optimizer):
                 raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-            self._optimizer = optimizer
+            self.optimizer = optimizer
             if schedulers is None:
                 self._schedulers = [s for s in self._schedulers if getattr(s, "optimizer", None) is optimizer]
         if schedulers is not None:
-            scheds = list(schedulers)
-            for s in scheds:
+            for s in schedulers:
                 if not hasattr(s, "base_lrs"):
                     raise TypeError(f"scheduler {type(s).__name__} has no base_lrs; cannot compose an LR scale with it")
-            self._schedulers = scheds
+            self._schedulers = list(schedulers)
         self._apply()
 
     def set_scale(self, scale: float) -> None:
@@ -52,7 +39,7 @@ class LRScaler:
         self._apply()
 
     def _apply(self) -> None:
-        for group in self._optimizer.param_groups if self._optimizer is not None else ():
+        for group in self.optimizer.param_groups if self.optimizer is not None else ():
             factor = self.scale / float(group.get(MARK, 1.0))
             if factor != 1.0:
                 group["lr"] = group["lr"] * factor

@@ -51,7 +51,6 @@ class Site:
 
 
 def _hook_kind(module: nn.Module, attr: str) -> tuple[str, str | None]:
-    """('sn' | 'wn', the attribute derived) when an old-API norm hook derives it from `attr`; else ('plain', None)."""
     for hook in module._forward_pre_hooks.values():
         if isinstance(hook, SpectralNorm) and attr == hook.name + "_orig":
             return "sn", hook.name
@@ -132,12 +131,6 @@ def find_sites(net: nn.Module, scope: str, include: Sequence[str] = (), exclude:
                net_name: str = "network") -> list[Site]:
     """The masked sites of `net` in parameter order. scope 'weights': weight / weight_orig with ndim >= 2, weight-norm
     directions, parametrized weights; 'all': every parameter but norm magnitudes. include / exclude: regexes."""
-    inc = [re.compile(p) for p in include]
-    exc = [re.compile(p) for p in exclude]
-
-    def wanted(full: str) -> bool:
-        return (not inc or any(r.search(full) for r in inc)) and not any(r.search(full) for r in exc)
-
     sites, seen = [], set()   # a tensor tied into several layers is one site, owned by its first holder
     for module_name, module in net.named_modules():
         plist = isinstance(module, parametrize.ParametrizationList)   # holds a parametrized tensor's originals
@@ -157,7 +150,7 @@ def find_sites(net: nn.Module, scope: str, include: Sequence[str] = (), exclude:
             weight = tname == "weight" if plist else attr in _WEIGHT_ATTRS or kind == "wn"
             if scope == "weights" and not (p.ndim >= 2 and weight):
                 continue
-            if not wanted(full):
+            if include and not any(re.search(r, full) for r in include) or any(re.search(r, full) for r in exclude):
                 continue
             if plist and known is None:
                 raise ConfigError(f"{net_name}: layer {layer or '<root>'!r} has its {tname!r} parametrized by "

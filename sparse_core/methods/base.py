@@ -76,23 +76,21 @@ class EMA:
         return self.values is not None
 
     def tensor(self, s: Site) -> torch.Tensor:
-        """G_ema's copy of site `s`."""
         return self.values[s.name] if self.values is not None else s.module(self.module)._parameters[s.attr]
 
     def bind(self, ema) -> None:
-        G = self.G
         if isinstance(ema, nn.Module):
-            require(ema is not G, "G_ema is G itself; bind a copy (copy.deepcopy(G)) or leave G_ema out")
+            require(ema is not self.G, "G_ema is G itself; bind a copy (copy.deepcopy(G)) or leave G_ema out")
             params = dict(ema.named_parameters(remove_duplicate=False))
             for s in self.sites:
-                shape = tuple(s.param(G).shape)
+                shape = tuple(s.param(self.G).shape)
                 require(s.name in params and tuple(params[s.name].shape) == shape,
                         f"G_ema has no parameter {s.name!r} of G's shape {shape}: it must be a copy of G")
             self.module, self.values = ema, None
             return
         require(isinstance(ema, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in ema), f"G_ema must be "
                 f"an nn.Module or a list of tensors aligned with G.parameters(), got {type(ema).__name__}")
-        named = list(G.named_parameters())
+        named = list(self.G.named_parameters())
         plain = [(k, p) for k, p in named if not k.endswith(OWN_SUFFIXES)]
         aligned = named if len(ema) == len(named) else plain if len(ema) == len(plain) else None
         require(aligned is not None, f"G_ema list has {len(ema)} tensors; G.parameters() has {len(named)} "
@@ -118,6 +116,10 @@ class Context:
 
     def module(self, net_name: str, s: Site) -> nn.Module:
         return s.module(self.nets[net_name])
+
+    def each(self, net_name: str | None = None) -> list[tuple[str, Site]]:
+        """(network, site) of every target's sites, in order, or of `net_name`'s."""
+        return [(n, s) for n in self.targets if net_name in (None, n) for s in self.sites[n]]
 
 
 class Method:
@@ -230,7 +232,6 @@ def _loaded_without_own_state(module, incompatible_keys) -> None:
 
 
 def track_own_state(module: nn.Module) -> None:
-    """Keep the load post-hook above registered on `module` exactly while it holds masks or thresholds."""
     hooks = module._load_state_dict_post_hooks
     registered = [k for k, h in hooks.items() if h is _loaded_without_own_state]
     if not _own_names(module):
@@ -259,10 +260,8 @@ class MaskMethod(Method):
         return True
 
     def attach(self) -> None:
-        c = self.ctx
-        for n in c.targets:
-            for s in c.sites[n]:
-                add_mask(c.module(n, s), s.attr, torch.ones_like(c.param(n, s).detach()))
+        for n, s in self.ctx.each():
+            add_mask(self.ctx.module(n, s), s.attr, torch.ones_like(self.ctx.param(n, s).detach()))
         self._static = {}
 
     def mask(self, s: Site, net_name: str) -> torch.Tensor:
@@ -290,11 +289,15 @@ class MaskMethod(Method):
     def after_ema(self) -> None:
         self.sync_ema(zero_only=True)
 
+    def restart_from_dense(self) -> None:
+        for n in self.ctx.targets:   # the loop replaced the weights the masks were applied to
+            self.apply_masks(n)
+        self.sync_ema()
+
     @torch.no_grad()
     def apply_masks(self, net_name: str, grads: bool = False) -> None:
         for s in self.ctx.sites[net_name]:
-            m = self.ctx.module(net_name, s)
-            p, mask = m._parameters[s.attr], m._buffers[s.mask_attr]
+            p, mask = self.ctx.param(net_name, s), self.mask(s, net_name)
             if not grads:
                 p.mul_(mask)
             elif p.grad is not None:
@@ -345,8 +348,7 @@ class MaskMethod(Method):
         return module._buffers[s.mask_attr]
 
     def tensors(self):
-        c = self.ctx
-        return ((s.key(n, s.mask_attr), self.mask(s, n)) for n in c.targets for s in c.sites[n])
+        return ((s.key(n, s.mask_attr), self.mask(s, n)) for n, s in self.ctx.each())
 
     def check_tensor(self, key: str, value: torch.Tensor) -> str | None:
         return None if bool(((value == 0) | (value == 1)).all()) else "is not a 0/1 mask"

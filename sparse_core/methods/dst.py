@@ -274,11 +274,6 @@ class DST(MaskMethod):
                 broadcast(masks[s.name])
             self.set_masks(n, masks)
 
-    def restart_from_dense(self) -> None:
-        for n in self.ctx.targets:   # the loop replaced the weights the masks were applied to
-            self.apply_masks(n)
-        self.sync_ema()
-
     def phase(self) -> str:
         return SPARSE
 

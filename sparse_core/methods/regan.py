@@ -15,8 +15,7 @@ WARMUP, SPARSE, DENSE = "warmup", "sparse", "dense"
 
 @dataclasses.dataclass(frozen=True)
 class ReGANConfig(SparseConfig):
-    """sparsity: ρ pruned per tensor in sparse phases; interval: g, iterations per phase; warmup: dense iterations
-    before the first prune; regrow: 'zero' | 'random' (Re-GAN-RI); dense_lr_scale: LR multiplier in dense phases."""
+    """Each field is set by a flag of ReGAN.flags (`Flag.field`), whose help says what it does (ρ: sparsity)."""
 
     sparsity: float = 0.3
     interval: int = 5000
@@ -102,8 +101,7 @@ class ReGAN(MaskMethod):
         self.init_stats = {k: (float(v.mean()), float(v.std()) if v.numel() > 1 else 0.0) for k, v in w.items()}
         self._phase = phase_at(0, self.config.warmup, self.config.interval)
         if self._phase == SPARSE:
-            self._prune()
-        self.refresh_density()
+            self._prune()   # set_masks caches the densities; before that every layer counts dense
 
     def phase(self) -> str:
         return self._phase
@@ -147,14 +145,13 @@ class ReGAN(MaskMethod):
     @torch.no_grad()
     def _grow(self) -> None:
         c = self.ctx
-        for n in c.targets:
-            for s in c.sites[n]:
-                mask, p = self.mask(s, n), c.param(n, s)
-                if self.config.regrow == "random":
-                    fresh = fresh_values(c.module(n, s), s.attr, *self.init_stats[f"{n}/{s.name}"])
-                    broadcast(fresh)
-                    p.copy_(torch.where(mask.bool(), p, fresh))
-                mask.fill_(1)
+        for n, s in c.each():
+            mask, p = self.mask(s, n), c.param(n, s)
+            if self.config.regrow == "random":
+                fresh = fresh_values(c.module(n, s), s.attr, *self.init_stats[f"{n}/{s.name}"])
+                broadcast(fresh)
+                p.copy_(torch.where(mask.bool(), p, fresh))
+            mask.fill_(1)
         self.sync_ema()
         self.refresh_density()
 

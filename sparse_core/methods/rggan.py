@@ -25,9 +25,8 @@ STATE_ATTR = "_rg_threshold_state"
 
 @dataclasses.dataclass(frozen=True)
 class RGGANConfig(SparseConfig):
-    """lam: λ of the regulariser λ·Σ exp(−t) (paper 5e-12, official code 1e-12); reset_density: a layer keeping
-    no more than this is reset to t = 0; official: the official code's detached mask (comparisons only);
-    augmented: augmented regeneration from feed_metric (False: always sparse). Default target: both."""
+    """reset_density: a layer keeping no more than this is reset to t = 0 (the reset rule); the other fields are set
+    by flags of RGGAN.flags (`Flag.field`), whose help says what each does. Default target: both."""
 
     lam: float = 5e-12
     reset_density: float = 0.01
@@ -59,15 +58,11 @@ class ThresholdState:
     stash: dict = dataclasses.field(default_factory=dict)
 
 
-def effective_weight(module: nn.Module, attr: str, derived: str | None) -> torch.Tensor:
-    """The unmasked weight the last forward's mask was computed on."""
-    return module._parameters[attr] if derived is None else module.__dict__[derived]
-
-
-def next_forward_weight(module: nn.Module, attr: str, derived: str | None) -> torch.Tensor:
-    """The unmasked weight the next forward will read (derived again by the module's own pre-hooks; nothing kept)."""
-    if derived is None:
-        return module._parameters[attr]
+def effective_weight(module: nn.Module, attr: str, derived: str | None, next_forward: bool = False) -> torch.Tensor:
+    """The unmasked weight the last forward's mask was computed on, or the one the next forward will read (derived
+    again by the module's own pre-hooks; nothing kept)."""
+    if derived is None or not next_forward:
+        return module._parameters[attr] if derived is None else module.__dict__[derived]
     hooks = [(k, h) for k, h in module._forward_pre_hooks.items() if not getattr(h, "sparse_core_hook", False)]
     return run_pre_hooks(module, hooks)[derived]
 
@@ -75,7 +70,7 @@ def next_forward_weight(module: nn.Module, attr: str, derived: str | None) -> to
 def _pre_hook(module: nn.Module, args):
     st: ThresholdState = module.__dict__.get(STATE_ATTR)
     if st is None or not st.active:
-        return None
+        return
     for attr, dim, derived in st.attrs:
         t = module._parameters[attr + "_threshold"]
         w = effective_weight(module, attr, derived)
@@ -83,7 +78,6 @@ def _pre_hook(module: nn.Module, args):
                                              reset_density=st.reset_density)  # reset rule fused into the pass
         st.stash[derived or attr] = w
         (module._parameters if derived is None else module.__dict__)[derived or attr] = masked
-    return None
 
 
 def _post_hook(module: nn.Module, args, output):
@@ -92,7 +86,6 @@ def _post_hook(module: nn.Module, args, output):
         for key, w in st.stash.items():
             (module._parameters if key in module._parameters else module.__dict__)[key] = w
         st.stash.clear()
-    return None
 
 
 _pre_hook.sparse_core_hook = _post_hook.sparse_core_hook = True
@@ -113,7 +106,6 @@ def install(module: nn.Module, attrs: Sequence[tuple[str, int, str | None]], off
 
 
 def uninstall(module: nn.Module) -> None:
-    """Remove thresholds and hooks (on exported copies)."""
     st = module.__dict__.pop(STATE_ATTR, None)
     if st is None:
         return
@@ -147,8 +139,8 @@ class RGGAN(Method):
     config_cls = RGGANConfig
     phases = ("sparse", "dense")
     flags = (
-        Flag("--rg-lambda", "rg_lambda", finite_float, 5e-12, "RG-GAN: sparsity regulariser λ (default 5e-12; "
-             "official code: 1e-12)", "lam"),
+        Flag("--rg-lambda", "rg_lambda", finite_float, 5e-12, "RG-GAN: sparsity regulariser λ (default 5e-12, the "
+             "paper's; official code: 1e-12)", "lam"),
         Flag("--rg-official", "rg_official", bool, False, "RG-GAN: official code's detached mask (comparison only)",
              "official"),
         Flag("--rg-no-augmented", "rg_no_augmented", bool, False,
@@ -171,10 +163,10 @@ class RGGAN(Method):
         self._density = {(n, s.layer): 1.0 for n in c.targets for s in c.sites[n]}
         self._stash: dict[str, list] = {}
 
-    def _install(self, net: nn.Module, net_name: str) -> set[str]:
-        """Thresholds on every owner of `net` lacking them and on the other holders of its tensor (tied weights);
-        returns the owners that got new ones."""
-        fresh, by_owner = set(), {}
+    def _install(self, net: nn.Module, net_name: str, values_of: nn.Module | None = None) -> None:
+        """Thresholds on every owner of `net` lacking them (zero, or `values_of`'s) and on the other holders of its
+        tensor (tied weights)."""
+        by_owner = {}
         for s in self.ctx.sites[net_name]:
             by_owner.setdefault(s.module_name, []).append(s)
         holders: dict[int, list[tuple[nn.Module, str]]] = {}
@@ -188,12 +180,12 @@ class RGGAN(Method):
             if state_of(module) is not None:
                 continue
             install(module, [(s.attr, s.channel_dim, s.derived) for s in sites], *args)
-            fresh.add(owner)
             for s in sites:
+                if values_of is not None:
+                    module._parameters[s.threshold_attr].copy_(s.module(values_of)._parameters[s.threshold_attr])
                 for other, a in holders[id(module._parameters[s.attr])]:
                     if other is not module and state_of(other) is None:
                         install(other, [(a, s.channel_dim, None)], *args, {a: module._parameters[s.threshold_attr]})
-        return fresh
 
     @torch.no_grad()
     def attach_ema(self) -> None:
@@ -201,18 +193,14 @@ class RGGAN(Method):
         c = self.ctx
         if "G" not in c.targets or c.ema.module is None:
             return
-        fresh = self._install(c.ema.module, "G")
+        self._install(c.ema.module, "G", values_of=c.nets["G"])
         for s in c.sites["G"]:
-            m_ema = s.module(c.ema.module)
-            require(s.threshold_attr in m_ema._parameters,
+            require(s.threshold_attr in s.module(c.ema.module)._parameters,
                     f"G_ema module {s.module_name!r} has RG-GAN hooks but no {s.threshold_attr}")
-            if s.module_name in fresh:
-                m_ema._parameters[s.threshold_attr].copy_(c.module("G", s)._parameters[s.threshold_attr])
         self._set_mode(self._mode)
 
     def added_parameters(self, net_name: str | None = None):
-        c = self.ctx
-        return [self._threshold(c.nets[n], s) for n in c.targets if net_name in (None, n) for s in c.sites[n]]
+        return [t for _, _, t in self._thresholds(net_name)]
 
     def _set_mode(self, mode: str) -> None:
         self._mode = mode
@@ -228,18 +216,18 @@ class RGGAN(Method):
     def phase(self) -> str:
         return self._mode
 
-    def _threshold(self, net: nn.Module, s: Site) -> torch.Tensor:
-        return s.module(net)._parameters[s.threshold_attr]
+    def _thresholds(self, net_name: str | None = None) -> list[tuple[str, Site, torch.Tensor]]:
+        return [(n, s, self.ctx.module(n, s)._parameters[s.threshold_attr]) for n, s in self.ctx.each(net_name)]
 
     def _keep(self, m: nn.Module, s: Site, next_forward: bool = False) -> torch.Tensor:
         """The mask of site `s` of module `m`: the last forward's, or the next one's (before the reset rule)."""
-        w = (next_forward_weight if next_forward else effective_weight)(m, s.attr, s.derived)
+        w = effective_weight(m, s.attr, s.derived, next_forward)
         return hard_mask(w, m._parameters[s.threshold_attr], s.channel_dim)
 
     def _next_density(self, net_name: str, s: Site) -> torch.Tensor:
-        """Kept fraction of the next forward's mask, the reset rule included (0-d tensor, no host sync)."""
+        """Kept fraction of the next forward's mask, the reset rule included (0-d float64 tensor, no host sync)."""
         keep = self._keep(self.ctx.module(net_name, s), s, next_forward=True)
-        d = keep.sum() / keep.numel()
+        d = keep.sum().double() / keep.numel()
         return torch.where(collapsed(keep, self.config.reset_density), torch.ones_like(d), d)
 
     # ------------------------------------------------------------------ training loop
@@ -260,13 +248,13 @@ class RGGAN(Method):
         for s, (w_before, keep) in zip(c.sites[net_name], stash):
             w = s.param(c.nets[net_name])
             torch.where(keep, w, w_before, out=w)   # in place: no temporary of the weight's size
-            self._density[(net_name, s.layer)] = self._next_density(net_name, s)   # FLOPs of the coming forwards
+            # FLOPs of the coming forwards, at the float32 ratio: totals resume bit-exactly (density × integer)
+            self._density[(net_name, s.layer)] = self._next_density(net_name, s).float()
 
     def regularizer(self, net_name: str):
-        c = self.ctx
-        if net_name not in c.targets or self._mode != "sparse":
+        if net_name not in self.ctx.targets or self._mode != "sparse":
             return None
-        return sum(torch.exp(-self._threshold(c.nets[net_name], s)).sum() for s in c.sites[net_name]) * self.config.lam
+        return sum(torch.exp(-t).sum() for _, _, t in self._thresholds(net_name)) * self.config.lam
 
     def on_metric(self, history):
         if not self.config.augmented:
@@ -282,18 +270,13 @@ class RGGAN(Method):
 
     @torch.no_grad()
     def layer_density(self, net_name: str) -> dict[str, float]:
-        out = {}
-        for s in self.ctx.sites.get(net_name, []):
-            keep = self._keep(self.ctx.module(net_name, s), s, next_forward=True) if self._mode == "sparse" else None
-            out[s.name] = 1.0 if keep is None or collapsed(keep, self.config.reset_density) else \
-                float(keep.sum()) / keep.numel()
-        return out
+        return {s.name: float(self._next_density(net_name, s)) if self._mode == "sparse" else 1.0
+                for s in self.ctx.sites.get(net_name, [])}
 
     def stats(self) -> dict:
-        c = self.ctx
-        return {f"sparse/{n}/threshold_mean": float(torch.cat([self._threshold(c.nets[n], s).detach().flatten()
-                                                                for s in c.sites[n]]).float().mean())
-                for n in c.targets}
+        means = {n: torch.cat([t.detach().flatten() for _, _, t in self._thresholds(n)]).float().mean()
+                 for n in self.ctx.targets}
+        return {f"sparse/{n}/threshold_mean": float(m) for n, m in means.items()}
 
     # ------------------------------------------------------------------ export / persistence
     @torch.no_grad()
@@ -314,8 +297,7 @@ class RGGAN(Method):
             uninstall(m)
 
     def tensors(self):
-        c = self.ctx
-        return ((s.key(n, s.threshold_attr), self._threshold(c.nets[n], s)) for n in c.targets for s in c.sites[n])
+        return ((s.key(n, s.threshold_attr), t) for n, s, t in self._thresholds())
 
     def state_dict(self) -> dict:
         # the densities the next forwards are charged at, so FLOPs continue exactly after a resume

@@ -105,30 +105,25 @@ def write_ticket(path: str, init: dict, masks: dict, final: dict | None = None, 
                 path, prefix=".tmp-ticket-")
 
 
-def _value_problem(t: torch.Tensor, mask: bool) -> str | None:
-    """Why `t` cannot be a ticket's initial value or (mask=True) mask; None if it can."""
-    if not bool(torch.isfinite(t).all()):
-        return "has non-finite values"
-    if mask and not bool(((t == 0) | (t == 1)).all()):
-        return "is not 0/1"
-    return "prunes every entry: that layer could not train" if mask and not bool(t.any()) else None
+def _check_value(t: torch.Tensor, mask: bool, where: str) -> None:
+    """Refuse `t` (named `where`) as a ticket's initial value or (mask=True) mask."""
+    require(bool(torch.isfinite(t).all()), f"{where} has non-finite values")
+    if mask:
+        require(bool(((t == 0) | (t == 1)).all()), f"{where} is not 0/1")
+        require(bool(t.any()), f"{where} prunes every entry: that layer could not train")
 
 
-def _init_problem(init, net: nn.Module) -> str | None:
-    """Why `init` cannot be `net`'s rewind point ({parameter name: finite value of its shape}); None if it can."""
+def _check_init(init, net: nn.Module, where: str) -> None:
+    """Refuse `init` (named `where`) as `net`'s rewind point ({parameter name: finite value of its shape})."""
     params = dict(net.named_parameters())
-    if not isinstance(init, dict):
-        return "missing"
+    require(isinstance(init, dict), f"{where} missing")
     missing = sorted(set(params) - set(init))
-    if missing:
-        return f"parameters {missing[:3]} missing (a ticket of another network?)"
+    require(not missing, f"{where} parameters {missing[:3]} missing (a ticket of another network?)")
     for k, p in params.items():
         v = init[k]
-        if not isinstance(v, torch.Tensor) or tuple(v.shape) != tuple(p.shape):
-            return f"{k!r} has shape {tuple(getattr(v, 'shape', ()))}, expected {tuple(p.shape)}"
-        if _value_problem(v, mask=False):
-            return f"{k!r} has non-finite values"
-    return None
+        require(isinstance(v, torch.Tensor) and tuple(v.shape) == tuple(p.shape),
+                f"{where} {k!r} has shape {tuple(getattr(v, 'shape', ()))}, expected {tuple(p.shape)}")
+        _check_value(v, False, f"{where} {k!r}")
 
 
 def read_ticket(path: str) -> dict:
@@ -154,8 +149,7 @@ def read_ticket(path: str) -> dict:
                 f"--ticket: {path!r} has a malformed {key!r} entry (expected {{net: {{name: float tensor}}}})")
         for n, v in d.items():
             for k, t in v.items():
-                why = _value_problem(t, mask=key == "masks")
-                require(why is None, f"--ticket: {path!r}: {key} {n}/{k} {why}")
+                _check_value(t, key == "masks", f"--ticket: {path!r}: {key} {n}/{k}")
     return obj
 
 
@@ -191,12 +185,10 @@ class Ticket(MaskMethod):
                 require(k in shapes, f"ticket: {n} has no masked tensor {k!r}")
                 require(tuple(m.shape) == shapes[k],
                         f"ticket: mask {n}/{k} has shape {tuple(m.shape)}, expected {shapes[k]}")
-                why = _value_problem(m, mask=True)
-                require(why is None, f"ticket: mask {n}/{k} {why}")
+                _check_value(m, True, f"ticket: mask {n}/{k}")
         if self._given_init is not None:
             for n in c.targets:
-                why = _init_problem(self._given_init.get(n), c.nets[n])
-                require(why is None, f"ticket: initial values of {n}: {why}")
+                _check_init(self._given_init.get(n), c.nets[n], f"ticket: initial values of {n}:")
             with torch.no_grad():
                 for n in c.targets:
                     for k, p in c.nets[n].named_parameters():
@@ -207,19 +199,13 @@ class Ticket(MaskMethod):
             self.set_masks(n, self._given_masks.get(n, {}))
         self._given_masks, self._given_init = None, None
 
-    def restart_from_dense(self) -> None:
-        for n in self.ctx.targets:
-            self.apply_masks(n)
-        self.sync_ema()
-
     def state_dict(self) -> dict:
         return {"init": {n: {k: v.clone() for k, v in d.items()} for n, d in self.init.items()}}
 
     def check_state(self, state: dict) -> None:
         init = state.get("init") if isinstance(state.get("init"), dict) else {}
         for n in self.ctx.targets:
-            why = _init_problem(init.get(n), self.ctx.nets[n])
-            require(why is None, f"entry 'method_state.init' ({n}'s initial values): {why}")
+            _check_init(init.get(n), self.ctx.nets[n], f"entry 'method_state.init' ({n}'s initial values):")
 
     def load_state_dict(self, state: dict, phase: str) -> None:
         self.init = {n: {k: v.detach().clone() for k, v in d.items()} for n, d in state["init"].items()}

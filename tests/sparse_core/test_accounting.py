@@ -60,3 +60,36 @@ def test_training_flops_scale_with_density_and_passes():
     assert st["flops/train_total"] == pytest.approx(dense_it + sparse_it)
     assert st["progress/real_images"] == 16
     assert st["sparse/G/sparsity"] == pytest.approx(rho, abs=1e-3)
+
+
+def test_declared_costs_are_charged_at_rggan_densities_of_each_iteration():
+    """Declared per-iteration costs (forward_samples / train_samples) under RG-GAN's 0-d tensor densities: the
+    total equals a float64 sum over iterations of per-layer FLOPs × passes × the kept fraction of the next forward
+    after that network's optimizer step (layer_density, read by hand then); the dense equivalent counts every
+    iteration dense."""
+    G, D = make()
+    ctrl = sc.prepare(sc.RGGANConfig(lam=1.0, augmented=False), G=G, D=D)
+    opt = {"G": torch.optim.Adam(G.parameters(), lr=0.05), "D": torch.optim.Adam(D.parameters(), lr=0.05)}
+    ctrl.bind(opt_G=opt["G"], opt_D=opt["D"])
+    z, x = torch.randn(N, Z), torch.randn(N, 3, 8, 8)
+    ctrl.measure_flops("G", lambda: G(z), batch=N, forward_samples=2, train_samples=4)
+    ctrl.measure_flops("D", lambda: D(x), batch=N, train_samples=8)
+    passes, hand = {"G": 2 + 3 * 4, "D": 3 * 8}, {"G": HAND_G, "D": HAND_D}
+    layer_of = {n: {s.name: s.layer for s in ctrl.sites[n]} for n in ("G", "D")}
+    want, dense, lowest = 0.0, 0.0, 1.0
+    for _ in range(4):
+        kept = {}
+        for n, loss in (("D", lambda: torch.relu(1 + D(G(torch.randn(N, Z)).detach())).mean()),
+                        ("G", lambda: -D(G(torch.randn(N, Z))).mean())):
+            opt[n].zero_grad(set_to_none=True)
+            (loss() + ctrl.regularizer(n)).backward()
+            ctrl.optimizer_step(n, opt[n])
+            kept[n] = {layer_of[n][k]: d for k, d in ctrl.layer_density(n).items()}
+            lowest = min(lowest, *kept[n].values())
+        for n in ("G", "D"):
+            want += sum(f * passes[n] * kept[n].get(layer, 1.0) for layer, f in hand[n].items())
+            dense += sum(hand[n].values()) * passes[n]
+        ctrl.advance(8)
+    assert lowest < 0.9, "the thresholds pruned (else this test checks nothing about densities)"
+    assert float(ctrl.flops.total) == pytest.approx(want, rel=1e-6)
+    assert ctrl.flops.dense_equiv == pytest.approx(dense)
