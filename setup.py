@@ -46,6 +46,9 @@ setup(
     # pytest-xdist: the suite runs on both cores (scripts/test.sh -n 2).
     # lpips: the reference the FastGAN perceptual loss is tested against (needs torchvision; 0.29.1 pairs with torch 2.14)
     # absl-py: the flag library of the PyTorch GAN collection's sngan.py (`sparse-core inject`'s absl flags are tested)
-    extras_require={"test": ["pytest", "pytest-xdist", "lpips==0.1.4", "torchvision==0.29.1", "absl-py"]},
+    # tensorboard: optional; when installed the vendor trees also write TensorBoard events (the tests read them back)
+    extras_require={"test": ["pytest", "pytest-xdist", "lpips==0.1.4", "torchvision==0.29.1", "absl-py",
+                             "tensorboard>=2.16"],
+                    "tensorboard": ["tensorboard>=2.16"]},
     entry_points={"console_scripts": ["sparse-core=sparse_core.cli:main"]},
 )

@@ -241,7 +241,7 @@ def sparse_spans(stats: list[dict]) -> list[tuple[float, float]]:
 
 _GRID_NAMES = (  # (glob, regex giving the step / kimg) of each vendor's sample grids; fakes_init.png never matches
     ("samples-*.png", re.compile(r"samples-(\d+)\.png")),            # SNGAN / ProGAN / AutoGAN: samples-<step>.png
-    ("fakes*.png", re.compile(r"fakes(\d+)\.png")),                  # StyleGAN2-ADA: fakes<kimg>.png
+    ("fakes*.png", re.compile(r"fakes(\d+(?:\.\d+)?)\.png")),        # StyleGAN2-ADA: fakes<kimg>[.<images>].png
     ("images/*.png", re.compile(r"(\d+)(?:-[^/]*)?\.png")),          # FastGAN: images/<iteration>[-suffix].png
 )
 
@@ -250,7 +250,7 @@ def last_grid(run_dir: Path) -> Path | None:
     """The last trained sample grid of a run: the highest step / kimg in its name (numerically, not by name),
     never StyleGAN2-ADA's `fakes_init.png` (the untrained samples) nor FastGAN's rec_* reconstructions."""
     for pattern, rx in _GRID_NAMES:
-        found = [(int(m.group(1)), p.name, p) for p in Path(run_dir).glob(pattern) if (m := rx.fullmatch(p.name))]
+        found = [(float(m.group(1)), p.name, p) for p in Path(run_dir).glob(pattern) if (m := rx.fullmatch(p.name))]
         if found:
             return max(found)[2]
     return None

@@ -200,10 +200,12 @@ def render(results, device: torch.device, args, started: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="torch device the kernels run on")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                        help="data type of the weights and activations")
+    parser.add_argument("--reps", type=int, default=7, help="timed repetitions per kernel")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls per kernel before timing")
     parser.add_argument("--layers", default="", help="comma-separated substrings of layer names to keep")
     parser.add_argument("--tf32", action="store_true",
                         help="allow TF32 in float32 matmuls and convolutions (float32 matmul precision 'high')")

@@ -82,9 +82,9 @@ class Vendor:
 
     def newest_snapshot(self, base):
         for run in reversed(self.run_dirs(base)):
-            path = os.path.join(run, self.last)
-            if os.path.isfile(path):
-                return path
+            found = sorted(p for p in glob.glob(os.path.join(glob.escape(run), self.last)) if os.path.isfile(p))
+            if found:  # `last` may be a pattern (StyleGAN2-ADA: its names sort in training order)
+                return found[-1]
         return None
 
 
@@ -117,7 +117,7 @@ def vendors(work):
                                                               "--mbstd-group", "2", "--metrics", "none", "--workers",
                                                               "0", "--grid", "2x2", "--kimg", "0.04", "--tick",
                                                               "0.004", "--snap", "2", "--img-snap", "0", "--seed", "3"],
-                                "--outdir", "--resume", "network-snapshot-000000.pt", "Progress/tick",
+                                "--outdir", "--resume", "network-snapshot-*.pt", "Progress/tick",
                                 numbered=True),
     }
 
@@ -390,9 +390,10 @@ def report(results, args, elapsed):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--vendors", default="sngan,progan,autogan,fastgan,stylegan2_ada")
+    parser.add_argument("--vendors", default="sngan,progan,autogan,fastgan,stylegan2_ada",
+                        help="comma-separated vendor trees to kill and resume")
     parser.add_argument("--kills", type=int, default=10, help="SIGKILLs per vendor (>= 1)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random kill times")
     parser.add_argument("--out", default=None, help="write the Markdown report here (default: print it)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)

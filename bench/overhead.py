@@ -256,13 +256,14 @@ def reset_parts(args, device, argv) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=("sngan", "toy"), default="sngan")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--model", choices=("sngan", "toy"), default="sngan", help="networks to train and time")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                    help="torch device to train on")
+    ap.add_argument("--reps", type=int, default=15, help="timed repetitions per mode")
     ap.add_argument("--steps", type=int, default=5, help="training steps per timed repetition")
     ap.add_argument("--batch", type=int, default=32, help="D batch (sngan: G batch is twice this)")
-    ap.add_argument("--ch", type=int, default=64)
-    ap.add_argument("--z-dim", dest="z_dim", type=int, default=128)
+    ap.add_argument("--ch", type=int, default=64, help="sngan: G width (D gets half)")
+    ap.add_argument("--z-dim", dest="z_dim", type=int, default=128, help="latent size of G's input")
     ap.add_argument("--amp", choices=("none", "bf16"), default="none",
                     help="sngan: run the forwards under torch.autocast in bfloat16 (weights and optimizers stay fp32)")
     ap.add_argument("--tf32", action="store_true",

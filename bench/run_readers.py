@@ -19,7 +19,7 @@ import json
 import re
 from pathlib import Path
 
-_SNAPSHOT_KIMG = re.compile(r"(\d+)(?=\.[A-Za-z]+$)")
+_SNAPSHOT_KIMG = re.compile(r"(\d+(?:\.\d+)?)(?=\.[A-Za-z]+$)")  # 000012.pt, or 000000.016.pt (kimg.images)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -79,7 +79,7 @@ def _kimg_from_snapshot(name) -> float | None:
     if not name:
         return None
     match = _SNAPSHOT_KIMG.search(str(name))
-    return float(int(match.group(1))) if match else None
+    return float(match.group(1)) if match else None
 
 
 def _metric_rows(name: str, lines: list[dict], stats: list[dict]) -> list[dict]:

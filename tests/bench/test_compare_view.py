@@ -28,6 +28,10 @@ def test_last_grid_is_the_highest_step_never_the_untrained_fakes_init(tmp_path):
         _png(sg2 / name, "blue")
     _png(sg2 / "fakes_init.png", "red")        # written first upstream; by name it sorts last
     assert compare.last_grid(sg2).name == "fakes000012.png"
+    short = tmp_path / "short"                 # a smoke run's names: kimg with the images as decimals
+    for name in ("fakes000000.012.png", "fakes000000.004.png", "fakes000001.000.png", "fakes000000.100.png"):
+        _png(short / name, "blue")
+    assert compare.last_grid(short).name == "fakes000001.000.png"
     only_init = tmp_path / "init_only"
     _png(only_init / "fakes_init.png", "red")
     assert compare.last_grid(only_init) is None  # untrained samples are never shown as a run's result

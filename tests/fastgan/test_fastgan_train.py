@@ -156,4 +156,4 @@ def test_tensorboard_flag(tmp_path, capsys, work):
         assert code == 2 and "pip install tensorboard" in err
     else:
         d = run(tmp_path, "tb", data, "--iter", "0", "--tensorboard")
-        assert any((d / "tensorboard").iterdir())
+        assert list(d.glob("events.out.tfevents.*"))  # in the run folder, as every vendor writes them

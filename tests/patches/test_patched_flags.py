@@ -1,5 +1,6 @@
 """Patched trees (issue 23, item 6): a bad --sparse-exclude pattern names the flag, patched ProGAN's --interval 0
-is refused, and a flag the chosen method ignores is reported by every patched vendor with the same line.
+is refused, and a flag the chosen method ignores is reported by every patched vendor with the same line; the
+underscore-style trees accept the sparse flags with '_' as well (`--rg_lambda` = `--rg-lambda`, issue 21 item 6).
 
 One worker process per vendor tree runs all of that tree's command lines (the import is paid once).
 """
@@ -43,6 +44,8 @@ def cases(vendor):
     """[(argv extra, expectation)]: ('refused', flag) or ('reports', line)."""
     out = [(["--sparse", "regan", "--sparse-exclude", "("], ("refused", "--sparse-exclude")),
            (["--sparse", "regan", "--rg-lambda", "0.001"], ("reports", IGNORED))]
+    if vendor != "stylegan2":  # the underscore-style trees take the hyphenated sparse flags with '_' too
+        out.append((["--sparse", "regan", "--rg_lambda", "0.001"], ("reports", IGNORED)))
     if vendor == "progan":
         out.append((["--sparse", "regan", "--interval", "0"], ("refused", "--interval: interval")))
     if vendor == "stylegan2":  # dry runs: both reports cost nothing here

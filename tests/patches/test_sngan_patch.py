@@ -55,6 +55,17 @@ def test_regan_phase_sequence_sparsity_and_lr(patched, tmp_path):
         from models import ResGenerator32
         G = ResGenerator32(128, ch=8, img_channels=3)
         G.load_state_dict(exported["G"])      # the unmodified vendor network loads it by key
+    # the vendor's generate.py renders from the sparse export: the pixels of that network for RandomState(seed)
+    import numpy as np
+    from PIL import Image
+    from vendor.sngan import generate
+    assert generate.main(["--network", str(tmp_path / "r" / "G_sparse.pt"), "--seeds", "0-1", "--outdir",
+                          str(tmp_path / "png"), "--device", "cpu"]) == 0
+    G.load_state_dict(torch.load(tmp_path / "r" / "G_sparse.pt", weights_only=True)["G"])
+    with torch.no_grad():
+        out = G.eval()(torch.from_numpy(np.random.RandomState(1).randn(1, 128)).float())[0].double()
+    want = (out * 127.5 + 128).floor().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "png" / "seed0001.png")), want)
 
 
 def test_rggan_run_feeds_metric_and_exports(patched, tmp_path):

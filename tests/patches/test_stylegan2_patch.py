@@ -60,7 +60,7 @@ def test_regan_phases_masks_on_G_and_G_ema_torgb_excluded(patched, tmp_path):
         assert r["sparse/D/sparsity"] == 0
         assert not any("torgb" in k for k in r if "/kept/" in k)
         assert any("mapping" in k for k in r if "/kept/" in k) and any(".conv1.weight" in k for k in r)
-    snap = torch.load(next(run_dir(tmp_path).glob("network-snapshot-*.pt")), weights_only=True)
+    snap = torch.load(sorted(run_dir(tmp_path).glob("network-snapshot-*.pt"))[-1], weights_only=True)
     assert snap["sparse"]["phase"] == rows[-1]["sparse/phase"] == "sparse"
     for name in ("G", "G_ema"):
         sd = snap[name]
@@ -156,7 +156,7 @@ def test_rggan_starts_from_an_nvlabs_pickle(patched, tmp_path):
           "--sparse", "rggan", "--rg-lambda", "1e-2")
     rows = stats(tmp_path / "run")
     assert [r["progress/kimg"] for r in rows] == pytest.approx([0.004, 0.008]) and rows[-1]["sparse/D/sparsity"] > 0
-    snap = torch.load(next(run_dir(tmp_path / "run").glob("network-snapshot-*.pt")), weights_only=True)
+    snap = torch.load(sorted(run_dir(tmp_path / "run").glob("network-snapshot-*.pt"))[-1], weights_only=True)
     assert snap["sparse"]["iteration"] == 2 and snap["cur_nimg"] == 8
     assert json.loads((run_dir(tmp_path / "run") / "training_options.json").read_text())["ada_kimg"] == 100
     assert not (tmp_path / "MARKER").exists()

@@ -35,5 +35,9 @@ def test_stylegan2_format(tmp_path):
     assert stats[0]["progress/kimg"] == 4.0 == stats[0]["Progress/kimg"]
     metrics = read_metrics(tmp_path)
     assert metrics["fid_digits"][0]["value"] == 12.5 and metrics["fid_digits"][0]["kimg"] == 4.0
+    # a smoke run's snapshot name carries the images: kimg 0.016, not 16
+    _write(tmp_path / "metric-fid_digits.jsonl", [
+        {"results": {"fid_digits": 12.5}, "metric": "fid_digits", "snapshot_pkl": "network-snapshot-000000.016.pt"}])
+    assert read_metrics(tmp_path)["fid_digits"][0]["kimg"] == 0.016
     # no snapshot name: kimg from the stats row that logged the same value
     assert metrics["kid_digits"][0]["value"] == 0.25 and metrics["kid_digits"][0]["kimg"] == 4.0

@@ -106,7 +106,10 @@ def test_metric_call_site_logs_jsonl(tmp_path, monkeypatch):
     (["--dataset", "cifar10", "--data_root", "/no/root"], "cifar"),
     (["--data", "digits", "--eval_step", "10", "--metric", "fidd"], "fidd"),
     (["--data", "digits", "--eval_step", "10", "--extra_metrics", "kid_digits,kidd"], "kidd"),
-    (["--data", "digits", "--eval_step", "10", "--extra_metrics", "fid"], "inception detector"),
+    # a digits metric next to a standard one: the standard one's detector is looked up at start-up
+    (["--data", "digits", "--eval_step", "10", "--extra_metrics", "fid", "--detector", "/no/incep.pt"],
+     "--detector: "),
+    (["--data", "digits", "--eval_step", "10", "--metric", "fid", "--extra_metrics", "pr"], "vgg16 detector"),
     (["--data", "digits", "--eval_step", "10", "--metric", "fid", "--detector", "/no/inception.pt"],
      "/no/inception.pt"),
 ])

@@ -16,7 +16,7 @@ from sg2_helpers import TINY_FLAGS  # noqa: E402
 from vendor.common import runlog  # noqa: E402
 from vendor.common.runguard import run_cli  # noqa: E402
 
-# 4 iterations of batch 4, one per tick, a snapshot every tick (all named network-snapshot-000000.pt)
+# 4 iterations of batch 4, one per tick, a snapshot every tick (network-snapshot-000000.004.pt ... 000000.016.pt)
 FLAGS = TINY_FLAGS + ['--kimg', '0.016', '--tick', '0.004', '--snap', '1', '--img-snap', '0', '--seed', '3']
 
 
@@ -66,12 +66,13 @@ def test_full_disk_then_resume_and_absurd_learning_rate(tmp_path, capsys):
     assert len(ref_rows) == 4
 
     # a full disk at the second snapshot write: one line naming the file and the cause; the first one stays
-    with fs.enospc_on('network-snapshot-000000.pt', occurrence=2) as full:
+    with fs.enospc_on('network-snapshot-000000.008.pt') as full:
         code, err, failed = cli(capsys, tmp_path / 'failed')
-    snapshot = os.path.join(failed, 'network-snapshot-000000.pt')
+    snapshot = os.path.join(failed, 'network-snapshot-000000.004.pt')
     assert full.failed is not None and code == 1, err
     line = [x for x in err.splitlines() if x.startswith('error: ')]
-    assert len(line) == 1 and snapshot in line[0] and 'No space left on device' in line[0], err
+    assert len(line) == 1 and os.path.join(failed, 'network-snapshot-000000.008.pt') in line[0], err
+    assert 'No space left on device' in line[0], err
     assert 'Traceback' not in err
     kept = runlog.load_snapshot(snapshot)
     assert kept['cur_nimg'] == 4 and fs.temporaries(failed) == []
@@ -90,7 +91,8 @@ def test_full_disk_then_resume_and_absurd_learning_rate(tmp_path, capsys):
     line = errors[0]
     match = re.search(r'tick (\d+) \(kimg ([\d.]+)\): (loss \S+|\w+ weights) (is|are not finite)', line)
     assert match, line
-    newest = runlog.load_snapshot(os.path.join(diverged, 'network-snapshot-000000.pt'))
+    newest = runlog.load_snapshot(os.path.join(diverged, sorted(f for f in os.listdir(diverged)
+                                                                if f.startswith('network-snapshot-'))[-1]))
     assert newest['cur_nimg'] / 1000 < float(match.group(2)) and fs.all_finite(newest)
     assert fs.rows_finite(os.path.join(diverged, 'stats.jsonl'))
     assert fs.temporaries(diverged) == []

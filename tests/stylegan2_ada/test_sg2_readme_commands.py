@@ -83,7 +83,7 @@ def substitute(words, root, index):
         w = w.replace('~/downloads/cifar-10-python.tar.gz', str(root / 'cifar-10-python.tar.gz'))
         w = re.sub(r'~/(downloads/100-shot-obama|my_images)', str(root / 'images'), w)
         w = re.sub(r'~/lsun/\w+_lmdb', str(root / 'car_lmdb'), w)
-        w = re.sub(r'runs/[^ ]*network-snapshot-\d+\.pt', str(root / 'run' / 'network-snapshot-000000.pt'), w)
+        w = re.sub(r'runs/[^ ]*network-snapshot-\d+\.pt', str(root / 'run' / 'network-snapshot-000000.004.pt'), w)
         w = re.sub(r'^--subset=\d+$', '--subset=20', w)   # the stand-in zip has 40 images
         if w.startswith('--dest='):
             w = f'--dest={root}/out{index}.zip'

@@ -98,7 +98,7 @@ def test_resume_from_an_nvlabs_pickle_is_weights_only_with_upstream_defaults(tmp
     args.total_kimg, args.kimg_per_tick, args.image_snapshot_ticks = 0.004, 0.004, None
     result = training_loop.training_loop(rank=0, **args)
     assert result['cur_nimg'] == 4 and result['cur_tick'] == 1
-    snap = torch.load(tmp_path / 'run' / 'network-snapshot-000000.pt', weights_only=True)
+    snap = torch.load(tmp_path / 'run' / 'network-snapshot-000000.004.pt', weights_only=True)
     assert snap['cur_nimg'] == 4 and snap['batch_idx'] == 1
     assert {float(s['step']) for s in snap['G_opt']['state'].values()} == {2.0}  # fresh optimizers: Gmain + Greg
     # buffers no step changes equal the pickle's; trained tensors moved one small step away from it

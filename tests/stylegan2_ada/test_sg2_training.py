@@ -62,9 +62,13 @@ def test_cli_baseline_outputs(baseline_run):
     outdir, run_dir, stdout = baseline_run
     assert os.path.basename(run_dir) == '00000-digits-auto-kimg0.012-batch4-cbase256-cmax32-ada'
     files = set(os.listdir(run_dir))
-    for name in ['reals.png', 'fakes_init.png', 'fakes000000.png', 'network-snapshot-000000.pt', 'stats.jsonl',
-                 'log.txt', 'training_options.json']:
+    for name in ['reals.png', 'fakes_init.png', 'stats.jsonl', 'log.txt', 'training_options.json']:
         assert name in files, name
+    # --kimg 0.012 is fractional: snapshots (tick 0 = 4 images, the end = 12) and grids are named by kimg with the
+    # images as decimals, so neither overwrites the other (whole kimg would name both 000000)
+    assert sorted(f for f in files if f.startswith('network-snapshot-')) == [
+        'network-snapshot-000000.004.pt', 'network-snapshot-000000.012.pt']
+    assert sorted(f for f in files if f.startswith('fakes0')) == ['fakes000000.004.png', 'fakes000000.012.png']
     assert not any(f.endswith('.tmp') for f in files)
     raw = read_jsonl(os.path.join(run_dir, 'stats.jsonl'))
     # upstream's layout: every key {num, mean, std} (the SPEC's names included), plus a plain timestamp
@@ -80,15 +84,17 @@ def test_cli_baseline_outputs(baseline_run):
     # Progress lines as upstream: tick, kimg, time, sec/tick, sec/kimg, memory, augment.
     progress = [line for line in stdout.splitlines() if line.startswith('tick ')]
     assert len(progress) == 3
-    for token in ['kimg', 'time', 'sec/tick', 'sec/kimg', 'maxrss', 'augment=']:
+    for token in ['kimg', 'time', 'eta', 'sec/tick', 'sec/kimg', 'maxrss', 'augment=']:
         assert token in progress[0]
+    assert [line.split()[3] for line in progress] == ['0.004', '0.008', '0.012']  # kimg with its digits
+    assert progress[-1].split('  eta ')[1].startswith('0s')
     options = json.load(open(os.path.join(run_dir, 'training_options.json')))
     assert options['G_opt_kwargs']['betas'] == [0, 0.99] and options['G_opt_kwargs']['eps'] == 1e-8
 
 
 def test_snapshot_loads_weights_only_and_holds_everything(baseline_run):
     _, run_dir, _ = baseline_run
-    snap = torch.load(os.path.join(run_dir, 'network-snapshot-000000.pt'), weights_only=True)
+    snap = torch.load(os.path.join(run_dir, 'network-snapshot-000000.012.pt'), weights_only=True)
     for key in ['G', 'D', 'G_ema', 'G_opt', 'D_opt', 'augment_p', 'cur_nimg', 'cur_tick', 'G_kwargs', 'common_kwargs']:
         assert key in snap, key
     assert snap['cur_nimg'] == 12 and snap['cur_tick'] == 3 and snap['batch_idx'] == 3
@@ -108,7 +114,7 @@ def test_snapshot_loads_weights_only_and_holds_everything(baseline_run):
 
 def test_resume_continues_counters_and_optimizer_state(baseline_run, tmp_path):
     _, run_dir, _ = baseline_run
-    snapshot = os.path.join(run_dir, 'network-snapshot-000000.pt')
+    snapshot = os.path.join(run_dir, 'network-snapshot-000000.012.pt')
     run_cli(tmp_path, '--kimg', '0.020', '--tick', '0.004', '--snap', '100', '--img-snap', '0', '--resume', snapshot)
     resumed = only_run_dir(tmp_path)
     lines = read_stats(resumed)
@@ -116,7 +122,7 @@ def test_resume_continues_counters_and_optimizer_state(baseline_run, tmp_path):
     assert [line['progress/tick'] for line in lines] == [3, 4]
     check_stats(lines)
     before = torch.load(snapshot, weights_only=True)
-    snap = torch.load(os.path.join(resumed, 'network-snapshot-000000.pt'), weights_only=True)
+    snap = torch.load(os.path.join(resumed, 'network-snapshot-000000.020.pt'), weights_only=True)
     assert snap['cur_nimg'] == 20 and snap['batch_idx'] == 5
     # 5 iterations in all: G 5 Gmain + Greg at batch_idx 0 and 4; D 5 Dmain + Dreg at 0.
     assert {float(s['step']) for s in snap['G_opt']['state'].values()} == {7.0}
@@ -151,7 +157,7 @@ def test_apa_run_adapts_pseudo_augmentation_probability(tmp_path):
                                     ada_kimg=0.16, ada_target=-2.0, ada_interval=1)
     check_stats(lines)
     assert lines[-1]['Progress/augment'] == pytest.approx(0.05, abs=1e-6)
-    snap = torch.load(os.path.join(tmp_path, 'network-snapshot-000000.pt'), weights_only=True)
+    snap = torch.load(os.path.join(tmp_path, 'network-snapshot-000000.008.pt'), weights_only=True)
     assert float(snap['augment_p']) == pytest.approx(0.05, abs=1e-6)
 
 
@@ -161,7 +167,7 @@ def test_diffaugment_run_without_lazy_regularisation(tmp_path):
     check_stats(lines)
     assert len(lines) == 2 and lines[-1]['Progress/augment'] == 0.0
     assert 'Loss/D/reg' in lines[-1] and 'Loss/G/reg' in lines[-1]  # R1 and path length in every step
-    snap = torch.load(os.path.join(tmp_path, 'network-snapshot-000000.pt'), weights_only=True)
+    snap = torch.load(os.path.join(tmp_path, 'network-snapshot-000000.008.pt'), weights_only=True)
     # Gboth/Dboth: one step per iteration with the preset's lr and betas unchanged (no mb_ratio).
     assert {float(s['step']) for s in snap['G_opt']['state'].values()} == {2.0}
     assert {float(s['step']) for s in snap['D_opt']['state'].values()} == {2.0}

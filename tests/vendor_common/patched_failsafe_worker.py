@@ -10,6 +10,7 @@ FULL_DISK_VENDORS: the export goes through sparse_core's one writer in every tre
 {vendor: [problems]} (empty lists: all held) to RESULT.json.
 """
 import contextlib
+import glob
 import importlib.util
 import io
 import json
@@ -70,7 +71,7 @@ def check_vendor(vendor, tree, images, work):
 
         def run_dir(outdir):
             return os.path.join(outdir, sorted(os.listdir(outdir))[-1])
-        last, step_of, lr_calls = 'network-snapshot-000000.pt', (lambda s: s['cur_nimg'] / 1000), 4
+        last, step_of, lr_calls = 'network-snapshot-*.pt', (lambda s: s['cur_nimg'] / 1000), 4
         step_pattern = r'kimg ([\d.]+)\): (loss \S+|\w+ weights)'
     else:
         v = fs.VENDORS[vendor](train=module, images=images)
@@ -92,7 +93,7 @@ def check_vendor(vendor, tree, images, work):
     if code != 1 or not match:
         problems.append(f'absurd lr: exit {code}, error lines {errors}: {text[-1500:]}')
     else:
-        snapshot = load_snapshot(os.path.join(run, last))
+        snapshot = load_snapshot(sorted(glob.glob(os.path.join(run, last)))[-1])  # the newest
         if not (step_of(snapshot) < float(match.group(1)) and fs.all_finite(snapshot)):
             problems.append(f'absurd lr: newest snapshot at {step_of(snapshot)}, stopped at {match.group(1)}')
     for name in ('G_sparse.pt', 'G_dense.pt', 'G_final.pt'):

@@ -188,3 +188,31 @@ def test_prepare_run_dir_fresh_refuses_old_logs_and_resume_drops_later_rows(tmp_
     (tmp_path / "file").write_text("x")
     with pytest.raises(RunDirError, match="not a folder"):
         prepare_run_dir(str(tmp_path / "file"))
+
+
+def test_progress_line_eta_from_this_process_rate():
+    now = [0.0]
+    progress = ProgressLine(elapsed_before=50.0, clock=lambda: now[0], total=100)  # 100 steps in all
+    progress.start_from(1.0, done=20)      # resumed at step 20
+    now[0] = 30.0
+    line = progress.tick(1, 1.5, done=30)  # 10 steps in 30 s: 70 steps left take 210 s
+    assert progress.eta_sec == pytest.approx(210.0)
+    assert "  eta 3m 30s  " in line and line.startswith("tick 1  kimg 1.5  time 1m 20s  eta 3m 30s  sec/tick")
+    now[0] = 90.0
+    progress.tick(2, 2.0, done=100)
+    assert progress.eta_sec == 0.0
+    fresh = ProgressLine(clock=lambda: 0.0, total=4.0)  # kimg by default; nothing done yet: unknown
+    assert "  eta ?  " in fresh.tick(0, 0.0)
+
+
+def test_flags_record_appends_one_line_per_start(tmp_path):
+    import argparse
+
+    from vendor.common.runlog import read_jsonl, record_flags
+
+    args = argparse.Namespace(lr=2e-4, betas=[0.0, 0.9], device="cpu", where=tmp_path, _internal={1})
+    record_flags(str(tmp_path), args)
+    record_flags(str(tmp_path), argparse.Namespace(lr=1e-4))
+    rows = read_jsonl(str(tmp_path / "flags.jsonl"))
+    assert [r["flags"] for r in rows] == [{"betas": [0.0, 0.9], "device": "cpu", "lr": 2e-4, "where": str(tmp_path)},
+                                          {"lr": 1e-4}]

@@ -41,16 +41,23 @@ try:
     import vendor.common  # noqa: F401  (installed with `pip install -e .`)
 except ImportError:  # running from a source checkout without installing: use the repository root
     sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-from vendor.common import checks, flags
+    try:
+        import vendor.common  # noqa: F401
+    except ImportError:  # e.g. a patched copy run outside the clone after a plain `pip install .`
+        print("error: cannot import vendor.common (the project's shared data, metrics and logging code): run "
+              "`pip install -e .` in the sparse-gan clone, or run this script from inside the clone", file=sys.stderr)
+        sys.exit(2)
+from vendor.common import checks, flags, runlog
 from vendor.common.datasets import DatasetError, load_dataset
 from vendor.common.diffaug import DiffAugment, parse_policy
+from vendor.common.metric_flags import check_metric_flags
 from vendor.common.runguard import FiniteGuard, run_cli
 from vendor.common.runlock import releases_run_dirs
 from vendor.common.runlog import (ProgressLine, RunDirError, SnapshotError, StatsWriter, append_jsonl, load_snapshot,
                                   prepare_run_dir, save_snapshot)
 # The loss and the generic run helpers are SNGAN's (same loss, same data/metric/RNG conventions): reused in place.
 from vendor.sngan.losses import hinge_loss_D, hinge_loss_G
-from vendor.sngan.train import (check_metric_args, compute_metric_for, resolve_dataset_spec, rng_state,
+from vendor.sngan.train import (compute_metric_for, resolve_dataset_spec, rng_state,
                                 save_samples, set_rng_state)
 
 EMA_DECAY = 0.999  # upstream hard-codes it in functions.train
@@ -225,8 +232,12 @@ def main(argv=None):
                                ratio=args.data_ratio, seed=args.random_seed)
     except DatasetError as error:
         parser.error(f"--dataset: {error}")
-    if args.val_freq:
-        check_metric_args(args, parser)  # after the data: a bad --dataset is the more basic error
+    if args.val_freq:  # after the data: a bad --dataset is the more basic error
+        args.detector = check_metric_flags(
+            [("--metric", args.metric)] + [("--extra_metrics", name) for name in args.extra_metrics], dataset,
+            parser.error, detector=args.detector, cache_dir=args.metric_cache, num_images=args.num_images,
+            num_images_flag="--num_eval_imgs", data_flag="--dataset",
+            hint="or use --val_freq 0, or --metric fid_digits with --dataset digits")
     # SNGAN's metric helper reads z_dim / batch_size; the same values under AutoGAN's flag names
     metric_args = argparse.Namespace(**vars(args), z_dim=args.latent_dim, batch_size=args.eval_batch_size)
     state = None
@@ -272,10 +283,11 @@ def main(argv=None):
         os.makedirs(os.path.join(args.logdir, "Model"), exist_ok=True)
     except (RunDirError, OSError) as error:
         parser.error(f"--logdir: {error}")
-    stats_writer = StatsWriter(args.logdir)
+    stats_writer = StatsWriter(args.logdir, tensorboard=True)  # + TensorBoard events when tensorboard is installed
+    runlog.record_flags(args.logdir, args)  # flags.jsonl: the resolved flags of this start
     guard = FiniteGuard()  # a nan/inf loss or weight stops the run before anything is written from it
-    progress = ProgressLine(elapsed_before=counters["total_sec"])
-    progress.start_from(counters["nimg"] / 1000)
+    progress = ProgressLine(elapsed_before=counters["total_sec"], total=max_epoch * len(batches))  # ETA in D steps
+    progress.start_from(counters["nimg"] / 1000, done=counters["global_steps"])
     c = counters
     print(f"{max_epoch} epochs of {len(batches)} D steps (n_critic {args.n_critic})", flush=True)
 
@@ -320,8 +332,8 @@ def main(argv=None):
                 kimg = c["nimg"] / 1000
                 loss_G = float(c["tick_loss_G"] / c["tick_steps_G"] if c["tick_steps_G"] else c["last_loss_G"])
                 loss_D = float(c["tick_loss_D"]) / c["tick_steps_D"]
-                line = progress.tick(c["tick"], kimg, epoch=epoch, step=c["global_steps"], loss_G=loss_G,
-                                     loss_D=loss_D)
+                line = progress.tick(c["tick"], kimg, done=c["global_steps"], epoch=epoch, step=c["global_steps"],
+                                     loss_G=loss_G, loss_D=loss_D)
                 # (f) per-tick stats
                 stats = {
                     "progress/tick": c["tick"], "progress/step": c["global_steps"], "progress/gen_step": c["gen_step"],

@@ -6,12 +6,14 @@ before anything is written. `check(on_error, fn, *args)` is the one-line form fo
 """
 from __future__ import annotations
 
+import argparse
 import math
 import numbers
 import os
+import sys
 import tempfile
 
-__all__ = ["FlagError", "check", "finite", "finite_positive", "finite_nonneg", "unit_interval", "seed",
+__all__ = ["ArgumentParser", "FlagError", "check", "finite", "finite_positive", "finite_nonneg", "unit_interval", "seed",
            "out_dir", "device", "SEED_LIMIT"]
 
 SEED_LIMIT = 2 ** 32  # numpy's RandomState and most seeding code take seeds in [0, 2^32)
@@ -134,3 +136,48 @@ def device(value, flag: str = "--device"):
     elif dev.type not in ("cpu", "cuda", "mps"):
         raise FlagError(f"{flag} {value}: only cpu and cuda devices are supported")
     return dev
+
+
+def _spelling(option: str) -> str:
+    return option.replace("_", "-")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse.ArgumentParser whose long flags take '-' and '_' alike: `--data_ratio` and `--data-ratio`,
+    `--rg_lambda` and `--rg-lambda` name the same flag, whichever spelling was registered, also for flags added
+    after construction (argument groups included, e.g. the sparse-training flags a patch adds). A word on the
+    command line is respelled only when it is not a registered flag itself and exactly one registered flag has
+    the same name up to '-' / '_'; values (`--flag=value`, the word after a flag) and everything after `--` are
+    left as they are. `--help` shows the registered spellings and says that both are accepted."""
+
+    NOTE = "Long flags may be written with '-' or '_' alike (--data_ratio = --data-ratio)."
+
+    def __init__(self, *args, **kwargs):
+        epilog = kwargs.get("epilog")
+        kwargs["epilog"] = f"{epilog} {self.NOTE}" if epilog else self.NOTE
+        super().__init__(*args, **kwargs)
+
+    def respell(self, args: list[str]) -> list[str]:
+        """`args` with each long flag in the spelling the parser registered (see the class docstring)."""
+        registered = self._option_string_actions
+        by_spelling: dict[str, set] = {}
+        for option, action in registered.items():
+            if option.startswith("--"):
+                by_spelling.setdefault(_spelling(option), set()).add((option, id(action)))
+        out = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                out.extend(args[i:])
+                break
+            if isinstance(arg, str) and arg.startswith("--") and len(arg) > 2:
+                name, eq, value = arg.partition("=")
+                if name not in registered:
+                    candidates = by_spelling.get(_spelling(name), set())
+                    if len({action for _, action in candidates}) == 1:
+                        arg = min(option for option, _ in candidates) + eq + value
+            out.append(arg)
+        return out
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args(self.respell(args), namespace)

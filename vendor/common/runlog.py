@@ -70,15 +70,64 @@ def append_jsonl(path: str, record: dict) -> None:
         raise write_failed(path, error) from None
 
 
-class StatsWriter:
-    """Appends one JSON object per tick to `<run_dir>/stats.jsonl`."""
+def tensorboard_available() -> bool:
+    """Whether the optional `tensorboard` package is installed (`pip install -e .[tensorboard]`)."""
+    import importlib.util
 
-    def __init__(self, run_dir: str, file_name: str = STATS_FILE):
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+class StatsWriter:
+    """Appends one JSON object per tick to `<run_dir>/stats.jsonl`. With `tensorboard=True` every number of the
+    row (the sparse/* and flops/* series a patch adds included) also goes to TensorBoard events in `run_dir`
+    when the tensorboard package is installed, as upstream StyleGAN2-ADA does; without the package the run
+    goes on with stats.jsonl alone. The events' step is the images shown to D (progress/kimg x 1000), so runs
+    of every vendor share one x axis; a row without progress/kimg takes the row count."""
+
+    def __init__(self, run_dir: str, file_name: str = STATS_FILE, tensorboard: bool = False):
         os.makedirs(run_dir, exist_ok=True)
         self.path = os.path.join(run_dir, file_name)
+        self.events = None
+        self._rows = 0
+        if tensorboard and tensorboard_available():
+            import weakref
+
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.events = SummaryWriter(run_dir)
+            weakref.finalize(self, self.events.close)
 
     def write(self, stats: dict) -> None:
         append_jsonl(self.path, stats)
+        self._rows += 1
+        if self.events is None:
+            return
+        kimg = stats.get("progress/kimg")
+        step = int(round(kimg * 1000)) if isinstance(kimg, numbers.Real) and math.isfinite(kimg) else self._rows
+        for key, value in stats.items():
+            value = _json_value(value) if isinstance(value, (torch.Tensor, np.generic)) else value
+            if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+                self.events.add_scalar(key, value, global_step=step)
+        self.events.flush()
+
+
+FLAGS_FILE = "flags.jsonl"
+
+
+def record_flags(run_dir: str, args, file_name: str = FLAGS_FILE) -> str:
+    """Append the run's resolved flags (every value after parsing and the start-up checks: defaults, derived
+    values, a patch's sparse-training flags) as one JSON object {"time", "flags"} to <run_dir>/flags.jsonl; each
+    start adds one (a resumed run's line follows the first run's). Values JSON cannot hold are written as text."""
+    def plain(value):
+        try:
+            return _json_value(value)
+        except TypeError:
+            return str(value)
+
+    flags = {key: plain(value) for key, value in sorted(vars(args).items()) if not key.startswith("_")}
+    path = os.path.join(run_dir, file_name)
+    append_jsonl(path, {"time": time.time(), "flags": flags})
+    return path
 
 
 def read_jsonl(path: str) -> list[dict]:
@@ -310,6 +359,13 @@ def save_image_grid(images, path: str, grid: tuple[int, int] | None = None) -> N
 # progress line
 
 
+def format_kimg(kimg: float) -> str:
+    """kimg with the digits it needs: one decimal when that is exact (12.8), else three (0.016: 16 images, exact
+    for any whole image count), so short runs do not print `kimg 0.0` on every tick."""
+    tenths = kimg * 10
+    return f"{kimg:.1f}" if abs(tenths - round(tenths)) < 1e-6 else f"{kimg:.3f}"
+
+
 def format_duration(seconds: float) -> str:
     """12s, 1m 02s, 1h 02m 03s, 2d 03h 04m."""
     total = int(round(seconds))
@@ -344,22 +400,29 @@ def max_rss_gb() -> float:
 
 class ProgressLine:
     """Formats the one-line per-tick report and keeps the timing numbers for the stats record:
-    `tick 3  kimg 12.8  time 1m 02s  sec/tick 20.1  sec/kimg 1.57  maxrss 1.2 GiB  loss_G=0.12`.
-    `start_time` lets a resumed run keep counting from its previous total."""
+    `tick 3  kimg 12.8  time 1m 02s  eta 4m 10s  sec/tick 20.1  sec/kimg 1.57  maxrss 1.2 GiB  loss_G=0.12`.
+    `start_time` lets a resumed run keep counting from its previous total. With `total` (the run's length in
+    the units of tick()'s `done`: kimg by default, or steps / iterations) every line shows the ETA: the work
+    left at the mean rate of this process so far (since construction, so a resumed run's rate is its own)."""
 
-    def __init__(self, start_time: float | None = None, elapsed_before: float = 0.0, clock=time.time):
+    def __init__(self, start_time: float | None = None, elapsed_before: float = 0.0, clock=time.time,
+                 total: float | None = None):
         self._clock = clock
         self._start = clock() if start_time is None else start_time
         self._elapsed_before = float(elapsed_before)
         self._last_time = self._clock()
         self._last_kimg = None
+        self._rate_start, self._done_start = self._last_time, 0.0
+        self.total = total
         self.total_sec = self._elapsed_before
         self.sec_per_tick = 0.0
         self.sec_per_kimg = 0.0
         self.max_rss_gb = 0.0
+        self.eta_sec = None
 
-    def tick(self, tick: int, kimg: float, **extra) -> str:
-        """Update timing for a tick ending at `kimg` and return the formatted line."""
+    def tick(self, tick: int, kimg: float, done: float | None = None, **extra) -> str:
+        """Update timing for a tick ending at `kimg` (and `done` units of `total`, default kimg) and return the
+        formatted line."""
         now = self._clock()
         self.total_sec = self._elapsed_before + (now - self._start)
         self.sec_per_tick = now - self._last_time
@@ -367,17 +430,24 @@ class ProgressLine:
         self.sec_per_kimg = self.sec_per_tick / kimg_done if kimg_done > 0 else 0.0
         self.max_rss_gb = max_rss_gb()
         self._last_time, self._last_kimg = now, kimg
+        done = kimg if done is None else done
+        if self.total is not None and done > self._done_start:
+            self.eta_sec = max(self.total - done, 0.0) * (now - self._rate_start) / (done - self._done_start)
         return self.format(tick, kimg, **extra)
 
-    def start_from(self, kimg: float) -> None:
-        """Make the next tick measure sec/kimg from `kimg` (e.g. after resuming)."""
+    def start_from(self, kimg: float, done: float | None = None) -> None:
+        """Make the next tick measure sec/kimg from `kimg` and the ETA's rate from `done` (default kimg), e.g.
+        after resuming."""
         self._last_kimg = kimg
+        self._done_start = kimg if done is None else done
 
     def format(self, tick: int, kimg: float, **extra) -> str:
         parts = [
             f"tick {tick}",
-            f"kimg {kimg:.1f}",
+            f"kimg {format_kimg(kimg)}",
             f"time {format_duration(self.total_sec)}",
+            *([f"eta {'?' if self.eta_sec is None else format_duration(self.eta_sec)}"] if self.total is not None
+              else []),
             f"sec/tick {self.sec_per_tick:.1f}",
             f"sec/kimg {self.sec_per_kimg:.2f}",
             f"maxrss {self.max_rss_gb:.1f} GiB",

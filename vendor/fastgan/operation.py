@@ -21,6 +21,12 @@ except ImportError:  # a source checkout without installing: use the repository 
     import sys
 
     sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+    try:
+        import vendor.common  # noqa: F401
+    except ImportError:  # e.g. a patched copy run outside the clone after a plain `pip install .`
+        print("error: cannot import vendor.common (the project's shared data, metrics and logging code): run "
+              "`pip install -e .` in the sparse-gan clone, or run this script from inside the clone", file=sys.stderr)
+        sys.exit(2)
 from vendor.common.runlog import SnapshotError, load_snapshot, save_snapshot
 
 PREFIX = "module."

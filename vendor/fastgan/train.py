@@ -37,10 +37,11 @@ else:  # run as a script (upstream style): the sibling modules live next to this
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import operation as op
     from models import SIZES, Discriminator, Generator, crop_image_by_part, weights_init
-from vendor.common import checks, flags
+from vendor.common import checks, flags, runlog
 from vendor.common.datasets import DatasetError, load_dataset
 from vendor.common.diffaug import DiffAugment, parse_policy
 from vendor.common.lpips import LPIPSWeightsError, load_lpips
+from vendor.common.metric_flags import check_metric_flags, detector_for
 from vendor.common.runguard import FiniteGuard, run_cli
 from vendor.common.runlock import releases_run_dirs
 from vendor.common.runlog import (ProgressLine, RunDirError, SnapshotError, StatsWriter, append_jsonl,
@@ -50,33 +51,37 @@ UNTRAINED_NOTE = "UNTRAINED LPIPS (random VGG16): smoke run, not FastGAN's loss"
 
 
 def build_argparser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="FastGAN training", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = flags.ArgumentParser(description="FastGAN training", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--path", default="../lmdbs/art_landscape_1k",
                    help="image folder, StyleGAN2-ADA .zip, or 'digits' (CPU runs)")
     p.add_argument("--output_path", default="./", help="run folders go to <output_path>/train_results/<name>")
     p.add_argument("--cuda", type=int, default=0, help="unused (as upstream); see --device")
     p.add_argument("--name", default="test1", help="experiment name")
     p.add_argument("--iter", type=int, default=50000, help="last iteration (iterations start_iter..iter)")
-    p.add_argument("--start_iter", type=int, default=0)
-    p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--im_size", type=int, default=1024, choices=SIZES)
+    p.add_argument("--start_iter", type=int, default=0,
+                   help="first iteration (upstream's flag; with --ckpt the checkpoint's iteration wins)")
+    p.add_argument("--batch_size", type=int, default=8, help="real (and fake) images per iteration")
+    p.add_argument("--im_size", type=int, default=1024, choices=SIZES, help="image size of G's output and D's input")
     p.add_argument("--ckpt", default="None", help="upstream models/all_{it}.pth to continue from")
     p.add_argument("--workers", type=int, default=2, help="accepted for upstream compatibility (data is in memory)")
     p.add_argument("--save_interval", type=int, default=100,
                    help="images every 10x this many iterations, checkpoints every 50x and at the end")
     # fixed in upstream's code
-    p.add_argument("--nz", type=int, default=256)
-    p.add_argument("--ngf", type=int, default=64)
-    p.add_argument("--ndf", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--beta1", type=float, default=0.5)
+    p.add_argument("--nz", type=int, default=256, help="latent size of G's input (fixed in upstream's code)")
+    p.add_argument("--ngf", type=int, default=64, help="G's width multiplier (fixed in upstream's code)")
+    p.add_argument("--ndf", type=int, default=64, help="D's width multiplier (fixed in upstream's code)")
+    p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate of G and D (fixed in upstream's code)")
+    p.add_argument("--beta1", type=float, default=0.5,
+                   help="Adam beta1 of G and D; beta2 is 0.999 (fixed in upstream's code)")
     p.add_argument("--policy", default="color,translation", help="DiffAugment policy")
     p.add_argument("--tanh_all", action="store_true", help="tanh on G's outputs at every size (upstream: 1024 only)")
     # additions
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="torch device: cpu, cuda or cuda:N")
     p.add_argument("--data-ratio", "--data_ratio", dest="data_ratio", type=float, default=1.0,
                    help="train on this deterministic fraction (0, 1] of the dataset")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights, the data order and the fixed sample latents")
     p.add_argument("--resume", default=None, help="our snapshot (.pt) to continue from exactly")
     p.add_argument("--snapshot_interval", type=int, default=None,
                    help="iterations between checkpoints (ours and upstream's); default 50 x --save_interval")
@@ -95,7 +100,9 @@ def build_argparser() -> argparse.ArgumentParser:
     p.add_argument("--lpips_untrained", action="store_true",
                    help="smoke runs only: random LPIPS backbone and heads (every output is labelled)")
     p.add_argument("--lpips_width_div", type=int, default=1, help="with --lpips_untrained: VGG widths / N")
-    p.add_argument("--tensorboard", action="store_true", help="also log the stats to <run>/tensorboard")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="require TensorBoard events (written to the run folder whenever the tensorboard package "
+                        "is installed; with this flag a missing package is an error)")
     return p
 
 
@@ -134,30 +141,6 @@ def check_args(args, parser) -> None:
         import importlib.util
         if importlib.util.find_spec("tensorboard") is None:
             parser.error("--tensorboard needs the tensorboard package (pip install tensorboard)")
-
-
-def check_metric_args(args, parser) -> None:
-    """A bad metric name or a missing detector is caught at start-up, not at the first evaluation."""
-    from vendor.common.metrics import INCEPTION_URL, MetricError, get_metric_spec
-    from vendor.common.metrics.detectors import resolve_detector_file
-
-    specs = []
-    for name in args.metrics:
-        try:
-            specs.append(get_metric_spec(name))
-        except MetricError as error:
-            parser.error(f"--metrics: {error}")
-    if any(s.is_standard for s in specs):
-        if len({s.space for s in specs if s.is_standard}) > 1:
-            parser.error("--metrics: mix of detector spaces; run them separately")
-        if args.detector is None:
-            args.detector = INCEPTION_URL
-        try:
-            resolve_detector_file(args.detector, args.metric_cache)
-        except MetricError as error:
-            parser.error(f"--detector: {error} (or drop --metrics, or use fid_digits with --path digits)")
-    if args.num_images is not None and args.num_images < 2:
-        parser.error(f"--num_images must be >= 2, got {args.num_images}")
 
 
 def train_d(net, percept, data, label="real", part=None):
@@ -272,7 +255,7 @@ def compute_metrics(netG, avg_param_G, dataset, args, device) -> dict:
         sampler = make_sampler(netG, avg_param_G, args, device)
         return {name: float(next(iter(compute_metric(
             name, sampler, metric_reference_dataset(dataset, args), num_gen=args.num_images, batch=args.batch_size,
-            device=str(device), detector=args.detector, cache_dir=args.metric_cache).values())))
+            device=str(device), detector=detector_for(name, args.detector), cache_dir=args.metric_cache).values())))
             for name in args.metrics}
     finally:
         op.load_params(netG, backup)
@@ -303,8 +286,11 @@ def main(argv=None):
         dataset = load_dataset(args.path, resolution=args.im_size, channels=3, ratio=args.data_ratio, seed=args.seed)
     except DatasetError as error:
         parser.error(f"--path: {error}")
-    if args.metrics:
-        check_metric_args(args, parser)
+    if args.metrics:  # after the data: a bad --path is the more basic error
+        args.detector = check_metric_flags(
+            [("--metrics", name) for name in args.metrics], dataset, parser.error, detector=args.detector,
+            cache_dir=args.metric_cache, num_images=args.num_images, data_flag="--path",
+            hint="or drop --metrics, or use fid_digits with --path digits")
     try:
         percept = load_lpips(args.lpips_vgg, args.lpips_lin, cache_dir=args.metric_cache,
                              untrained=args.lpips_untrained, width_div=args.lpips_width_div, device=device)
@@ -352,14 +338,11 @@ def main(argv=None):
             os.makedirs(folder, exist_ok=True)
     except (RunDirError, OSError) as error:
         parser.error(f"--name: {error}")
-    stats_writer = StatsWriter(run_dir)
+    stats_writer = StatsWriter(run_dir, tensorboard=True)  # + TensorBoard events when tensorboard is installed
+    runlog.record_flags(run_dir, args)  # flags.jsonl: the resolved flags of this start
     guard = FiniteGuard()  # a nan/inf loss or weight stops the run before anything is written from it
-    tb = None
-    if args.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-        tb = SummaryWriter(os.path.join(run_dir, "tensorboard"))
-    progress = ProgressLine(elapsed_before=total_sec)
-    progress.start_from(nimg / 1000)
+    progress = ProgressLine(elapsed_before=total_sec, total=args.iter)  # the ETA in iterations
+    progress.start_from(nimg / 1000, done=start)
     labels = {"lpips": UNTRAINED_NOTE} if args.lpips_untrained else {}
     suffix = "-untrained-lpips" if args.lpips_untrained else ""
     sums = {"Loss/G": 0.0, "Loss/D": 0.0, "Loss/D_real": 0.0, "Loss/D_fake": 0.0, "Loss/D_rec": 0.0}
@@ -400,7 +383,8 @@ def main(argv=None):
             guard.check()
             tick += 1
             means = {k: float(v) / steps_in_tick for k, v in sums.items()}
-            line = progress.tick(tick, nimg / 1000, it=iteration, loss_G=means["Loss/G"], loss_D=means["Loss/D"])
+            line = progress.tick(tick, nimg / 1000, done=iteration, it=iteration, loss_G=means["Loss/G"],
+                                 loss_D=means["Loss/D"])
             stats = {"progress/tick": tick, "progress/iteration": iteration, "progress/kimg": nimg / 1000,
                      "timing/total_sec": progress.total_sec, "timing/sec_per_kimg": progress.sec_per_kimg,
                      **means, "resources/max_rss_gb": progress.max_rss_gb, **labels}
@@ -409,10 +393,6 @@ def main(argv=None):
                 line += f"  gpumem {stats['resources/gpu_mem_gb']:.1f} GiB"
             # (f) per-tick stats
             stats_writer.write(stats)
-            if tb is not None:
-                for key, value in stats.items():
-                    if isinstance(value, (int, float)):
-                        tb.add_scalar(key, value, iteration)
             print(line + note, flush=True)
             sums = {k: 0.0 for k in sums}
             steps_in_tick = 0
@@ -441,8 +421,6 @@ def main(argv=None):
             op.save_upstream(models_dir, iteration, netG, netD, avg_param_G, optimizerG, optimizerD,
                              {"lpips_untrained": True} if args.lpips_untrained else None)
 
-    if tb is not None:
-        tb.close()
     guard.check_weights(args.iter, G=netG, G_ema=avg_param_G)
     # (i) the trained (EMA) generator is models/{it}.pth of the last iteration
     print(f"done: iteration {args.iter}, {nimg / 1000:.2f} kimg, {run_dir}{note}", flush=True)

@@ -45,8 +45,15 @@ try:
     import vendor.common  # noqa: F401  (installed with `pip install -e .`)
 except ImportError:  # running from a source checkout without installing: use the repository root
     sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-from vendor.common import checks, flags
+    try:
+        import vendor.common  # noqa: F401
+    except ImportError:  # e.g. a patched copy run outside the clone after a plain `pip install .`
+        print("error: cannot import vendor.common (the project's shared data, metrics and logging code): run "
+              "`pip install -e .` in the sparse-gan clone, or run this script from inside the clone", file=sys.stderr)
+        sys.exit(2)
+from vendor.common import checks, flags, runlog
 from vendor.common.datasets import DatasetError, load_dataset
+from vendor.common.metric_flags import check_metric_flags, detector_for
 from vendor.common.runguard import FiniteGuard, run_cli
 from vendor.common.runlock import releases_run_dirs
 from vendor.common.runlog import (ProgressLine, RunDirError, SnapshotError, StatsWriter, append_jsonl,
@@ -65,8 +72,8 @@ def int_list(text: str) -> list[int]:
 
 
 def build_argparser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="ProGAN (progressive growing, WGAN-GP) training",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = flags.ArgumentParser(description="ProGAN (progressive growing, WGAN-GP) training",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     # data
     p.add_argument("--dataset", "--data", dest="dataset", default="cifar10",
                    help="'cifar10' (python batches under --data_root), 'digits', a CIFAR-10 batch "
@@ -75,7 +82,7 @@ def build_argparser() -> argparse.ArgumentParser:
     p.add_argument("--data-ratio", "--data_ratio", dest="data_ratio", type=float, default=1.0,
                    help="train on this deterministic fraction (0, 1] of the dataset")
     # model
-    p.add_argument("--z_dim", type=int, default=512)
+    p.add_argument("--z_dim", type=int, default=512, help="latent size of G's input")
     p.add_argument("--ch", "--in_channels", dest="ch", type=int, default=512,
                    help="feature maps up to 32x32 (halved per doubling above)")
     p.add_argument("--max_res", type=int, default=32, help="final resolution (power of two, 8..1024)")
@@ -89,18 +96,20 @@ def build_argparser() -> argparse.ArgumentParser:
     p.add_argument("--epoch", type=int, default=-1, help="upstream's flag: every stage trains this many epochs")
     p.add_argument("--stable_kimg", type=float, default=600.0, help="kimg schedule: stable images per stage")
     p.add_argument("--fade_kimg", type=float, default=600.0, help="kimg schedule: fade-in images per stage")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--betas", type=float, nargs=2, default=[0.0, 0.99])
-    p.add_argument("--lambda_gp", type=float, default=10.0)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of G and D")
+    p.add_argument("--betas", type=float, nargs=2, default=[0.0, 0.99], help="Adam betas (beta1 beta2)")
+    p.add_argument("--lambda_gp", type=float, default=10.0, help="weight of the WGAN-GP gradient penalty")
     p.add_argument("--drift", type=float, default=0.001, help="weight of E[D(x)^2]")
     p.add_argument("--reset_adam", action="store_true",
                    help="new Adam optimizers at each resolution (Karras); upstream keeps them")
     p.add_argument("--ema_beta", type=float, default=0.0,
                    help="G EMA decay per step (Karras: 0.999); 0 = off (upstream has none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights, the data order and the fixed sample latents")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="torch device: cpu, cuda or cuda:N")
     # logging, evaluation, snapshots
-    p.add_argument("--logdir", default="./runs/progan")
+    p.add_argument("--logdir", default="./runs/progan", help="run folder (stats, samples, snapshots, G_final.pt)")
     p.add_argument("--tick_steps", type=int, default=50, help="iterations per stats tick (upstream prints every 50)")
     p.add_argument("--sample_step", type=int, default=1000, help="iterations between sample grids (0=off)")
     p.add_argument("--eval_step", type=int, default=0,
@@ -159,35 +168,6 @@ def check_args(args, parser) -> None:
         parser.error(f"--resume: snapshot file not found: {args.resume}")
     flags.check(parser.error, flags.device, args.device, "--device")
     flags.check(parser.error, flags.out_dir, args.logdir, "--logdir")
-
-
-def check_metric_args(args, parser) -> None:
-    """Catch a bad metric name at start-up, not at the first evaluation hours later."""
-    from vendor.common.metrics import INCEPTION_URL, VGG16_URL, MetricError, get_metric_spec
-
-    try:
-        spec = get_metric_spec(args.metric)
-    except MetricError as error:
-        parser.error(f"--metric: {error}")
-    for name in args.extra_metrics:
-        try:
-            extra = get_metric_spec(name)
-        except MetricError as error:
-            parser.error(f"--extra_metrics: {error}")
-        if extra.is_standard and extra.space != spec.space:
-            parser.error(f"--extra_metrics: {name} needs a {extra.space} detector but --metric {args.metric} "
-                         f"uses {spec.space}; run it separately")
-    if spec.is_standard:
-        if args.detector is None:
-            args.detector = INCEPTION_URL if spec.space == "inception" else VGG16_URL
-        from vendor.common.metrics.detectors import resolve_detector_file
-
-        try:  # fetch (or find in the cache) the detector now, before any training time is spent
-            resolve_detector_file(args.detector, args.metric_cache)
-        except MetricError as error:
-            parser.error(f"--detector: {error} (or use --eval_step 0, or --metric fid_digits with --data digits)")
-    if args.num_images is not None and args.num_images < 2:
-        parser.error(f"--num_images must be >= 2, got {args.num_images}")
 
 
 def resolve_dataset_spec(args) -> str:
@@ -321,7 +301,7 @@ def compute_metric_for(net_G, alpha, step, args, device, name=None) -> float:
     try:
         results = compute_metric(name or args.metric, G_sample, metric_reference_dataset(args),
                                  num_gen=args.num_images, batch=METRIC_BATCH, device=str(device),
-                                 detector=args.detector, cache_dir=args.metric_cache)
+                                 detector=detector_for(name or args.metric, args.detector), cache_dir=args.metric_cache)
     finally:
         set_rng_state(saved_rng)
     return float(next(iter(results.values())))
@@ -346,8 +326,12 @@ def main(argv=None):
     plan = build_plan(args.resolutions, num_images, args.schedule, args.batch_sizes, args.epochs,
                       args.stable_kimg, args.fade_kimg)
     last = len(plan) - 1
-    if args.eval_step:
-        check_metric_args(args, parser)  # after the data: a bad --data is the more basic error
+    if args.eval_step:  # after the data: a bad --data is the more basic error
+        args.detector = check_metric_flags(
+            [("--metric", args.metric)] + [("--extra_metrics", name) for name in args.extra_metrics],
+            metric_reference_dataset(args), parser.error, detector=args.detector,
+            cache_dir=args.metric_cache, num_images=args.num_images,
+            hint="or use --eval_step 0, or --metric fid_digits with --data digits")
     state = None
     if args.resume is not None:
         try:
@@ -381,10 +365,11 @@ def main(argv=None):
         prepare_run_dir(args.logdir, resume_step=step if state is not None else None)
     except (RunDirError, OSError) as error:
         parser.error(f"--logdir: {error}")
-    stats_writer = StatsWriter(args.logdir)
+    stats_writer = StatsWriter(args.logdir, tensorboard=True)  # + TensorBoard events when tensorboard is installed
+    runlog.record_flags(args.logdir, args)  # flags.jsonl: the resolved flags of this start
     guard = FiniteGuard()  # a nan/inf loss or weight stops the run before anything is written from it
-    progress = ProgressLine(elapsed_before=total_sec)
-    progress.start_from(nimg / 1000)
+    progress = ProgressLine(elapsed_before=total_sec, total=total_steps)  # the ETA in iterations
+    progress.start_from(nimg / 1000, done=step)
     tick_loss_G, tick_loss_D, tick_gp, tick_steps = 0.0, 0.0, 0.0, 0
     alpha = 1.0
 
@@ -441,7 +426,8 @@ def main(argv=None):
                 tick += 1
                 kimg = nimg / 1000
                 mean_G, mean_D = float(tick_loss_G) / tick_steps, float(tick_loss_D) / tick_steps
-                line = progress.tick(tick, kimg, res=stage.res, alpha=min(alpha, 1.0), loss_G=mean_G, loss_D=mean_D)
+                line = progress.tick(tick, kimg, done=step, res=stage.res, alpha=min(alpha, 1.0), loss_G=mean_G,
+                                     loss_D=mean_D)
                 # (f) per-tick stats
                 stats = {
                     "progress/tick": tick, "progress/step": step, "progress/kimg": kimg,

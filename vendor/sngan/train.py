@@ -37,9 +37,16 @@ try:
     import vendor.common  # noqa: F401  (installed with `pip install -e .`)
 except ImportError:  # running from a source checkout without installing: use the repository root
     sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-from vendor.common import checks, flags
+    try:
+        import vendor.common  # noqa: F401
+    except ImportError:  # e.g. a patched copy run outside the clone after a plain `pip install .`
+        print("error: cannot import vendor.common (the project's shared data, metrics and logging code): run "
+              "`pip install -e .` in the sparse-gan clone, or run this script from inside the clone", file=sys.stderr)
+        sys.exit(2)
+from vendor.common import checks, flags, runlog
 from vendor.common.datasets import DatasetError, load_dataset
 from vendor.common.diffaug import DiffAugment, parse_policy
+from vendor.common.metric_flags import check_metric_flags, detector_for
 from vendor.common.runguard import FiniteGuard, run_cli
 from vendor.common.runlock import releases_run_dirs
 from vendor.common.runlog import (ProgressLine, SnapshotError, StatsWriter, append_jsonl,
@@ -108,8 +115,8 @@ def expand_flagfiles(argv: list[str], on_error, _depth: int = 0) -> list[str]:
 
 
 def build_argparser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="SNGAN (ResNet 32x32, hinge loss) training",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = flags.ArgumentParser(description="SNGAN (ResNet 32x32, hinge loss) training",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--flagfile", metavar="FILE", help="read flags from FILE (upstream's absl format, "
                    "one --name=value per line); expanded before the other flags are parsed")
     # data
@@ -127,15 +134,16 @@ def build_argparser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="res32", choices=["res32"], help="upstream's architecture flag "
                    "(only the ResNet 32x32 networks are here)")
     p.add_argument("--loss", default="hinge", choices=sorted(LOSSES), help="GAN loss (upstream's names)")
-    p.add_argument("--z_dim", type=int, default=128)
-    p.add_argument("--ch", type=int, default=256,
-                   help="G width; D width is ch // 2 (upstream: G 256, D 128)")
+    p.add_argument("--z_dim", type=int, default=128, help="latent size of G's input")
+    p.add_argument("--ch", type=int, default=256, help="G width; D width is ch // 2 (upstream: G 256, D 128)")
     p.add_argument("--total_steps", type=int, default=100000, help="generator steps")
     p.add_argument("--batch_size", type=int, default=64, help="real (and fake) images per D step")
     p.add_argument("--G_batch_size", type=int, default=None,
                    help="images per G step (default 2*batch_size, as upstream: 128)")
-    p.add_argument("--lr_G", type=finite_float, default=2e-4)
-    p.add_argument("--lr_D", type=finite_float, default=2e-4)
+    p.add_argument("--lr_G", type=finite_float, default=2e-4,
+                   help="Adam learning rate of G (decays linearly to 0 over --total_steps)")
+    p.add_argument("--lr_D", type=finite_float, default=2e-4,
+                   help="Adam learning rate of D (decays linearly to 0 over --total_steps)")
     p.add_argument("--betas", type=finite_float, nargs="+", action=MultiFloat, default=[0.0, 0.9],
                    help="Adam betas: `--betas 0.0 0.9` or upstream's `--betas=0.0 --betas=0.9`")
     p.add_argument("--ema_decay", type=finite_float, default=0.0,
@@ -143,10 +151,13 @@ def build_argparser() -> argparse.ArgumentParser:
                         "warm-up min(decay, (1+step)/(10+step))); metrics, sample grids and G_final.pt's "
                         "net_G_ema use it. 0 = off (upstream)")
     p.add_argument("--n_dis", type=int, default=5, help="D steps per G step")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights, the data order and the fixed sample latents")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="torch device: cpu, cuda or cuda:N")
     # logging, evaluation, snapshots
-    p.add_argument("--logdir", default="./logs/SNGAN_CIFAR10_RES")
+    p.add_argument("--logdir", default="./logs/SNGAN_CIFAR10_RES",
+                   help="run folder (stats, samples, snapshots, G_final.pt)")
     p.add_argument("--tick_steps", type=int, default=100, help="steps per stats tick")
     p.add_argument("--sample_step", type=int, default=500, help="steps between sample grids (0=off)")
     p.add_argument("--sample_size", type=int, default=NUM_SAMPLES, help="images per sample grid")
@@ -168,7 +179,7 @@ def build_argparser() -> argparse.ArgumentParser:
     p.add_argument("--fid_cache", default=None, help="upstream's precomputed FID statistics: not used here "
                    "(reference statistics are computed from the dataset and cached in --metric_cache)")
     p.add_argument("--generate", dest="generate", action="store_true", default=False,
-                   help="upstream's sampling mode: not available here (use G_final.pt)")
+                   help="upstream's sampling mode: not here; use generate.py --network G_final.pt")
     p.add_argument("--nogenerate", dest="generate", action="store_false", help=argparse.SUPPRESS)
     p.add_argument("--pretrain", default=None, help=argparse.SUPPRESS)
     p.add_argument("--output", default=None, help=argparse.SUPPRESS)
@@ -184,7 +195,8 @@ def parse_args(parser, argv=None):
 def check_args(args, parser) -> None:
     """Reject bad flag values before anything is written."""
     if args.generate:
-        parser.error("--generate: upstream's sampling mode is not available here; load G_final.pt instead")
+        parser.error("--generate: upstream's sampling mode is not available here; use generate.py --network "
+                     "G_final.pt --seeds 0-63 --outdir DIR")
     if len(args.betas) != 2:
         parser.error(f"--betas takes two values (beta1, beta2), got {len(args.betas)}: {args.betas}")
     for i, beta in enumerate(args.betas):
@@ -222,36 +234,6 @@ def check_args(args, parser) -> None:
     flags.check(parser.error, flags.out_dir, args.logdir, "--logdir")
     if not args.record:
         args.eval_step = 0
-
-
-def check_metric_args(args, parser) -> None:
-    """Catch a bad metric name at start-up, not at the first evaluation hours later."""
-    from vendor.common.metrics import INCEPTION_URL, VGG16_URL, MetricError, get_metric_spec
-
-    try:
-        spec = get_metric_spec(args.metric)
-    except MetricError as error:
-        parser.error(f"--metric: {error}")
-    for name in args.extra_metrics:
-        try:
-            extra = get_metric_spec(name)
-        except MetricError as error:
-            parser.error(f"--extra_metrics: {error}")
-        if extra.is_standard and extra.space != spec.space:
-            parser.error(f"--extra_metrics: {name} needs a {extra.space} detector but --metric {args.metric} "
-                         f"uses {spec.space}; run it separately")
-    if spec.is_standard:
-        if args.detector is None:
-            args.detector = INCEPTION_URL if spec.space == "inception" else VGG16_URL
-        from vendor.common.metrics.detectors import resolve_detector_file
-
-        try:  # fetch (or find in the cache) the detector now, before any training time is spent
-            resolve_detector_file(args.detector, args.metric_cache)
-        except MetricError as error:
-            parser.error(f"--detector: {error} (or use --eval_step 0, or --metric fid_digits "
-                         f"with --data digits)")
-    if args.num_images is not None and args.num_images < 2:
-        parser.error(f"--num_images must be >= 2, got {args.num_images}")
 
 
 def resolve_dataset_spec(args) -> str:
@@ -451,7 +433,8 @@ def compute_metric_for(net_G, dataset, args, device, name=None) -> float:
     try:
         results = compute_metric(name or args.metric, G_sample, metric_reference_dataset(dataset, args),
                                  num_gen=args.num_images,
-                                 batch=args.batch_size, device=str(device), detector=args.detector,
+                                 batch=args.batch_size, device=str(device),
+                                 detector=detector_for(name or args.metric, args.detector),
                                  cache_dir=args.metric_cache)
     finally:
         set_rng_state(saved_rng)
@@ -480,8 +463,11 @@ def main(argv=None):
                                seed=args.seed)
     except DatasetError as error:
         parser.error(f"--dataset: {error}")
-    if args.eval_step:
-        check_metric_args(args, parser)  # after the data: a bad --data is the more basic error
+    if args.eval_step:  # after the data: a bad --data is the more basic error
+        args.detector = check_metric_flags(
+            [("--metric", args.metric)] + [("--extra_metrics", name) for name in args.extra_metrics], dataset,
+            parser.error, detector=args.detector, cache_dir=args.metric_cache, num_images=args.num_images,
+            hint="or use --eval_step 0, or --metric fid_digits with --data digits")
     state = None
     if args.resume is not None:
         try:
@@ -526,10 +512,11 @@ def main(argv=None):
         prepare_run_dir(args.logdir, resume_step=start_step if state is not None else None)
     except (RunDirError, OSError) as error:
         parser.error(f"--logdir: {error}")
-    stats_writer = StatsWriter(args.logdir)
+    stats_writer = StatsWriter(args.logdir, tensorboard=True)  # + TensorBoard events when tensorboard is installed
+    runlog.record_flags(args.logdir, args)  # flags.jsonl: the resolved flags of this start
     guard = FiniteGuard()  # a nan/inf loss or weight stops the run before anything is written from it
-    progress = ProgressLine(elapsed_before=total_sec)
-    progress.start_from(nimg / 1000)
+    progress = ProgressLine(elapsed_before=total_sec, total=args.total_steps)  # the ETA in steps
+    progress.start_from(nimg / 1000, done=start_step)
     # per-tick loss sums stay on the device (no sync per step); averaged when the tick is written
     tick_loss_G, tick_loss_D, tick_steps_G, tick_steps_D = 0.0, 0.0, 0, 0
 
@@ -568,7 +555,7 @@ def main(argv=None):
             tick += 1
             kimg = nimg / 1000
             mean_loss_G, mean_loss_D = float(tick_loss_G) / tick_steps_G, float(tick_loss_D) / tick_steps_D
-            line = progress.tick(tick, kimg, step=step, loss_G=mean_loss_G, loss_D=mean_loss_D)
+            line = progress.tick(tick, kimg, done=step, step=step, loss_G=mean_loss_G, loss_D=mean_loss_D)
             # (f) per-tick stats
             stats = {
                 "progress/tick": tick, "progress/step": step, "progress/kimg": kimg,

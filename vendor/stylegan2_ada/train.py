@@ -20,6 +20,12 @@ import tempfile
 import click
 import torch
 
+try:
+    import vendor.common  # noqa: F401  (mapped by `pip install -e .`)
+except ImportError:  # e.g. a patched copy run outside the clone after a plain `pip install .`
+    print("error: cannot import vendor.common (the project's shared data, metrics and logging code): run "
+          "`pip install -e .` in the sparse-gan clone, or run this script from inside the clone", file=sys.stderr)
+    sys.exit(2)
 from vendor.common import checks, flags
 import dnnlib
 from torch_utils import training_stats
@@ -456,6 +462,11 @@ def check_detectors(args):
         metric_main.check_detectors(args.metrics, args.metric_kwargs.get('detectors'), args.metric_kwargs.get('cache_dir'))
     except ValueError as err:
         raise UserError(f'--metrics {err}')
+    from vendor.common.metric_flags import check_digits_only
+    from vendor.common.metrics.registry import METRICS
+    if any(m in METRICS and METRICS[m].space == 'digits' for m in args.metrics):  # built-in digits only
+        reference = metric_main._reference_dataset(args.training_set_kwargs)
+        check_digits_only([('--metrics', m) for m in args.metrics], reference.base, _fail, data_flag='--data')
 
 
 # ---------------------------------------------------------------------------------------------

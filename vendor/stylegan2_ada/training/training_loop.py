@@ -28,11 +28,26 @@ from vendor.common.runlock import releases_run_dirs
 
 import metrics.metric_main as metric_main
 
-SNAPSHOT_FORMAT = 'network-snapshot-{kimg:06d}.pt'
+SNAPSHOT_FORMAT = 'network-snapshot-{kimg}.pt'  # kimg: progress_label(cur_nimg, ...)
 
 
 # ---------------------------------------------------------------------------------------------
 # Small pure helpers (unit-tested on their own).
+
+def whole_kimg_names(total_kimg, kimg_per_tick, every_ticks):
+    """Whether upstream's whole-kimg file names (network-snapshot-000012.pt) can never repeat in a run that writes
+    a file every `every_ticks` ticks and at the end: two files are then at least every_ticks x kimg_per_tick >= 1
+    kimg apart (tick 0 is a single batch), and the last is the first at or past a whole total_kimg. A fractional
+    --kimg, or --snap x --tick below 1 kimg (CPU smoke runs), would give several files one name."""
+    return float(total_kimg).is_integer() and every_ticks * kimg_per_tick >= 1 - 1e-9
+
+
+def progress_label(cur_nimg, whole_kimg):
+    """The training progress in a file name: upstream's whole kimg ('000012'), or the kimg with the images as three
+    decimals ('000000.016', exact: 16 images) when whole kimg could repeat (see whole_kimg_names). One form per
+    run, so the names sort in training order."""
+    return f'{cur_nimg // 1000:06d}' if whole_kimg else f'{cur_nimg // 1000:06d}.{cur_nimg % 1000:03d}'
+
 
 def ada_adjust(p, signs_real_mean, target, batch_size, interval, ada_kimg):
     """ADA heuristic: move p by sign(E[sign(D(real))] - target) * batch*interval / (ada_kimg*1000),
@@ -378,7 +393,10 @@ def training_loop(
     if rank == 0:
         print(f'Running until {total_kimg} kimg...')
         print()
-    progress = runlog.ProgressLine(start_time=start_time, elapsed_before=elapsed_before)
+    progress = runlog.ProgressLine(start_time=start_time, elapsed_before=elapsed_before, total=total_kimg)  # ETA
+    # File names by whole kimg as upstream, unless two files of the run could share one (then kimg.images).
+    whole_kimg_snaps = whole_kimg_names(total_kimg, kimg_per_tick, network_snapshot_ticks or 1)
+    whole_kimg_grids = whole_kimg_names(total_kimg, kimg_per_tick, image_snapshot_ticks or 1)
     progress.start_from(cur_nimg / 1000)
     tick_start_nimg = cur_nimg
     done = cur_nimg >= total_kimg * 1000
@@ -474,7 +492,7 @@ def training_loop(
         # Fake grid from the fixed latents, so snapshots are comparable over time.
         if rank == 0 and image_snapshot_ticks and (done or cur_tick % image_snapshot_ticks == 0):
             save_grid(_generate_grid(G_ema, grid_z, grid_c),
-                      os.path.join(run_dir, f'fakes{cur_nimg // 1000:06d}.png'), grid_size)
+                      os.path.join(run_dir, f'fakes{progress_label(cur_nimg, whole_kimg_grids)}.png'), grid_size)
 
         # Means over the tick (and over ranks) of everything reported (before the snapshot, which
         # keeps the collectors' state for an exact resume).
@@ -505,7 +523,7 @@ def training_loop(
                 G_kwargs=plain(G_kwargs), D_kwargs=plain(D_kwargs), common_kwargs=plain(common_kwargs),
                 training_set_kwargs=plain(training_set_kwargs),
             )
-            snapshot_path = os.path.join(run_dir, SNAPSHOT_FORMAT.format(kimg=cur_nimg // 1000))
+            snapshot_path = os.path.join(run_dir, SNAPSHOT_FORMAT.format(kimg=progress_label(cur_nimg, whole_kimg_snaps)))
             if rank == 0:
                 runlog.save_snapshot(snapshot_data, snapshot_path)
 
