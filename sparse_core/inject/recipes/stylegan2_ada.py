@@ -152,7 +152,8 @@ HOOKS = (
          "sparse_kwargs = sparse.pop_flags(config_kwargs, on_error=ctx.fail)"),
     Hook("flags passed on", TRAIN, "`... = setup_training_loop_kwargs(...)` in main()",
          lambda src, caps: assigns(src, r"setup_training_loop_kwargs", within="main"), "after",
-         "args.sparse_kwargs = sparse_kwargs"),
+         "args.sparse_kwargs = sparse_kwargs\n"
+         "run_desc += sparse.run_suffix(sparse_kwargs)  # the run folder names the method: 00001-<desc>-rggan"),
     Hook("flags checked", TRAIN, "`<resumed> = check_resume(...)` in main()",
          lambda src, caps: assigns(src, r"check_resume", within="main", capture="resumed"), "after",
          "try:  # the controller on throw-away networks: a bad --sparse-exclude pattern fails here, not after a tick\n"
