@@ -21,7 +21,7 @@ VENDORS = {  # vendor: (module, argv without the output flag, output flag, run f
                 "--logdir", ""),
     "fastgan": ("vendor.fastgan.train", ["--path", "digits", "--data-ratio", "0.01", "--im_size", "256",
                                          "--batch_size", "2", "--ngf", "8", "--ndf", "8", "--nz", "8",
-                                         "--lpips_untrained", "--lpips_width_div", "16", "--iter", "2", "--tick", "1",
+                                         "--lpips_untrained", "--lpips_width_div", "16", "--iter", "1", "--tick", "1",
                                          "--device", "cpu", "--name", "run"], "--output_path", "train_results/run"),
 }
 
