@@ -99,14 +99,18 @@ def test_rggan_with_metric_fed_and_resume_continues(patched, tmp_path):
 
 def test_run_folder_names_the_method(patched, tmp_path):
     """--dry-run prints the run folder: the unmodified tree's name, `-<method>` appended when --sparse is set."""
-    def folder(tree, *flags):
-        r = train(tree, tmp_path / "x", "--kimg", "0.004", "--dry-run", *flags)
+    def folders(tree, *methods):   # one process per tree, its dry runs in-process
+        argvs = [["--outdir", str(tmp_path / "x"), *TINY, "--kimg", "0.004", "--dry-run", *m] for m in methods]
+        code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import train\n"
+                "for argv in json.loads(sys.argv[2]):\n    train.main.main(args=argv, standalone_mode=False)\n")
+        r = subprocess.run([sys.executable, "-c", code, str(tree), json.dumps(argvs)], capture_output=True,
+                           text=True, env=env())
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         return [line.split()[-1] for line in r.stdout.splitlines() if line.startswith("Run directory:")]
-    base = folder(ROOT / "vendor" / "stylegan2_ada")
+    base = folders(ROOT / "vendor" / "stylegan2_ada", [])
     assert len(base) == 1 and Path(base[0]).name.startswith("00000-digits-")
-    assert folder(patched, "--sparse", "none") == base
-    assert folder(patched, "--sparse", "regan") == [base[0] + "-regan"]
-    assert folder(patched, "--sparse", "rggan") == [base[0] + "-rggan"]
+    got = folders(patched, ["--sparse", "none"], ["--sparse", "regan"], ["--sparse", "rggan"])
+    assert got == [base[0], base[0] + "-regan", base[0] + "-rggan"]
     assert not (tmp_path / "x").exists()
 
 
