@@ -220,6 +220,15 @@ class SparseController:
         out.update(self.strategy.stats())
         return out
 
+    def progress(self) -> str:
+        """Progress-line fields from stats() (one source): `sparse <method>/<phase>  G 31.2%  D 1.5%  flops -14.8%`
+        (each network's sparsity, FLOPs so far against the dense run; `flops ?` before any is charged)."""
+        s = self.stats()
+        dense, nets = s["flops/train_dense_equiv"], "".join(f"  {n} {100 * s[f'sparse/{n}/sparsity']:.1f}%"
+                                                            for n in self.nets)
+        flops = f"{100 * (s['flops/train_total'] / dense - 1):+.1f}%" if dense else "?"
+        return f"sparse {s['sparse/method']}/{s['sparse/phase']}{nets}  flops {flops}"
+
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict:
         """Everything needed to continue the same schedule; plain values only (torch.load(weights_only=True))."""

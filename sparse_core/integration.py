@@ -1,11 +1,18 @@
 """What a patched training script needs, so that each patch stays a handful of one-line hooks: the method flags
-and a controller for every --sparse value (none included) from cli.py, load_resume_state and export_generators."""
+and a controller for every --sparse value (none included) from cli.py, run_suffix, load_resume_state and
+export_generators."""
 import os
 
 from .atomic import save_atomic
 from .cli import (add_argparse_flags, all_flags, click_options, config_from_flags,  # noqa: F401
                   controller_from_flags, pop_flags, unused_flags)
 from .config import ConfigError  # noqa: F401  (the patches catch sparse.ConfigError)
+
+
+def run_suffix(flags) -> str:
+    """`-<method>` for a run folder's name (StyleGAN2-ADA's `00001-mydata-...-rggan`); '' for --sparse none."""
+    name = flags.get("sparse") or "none"
+    return "" if name == "none" else f"-{name}"
 
 
 def load_resume_state(ctrl, state, source: str | None = None) -> None:

@@ -56,11 +56,12 @@ def test_check_reports_each_hook_point_where_it_is(tmp_path):
     want = {"D optimizer step": lines.index("            dis_optimizer.step()") + 1,
             "G optimizer step": lines.index("                gen_optimizer.step()") + 1,
             "iteration end": lines.index('            c["global_steps"] += 1') + 1,
+            "progress line": next(k for k, l in enumerate(lines) if "line = progress.tick(" in l) + 1,
             "real batch": lines.index("        for real_imgs in batches.epoch(device):") + 2,   # its first line
             "import": max(k for k, l in enumerate(lines) if l.startswith(("from ", "import "))) + 1}
     for name, line in want.items():
         assert f"{name}: found at train.py:{line}\n" in err
-    assert err.count(": found at train.py:") == 22 and out == ""
+    assert err.count(": found at train.py:") == 23 and out == ""
     code, out, err = cli("inject", tree, "--check", "--out", tmp_path / "x")     # --check writes nothing
     assert code == 2 and "--check only reports" in err and not (tmp_path / "x").exists()
 

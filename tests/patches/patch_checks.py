@@ -37,3 +37,22 @@ def read_stats(logdir) -> list:
     import json
 
     return [json.loads(line) for line in (Path(logdir) / "stats.jsonl").read_text().splitlines()]
+
+
+def assert_progress_lines_match_rows(stdout: str, rows: list) -> None:
+    """Every printed progress line (`tick ...`) carries `sparse <method>/<phase>  G x%  D y%  flops z%`, and its
+    numbers are the stats row of the same tick (as printed: one decimal of a percentage)."""
+    import re
+
+    import pytest
+
+    lines = [line for line in stdout.splitlines() if line.startswith("tick ")]
+    assert len(lines) == len(rows) > 0, stdout[-2000:]
+    for line, row in zip(lines, rows):
+        m = re.search(r"  sparse (\S+)/(\S+)  G (-?\d+\.\d)%  D (-?\d+\.\d)%  flops ([-+]\d+\.\d)%$", line)
+        assert m, line
+        assert (m[1], m[2]) == (row["sparse/method"], row["sparse/phase"]), line
+        assert float(m[3]) == pytest.approx(100 * row["sparse/G/sparsity"], abs=0.05 + 1e-9), line
+        assert float(m[4]) == pytest.approx(100 * row["sparse/D/sparsity"], abs=0.05 + 1e-9), line
+        saved = 100 * (row["flops/train_total"] / row["flops/train_dense_equiv"] - 1)
+        assert float(m[5]) == pytest.approx(saved, abs=0.05 + 1e-9), line

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sparse_core.methods import regan
-from patch_checks import assert_applies_with_standard_tools, read_stats, run_train
+from patch_checks import assert_applies_with_standard_tools, assert_progress_lines_match_rows, read_stats, run_train
 from sparse_core.patching import apply_to_copy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,9 +69,12 @@ def test_regan_phase_sequence_sparsity_and_lr(patched, tmp_path):
 
 
 def test_rggan_run_feeds_metric_and_exports(patched, tmp_path):
-    train(patched, tmp_path / "g", "--total_steps", "12", "--sparse", "rggan", "--rg-lambda", "1e-3",
-          "--eval_step", "2", "--num_images", "40", "--metric", "fid_digits")
+    run = train(patched, tmp_path / "g", "--total_steps", "12", "--sparse", "rggan", "--rg-lambda", "1e-3",
+                "--eval_step", "2", "--num_images", "40", "--metric", "fid_digits")
     rows = stats(tmp_path / "g")
+    # the progress line shows the phase, G / D sparsity and FLOPs against dense: the stats row's numbers
+    assert_progress_lines_match_rows(run.stdout, rows)
+    assert rows[-1]["sparse/D/sparsity"] > 0 and rows[-1]["flops/train_total"] < rows[-1]["flops/train_dense_equiv"]
     assert {r["sparse/phase"] for r in rows} <= {"sparse", "dense"}
     assert all(0.0 <= r["sparse/G/sparsity"] < 1 and "sparse/D/threshold_mean" in r for r in rows)
     metrics = [json.loads(l) for l in (tmp_path / "g" / "metric-fid_digits.jsonl").read_text().splitlines()]

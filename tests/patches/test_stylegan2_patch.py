@@ -11,7 +11,7 @@ import torch
 from sparse_core.methods import regan
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from run_readers import read_metrics, read_stats  # noqa: E402
-from patch_checks import assert_applies_with_standard_tools
+from patch_checks import assert_applies_with_standard_tools, assert_progress_lines_match_rows
 from sparse_core.patching import apply_to_copy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,9 +50,11 @@ def test_patch_is_small_and_applies_with_gnu_patch(tmp_path):
 
 
 def test_regan_phases_masks_on_G_and_G_ema_torgb_excluded(patched, tmp_path):
-    train(patched, tmp_path, "--kimg", "0.032", "--snap", "100", "--metrics", "none", "--sparse", "regan",
-          "--interval", "3", "--warmup", "2")
+    run = train(patched, tmp_path, "--kimg", "0.032", "--snap", "100", "--metrics", "none", "--sparse", "regan",
+                "--interval", "3", "--warmup", "2")
     rows = stats(tmp_path)
+    assert run_dir(tmp_path).name.endswith("-regan")            # the run folder names the method
+    assert_progress_lines_match_rows(run.stdout, rows)          # phase, sparsity, FLOPs on every tick line
     # one iteration (batch 4) per tick of 0.004 kimg; row k = after k iterations = phase of iteration k
     assert [r["sparse/phase"] for r in rows] == [regan.phase_at(k, 2, 3) for k in range(1, 9)]
     for r in rows:
@@ -79,6 +81,7 @@ def test_rggan_with_metric_fed_and_resume_continues(patched, tmp_path):
     flags = ["--sparse", "rggan", "--rg-lambda", "1e-2", "--metrics", "fid_digits", "--metric-gen", "32"]
     train(patched, tmp_path / "a", "--kimg", "0.016", "--snap", "1", *flags)
     rows = stats(tmp_path / "a")
+    assert run_dir(tmp_path / "a").name.endswith("-rggan")
     assert all(r["sparse/phase"] in ("sparse", "dense") and "flops/train_total" in r for r in rows)
     assert rows[-1]["sparse/D/sparsity"] > 0          # λ large enough for thresholds to bite within 4 steps
     metrics = [json.loads(l)["primary"] for l in (run_dir(tmp_path / "a") / "metric-fid_digits.jsonl").read_text().splitlines()]
@@ -92,6 +95,23 @@ def test_rggan_with_metric_fed_and_resume_continues(patched, tmp_path):
     assert resumed["sparse"]["iteration"] == 6
     assert resumed["sparse"]["metric_history"][: len(metrics) - 1] == pytest.approx(metrics[:-1])
     assert resumed["sparse"]["flops"]["total"] > last["sparse"]["flops"]["total"]
+
+
+def test_run_folder_names_the_method(patched, tmp_path):
+    """--dry-run prints the run folder: the unmodified tree's name, `-<method>` appended when --sparse is set."""
+    def folders(tree, *methods):   # one process per tree, its dry runs in-process
+        argvs = [["--outdir", str(tmp_path / "x"), *TINY, "--kimg", "0.004", "--dry-run", *m] for m in methods]
+        code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import train\n"
+                "for argv in json.loads(sys.argv[2]):\n    train.main.main(args=argv, standalone_mode=False)\n")
+        r = subprocess.run([sys.executable, "-c", code, str(tree), json.dumps(argvs)], capture_output=True,
+                           text=True, env=env())
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        return [line.split()[-1] for line in r.stdout.splitlines() if line.startswith("Run directory:")]
+    base = folders(ROOT / "vendor" / "stylegan2_ada", [])
+    assert len(base) == 1 and Path(base[0]).name.startswith("00000-digits-")
+    got = folders(patched, ["--sparse", "none"], ["--sparse", "regan"], ["--sparse", "rggan"])
+    assert got == [base[0], base[0] + "-regan", base[0] + "-rggan"]
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("flags, flag", [(["--sparse", "regan", "--interval", "0"], "interval"),

@@ -102,3 +102,12 @@ def batch_loop(pattern, within="main", capture="real"):
                     out.append(Match(loop.body.body[0], {capture: src.code(loop.target)}))
         return out
     return find
+
+
+# the hook line after the progress line is formatted (the same text in every recipe of our vendor trees)
+PROGRESS_TEXT = "${line} += \"  \" + ctrl.progress()  # phase, sparsity per network, FLOPs against dense"
+
+
+def progress_tick(within="main"):
+    """`<line> = progress.tick(...)`: the formatted per-tick progress line (its name captured as `line`)."""
+    return lambda src, caps: assigns(src, r"progress\.tick", within=within, capture="line")

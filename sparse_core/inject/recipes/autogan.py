@@ -9,7 +9,8 @@ import libcst as cst
 
 from ..engine import (Hook, Match, Recipe, Signature, assigns, call_stmts, calls, has_class, has_function,
                       import_hook, imports_module, single)
-from ._hooks import batch_loop, first_arg_is, loss_of_step, optimizer_of, primary_metric, scheduler_of, step_of
+from ._hooks import batch_loop, first_arg_is, loss_of_step, optimizer_of, primary_metric, scheduler_of, step_of, \
+    PROGRESS_TEXT, progress_tick
 
 TRAIN = "train.py"
 
@@ -90,6 +91,8 @@ HOOKS = (
          "block holding only it)", _averaging_block, "after", "ctrl.after_ema()"),
     Hook("iteration end", TRAIN, "`<counters>[\"global_steps\"] += 1` in main()", _step_counter, "after",
          "ctrl.advance(len(real_imgs))  # one iteration = one D step (and the G step that may follow it)"),
+    Hook("progress line", TRAIN, "`<line> = progress.tick(...)` in main()", progress_tick("main"), "after",
+         PROGRESS_TEXT),
     Hook("stats row", TRAIN, "`stats_writer.write(<row>)` in main()",
          lambda src, caps: call_stmts(src, r"stats_writer\.write", within="main"), "before",
          "stats.update(ctrl.stats())"),

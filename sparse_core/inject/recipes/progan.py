@@ -10,7 +10,7 @@ import libcst as cst
 
 from ..engine import (Hook, Match, Recipe, Signature, assigns, call_stmts, calls, enclosing, has_class,
                       has_function, import_hook, imports_module, returns, single)
-from ._hooks import aug_assign, loss_of_step, primary_metric, real_batch, step_of
+from ._hooks import aug_assign, loss_of_step, primary_metric, real_batch, step_of, PROGRESS_TEXT, progress_tick
 
 TRAIN = "train.py"
 
@@ -97,6 +97,8 @@ HOOKS = (
          lambda src, caps: call_stmts(src, r"update_ema", within="main"), "after", "ctrl.after_ema()"),
     Hook("iteration end", TRAIN, "`nimg += <batch>` (real images shown to D) in main()", aug_assign("nimg"),
          "after", "ctrl.advance(${added})"),
+    Hook("progress line", TRAIN, "`<line> = progress.tick(...)` in main()", progress_tick("main"), "after",
+         PROGRESS_TEXT),
     Hook("stats row", TRAIN, "`stats_writer.write(<row>)` in main()",
          lambda src, caps: call_stmts(src, r"stats_writer\.write", within="main"), "before",
          "stats.update(ctrl.stats())"),

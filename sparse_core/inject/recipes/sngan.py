@@ -9,7 +9,8 @@ import re
 
 from ..engine import Hook, Recipe, Signature, assigns, call_stmts, calls, has_class, has_function, import_hook, \
     imports_module, lines_calling, returns
-from ._hooks import loss_of_step, optimizer_of, primary_metric, real_batch, scheduler_of, step_of
+from ._hooks import loss_of_step, optimizer_of, primary_metric, real_batch, scheduler_of, step_of, \
+    PROGRESS_TEXT, progress_tick
 
 TRAIN = "train.py"
 
@@ -61,6 +62,8 @@ HOOKS = (
     Hook("iteration end", TRAIN, "the line calling `<sched_D>.step()` in main()",
          lambda src, caps: lines_calling(src, re.escape(caps["sched_D"]) + r"\.step", within="main"), "after",
          "ctrl.advance(args.n_dis * args.batch_size)"),
+    Hook("progress line", TRAIN, "`<line> = progress.tick(...)` in main()", progress_tick("main"), "after",
+         PROGRESS_TEXT),
     Hook("stats row", TRAIN, "`stats_writer.write(<row>)` in main()",
          lambda src, caps: call_stmts(src, r"stats_writer\.write", within="main"), "before",
          "stats.update(ctrl.stats())"),

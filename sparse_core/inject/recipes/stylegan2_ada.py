@@ -16,7 +16,7 @@ import libcst as cst
 
 from ..engine import (Hook, Match, Recipe, Signature, assigns, body_of, call_stmts, calls, enclosing, has_class,
                       has_function, import_hook, imports_module, single)
-from ._hooks import aug_assign
+from ._hooks import aug_assign, PROGRESS_TEXT, progress_tick
 
 TRAIN, LOOP, LOSS, NETS = "train.py", "training/training_loop.py", "training/loss.py", "training/networks.py"
 
@@ -152,7 +152,8 @@ HOOKS = (
          "sparse_kwargs = sparse.pop_flags(config_kwargs, on_error=ctx.fail)"),
     Hook("flags passed on", TRAIN, "`... = setup_training_loop_kwargs(...)` in main()",
          lambda src, caps: assigns(src, r"setup_training_loop_kwargs", within="main"), "after",
-         "args.sparse_kwargs = sparse_kwargs"),
+         "args.sparse_kwargs = sparse_kwargs\n"
+         "run_desc += sparse.run_suffix(sparse_kwargs)  # the run folder names the method: 00001-<desc>-rggan"),
     Hook("flags checked", TRAIN, "`<resumed> = check_resume(...)` in main()",
          lambda src, caps: assigns(src, r"check_resume", within="main", capture="resumed"), "after",
          "try:  # the controller on throw-away networks: a bad --sparse-exclude pattern fails here, not after a tick\n"
@@ -217,6 +218,8 @@ HOOKS = (
          lambda src, caps: call_stmts(src, r"stats_metrics\.update", within="training_loop"), "after",
          "if metric == metrics[0]:  # RG-GAN augmented regeneration follows the first metric\n"
          "    ctrl.feed_metric(result_dict['primary'], name=metric)"),
+    Hook("progress line", LOOP, "`<line> = progress.tick(...)` in training_loop()", progress_tick("training_loop"),
+         "after", PROGRESS_TEXT),
     Hook("stats row", LOOP, "`stats_writer.write(...)` in training_loop()",
          lambda src, caps: call_stmts(src, r"stats_writer\.write", within="training_loop"), "before",
          "fields.update(ctrl.stats())"),

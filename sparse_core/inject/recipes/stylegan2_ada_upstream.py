@@ -2,7 +2,8 @@
 train.py (click CLI, setup_training_loop_kwargs, subprocess_fn), training/training_loop.py (training_loop())
 and training/loss.py (StyleGAN2Loss). The hook lines are those of patches/stylegan2_ada.patch, with upstream's
 names: the phases' optimizers (phases[0] is G's, phases[-1] D's), the pickled snapshot dict, metric_main's
-result dicts, the stats.jsonl row.
+result dicts, the tick line (`ctrl.progress()` joins its `fields` list), the stats.jsonl row, `run_desc` (the run
+folder names the method).
 
 Upstream's own behaviour stays: CUDA-only custom ops and the CUDA device, pickle snapshots (a sparse run's
 modules carry the method's thresholds / masks and hooks, so loading its pickles needs sparse_core installed),
@@ -30,7 +31,7 @@ def _kwargs_of(name):
 
 
 def _setup_call(src, caps):
-    """`<desc>, <args> = setup_training_loop_kwargs(**<kwargs>)` in main(); captures args and kwargs."""
+    """`<desc>, <args> = setup_training_loop_kwargs(**<kwargs>)` in main(); captures desc, args and kwargs."""
     out = []
     for m in assigns(src, r"setup_training_loop_kwargs", within="main"):
         stmt = m.node
@@ -38,7 +39,21 @@ def _setup_call(src, caps):
         call = calls(src, stmt, r"setup_training_loop_kwargs")[0]
         star = [a for a in call.args if a.star == "**"]
         if isinstance(target, cst.Tuple) and len(target.elements) == 2 and len(star) == 1:
-            out.append(Match(stmt, {"args": src.code(target.elements[1].value), "kwargs": src.code(star[0].value)}))
+            out.append(Match(stmt, {"desc": src.code(target.elements[0].value), "args": src.code(target.elements[1].value),
+                                    "kwargs": src.code(star[0].value)}))
+    return out
+
+
+def _tick_print(src, caps):
+    """`print(' '.join(<fields>))`: the tick line, built as a list of `key value` strings; captures fields."""
+    out = []
+    for m in call_stmts(src, r"print", within="training_loop"):
+        call = m.node
+        if len(call.args) == 1 and isinstance(call.args[0].value, cst.Call):
+            inner = call.args[0].value
+            if src.code(inner.func) in ("' '.join", '" ".join') and len(inner.args) == 1 \
+                    and isinstance(inner.args[0].value, cst.Name):
+                out.append(Match(m.node, {"fields": src.code(inner.args[0].value)}))
     return out
 
 
@@ -90,6 +105,7 @@ HOOKS = (
          _setup_call, "before", "sparse_kwargs = sparse.pop_flags(${kwargs}, on_error=ctx.fail)"),
     Hook("flags to the loop (after)", TRAIN, "the same line", _setup_call, "after",
          "${args}.sparse_kwargs = sparse_kwargs\n"
+         "${desc} += sparse.run_suffix(sparse_kwargs)  # the run folder names the method: 00001-<desc>-rggan\n"
          "if ${args}.num_gpus > 1 and sparse_kwargs['sparse'] != 'none':\n"
          "    ctx.fail('--sparse: one GPU only in an injected NVlabs checkout (--gpus 1)')"),
     import_hook(LOOP, IMPORT + "\nimport sparse_core.inject.hooks as sparse_hooks"),
@@ -140,6 +156,8 @@ HOOKS = (
          _metric, "after",
          "if ${metric} == metrics[0]:  # RG-GAN's metric-driven regeneration follows the first metric\n"
          "    ctrl.feed_metric(list(${result}.results.values())[0], name=list(${result}.results)[0])"),
+    Hook("tick line", LOOP, "`print(' '.join(<fields>))` in training_loop()", _tick_print, "before",
+         "${fields} += [ctrl.progress()]  # phase, sparsity per network, FLOPs against dense"),
     Hook("stats row", LOOP, "`<fields> = dict(stats_dict, ...)` in training_loop()",
          lambda src, caps: assigns(src, r"dict", within="training_loop", capture="fields",
                                    where=lambda s, t, v: bool(v.args) and s.code(v.args[0].value) == "stats_dict"),
