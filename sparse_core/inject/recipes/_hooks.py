@@ -3,7 +3,7 @@ import re
 
 import libcst as cst
 
-from ..engine import Match, assigns, assignment, call_stmts, callee, calls, enclosing, single, statement_of
+from ..engine import Hook, Match, assigns, assignment, call_stmts, callee, calls, enclosing, single, statement_of
 
 
 def uses_parameters(src, node, name):
@@ -111,3 +111,24 @@ PROGRESS_TEXT = "${line} += \"  \" + ctrl.progress()  # phase, sparsity per netw
 def progress_tick(within="main"):
     """`<line> = progress.tick(...)`: the formatted per-tick progress line (its name captured as `line`)."""
     return lambda src, caps: assigns(src, r"progress\.tick", within=within, capture="line")
+
+
+def stats_row(file, within="main", row="stats"):
+    """The hook of our vendors' per-tick row: the controller's stats join it before `stats_writer.write(...)`."""
+    return Hook("stats row", file, f"`stats_writer.write(<row>)` in {within}()",
+                lambda src, caps: call_stmts(src, r"stats_writer\.write", within=within), "before",
+                f"{row}.update(ctrl.stats())")
+
+
+def snapshot_dict(file, builder, name="snapshot"):
+    """The hook of our vendors' snapshot dict `<name> = <builder>(...)`: the controller's state goes into it."""
+    return Hook("snapshot write", file, f"`<{name}> = {builder}(...)` in main()",
+                lambda src, caps: assigns(src, builder, within="main", capture="snapshot"), "after",
+                "${snapshot}[\"sparse\"] = ctrl.state_dict()")
+
+
+def vendor_metric(file, comment=""):
+    """The hook of our vendors' primary metric `<metric> = compute_metric_for(...)`: fed with its name."""
+    return Hook("metric evaluation", file, "`<metric> = compute_metric_for(...)` in main(), outside the loop over "
+                "extra metrics", primary_metric(r"compute_metric_for"), "after",
+                "ctrl.feed_metric(${metric}, name=args.metric)" + comment)

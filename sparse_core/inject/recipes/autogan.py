@@ -9,8 +9,8 @@ import libcst as cst
 
 from ..engine import (Hook, Match, Recipe, Signature, assigns, call_stmts, calls, has_class, has_function,
                       import_hook, imports_module, single)
-from ._hooks import batch_loop, first_arg_is, loss_of_step, optimizer_of, primary_metric, scheduler_of, step_of, \
-    PROGRESS_TEXT, progress_tick
+from ._hooks import batch_loop, first_arg_is, loss_of_step, optimizer_of, PROGRESS_TEXT, progress_tick, scheduler_of, \
+    snapshot_dict, stats_row, step_of, vendor_metric
 
 TRAIN = "train.py"
 
@@ -93,15 +93,9 @@ HOOKS = (
          "ctrl.advance(len(real_imgs))  # one iteration = one D step (and the G step that may follow it)"),
     Hook("progress line", TRAIN, "`<line> = progress.tick(...)` in main()", progress_tick("main"), "after",
          PROGRESS_TEXT),
-    Hook("stats row", TRAIN, "`stats_writer.write(<row>)` in main()",
-         lambda src, caps: call_stmts(src, r"stats_writer\.write", within="main"), "before",
-         "stats.update(ctrl.stats())"),
-    Hook("metric evaluation", TRAIN, "`<metric> = compute_metric_for(...)` in main(), outside the loop over "
-         "extra metrics", primary_metric(r"compute_metric_for"), "after",
-         "ctrl.feed_metric(${metric}, name=args.metric)"),
-    Hook("snapshot write", TRAIN, "`<checkpoint> = build_checkpoint(...)` in main()",
-         lambda src, caps: assigns(src, r"build_checkpoint", within="main", capture="snapshot"), "after",
-         "${snapshot}[\"sparse\"] = ctrl.state_dict()"),
+    stats_row(TRAIN),
+    vendor_metric(TRAIN),
+    snapshot_dict(TRAIN, "build_checkpoint", name="checkpoint"),
     Hook("final export", TRAIN, "the `<guard>.check_weights(...)` call directly in main()'s body (after the loop)",
          lambda src, caps: call_stmts(src, r"\w+\.check_weights", within="main", top=True), "after",
          "sparse.export_generators(ctrl, \"G_ema\", args.logdir, {\"gen_model\": args.gen_model}, "

@@ -9,8 +9,8 @@ import re
 
 from ..engine import (Hook, Recipe, Signature, assigns, call_stmts, has_class, has_function, import_hook,
                       imports_module, returns)
-from ._hooks import aug_assign, first_arg_is, loss_of_step, optimizer_of, real_batch, step_of, \
-    PROGRESS_TEXT, progress_tick
+from ._hooks import aug_assign, first_arg_is, loss_of_step, optimizer_of, PROGRESS_TEXT, progress_tick, real_batch, \
+    snapshot_dict, stats_row, step_of
 
 TRAIN = "train.py"
 
@@ -59,15 +59,11 @@ HOOKS = (
          "after", "ctrl.advance(${added})"),
     Hook("progress line", TRAIN, "`<line> = progress.tick(...)` in main()", progress_tick("main"), "after",
          PROGRESS_TEXT),
-    Hook("stats row", TRAIN, "`stats_writer.write(<row>)` in main()",
-         lambda src, caps: call_stmts(src, r"stats_writer\.write", within="main"), "before",
-         "stats.update(ctrl.stats())"),
+    stats_row(TRAIN),
     Hook("metric evaluation", TRAIN, "`<values> = compute_metrics(...)` in main()",
          lambda src, caps: assigns(src, r"compute_metrics", within="main", capture="metric"), "after",
          "ctrl.feed_metric(${metric}[args.metrics[0]], name=args.metrics[0])"),
-    Hook("snapshot write", TRAIN, "`<snapshot> = build_snapshot(...)` in main()",
-         lambda src, caps: assigns(src, r"build_snapshot", within="main", capture="snapshot"), "after",
-         "${snapshot}[\"sparse\"] = ctrl.state_dict()"),
+    snapshot_dict(TRAIN, "build_snapshot"),
     Hook("final export", TRAIN, "the `<guard>.check_weights(...)` call directly in main()'s body (after the loop)",
          lambda src, caps: call_stmts(src, r"\w+\.check_weights", within="main", top=True), "after",
          "sparse.export_generators(ctrl, \"G_ema\", run_dir, {\"lpips_untrained\": args.lpips_untrained}, key=\"g\")",

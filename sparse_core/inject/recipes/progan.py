@@ -10,7 +10,8 @@ import libcst as cst
 
 from ..engine import (Hook, Match, Recipe, Signature, assigns, call_stmts, calls, enclosing, has_class,
                       has_function, import_hook, imports_module, returns, single)
-from ._hooks import aug_assign, loss_of_step, primary_metric, real_batch, step_of, PROGRESS_TEXT, progress_tick
+from ._hooks import aug_assign, loss_of_step, PROGRESS_TEXT, progress_tick, real_batch, snapshot_dict, stats_row, \
+    step_of, vendor_metric
 
 TRAIN = "train.py"
 
@@ -99,15 +100,9 @@ HOOKS = (
          "after", "ctrl.advance(${added})"),
     Hook("progress line", TRAIN, "`<line> = progress.tick(...)` in main()", progress_tick("main"), "after",
          PROGRESS_TEXT),
-    Hook("stats row", TRAIN, "`stats_writer.write(<row>)` in main()",
-         lambda src, caps: call_stmts(src, r"stats_writer\.write", within="main"), "before",
-         "stats.update(ctrl.stats())"),
-    Hook("metric evaluation", TRAIN, "`<metric> = compute_metric_for(...)` in main(), outside the loop over "
-         "extra metrics", primary_metric(r"compute_metric_for"), "after",
-         "ctrl.feed_metric(${metric}, name=args.metric)"),
-    Hook("snapshot write", TRAIN, "`<snapshot> = build_snapshot(...)` in main()",
-         lambda src, caps: assigns(src, r"build_snapshot", within="main", capture="snapshot"), "after",
-         "${snapshot}[\"sparse\"] = ctrl.state_dict()"),
+    stats_row(TRAIN),
+    vendor_metric(TRAIN),
+    snapshot_dict(TRAIN, "build_snapshot"),
     Hook("final export", TRAIN, "the `save_snapshot(...)` call directly in main()'s body (after the loop)",
          lambda src, caps: call_stmts(src, r"save_snapshot", within="main", top=True), "after",
          "sparse.export_generators(ctrl, \"G\" if ${G_ema} is None else \"G_ema\", args.logdir,\n"

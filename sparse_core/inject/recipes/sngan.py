@@ -9,8 +9,8 @@ import re
 
 from ..engine import Hook, Recipe, Signature, assigns, call_stmts, calls, has_class, has_function, import_hook, \
     imports_module, lines_calling, returns
-from ._hooks import loss_of_step, optimizer_of, primary_metric, real_batch, scheduler_of, step_of, \
-    PROGRESS_TEXT, progress_tick
+from ._hooks import loss_of_step, optimizer_of, PROGRESS_TEXT, progress_tick, real_batch, scheduler_of, \
+    snapshot_dict, stats_row, step_of, vendor_metric
 
 TRAIN = "train.py"
 
@@ -64,15 +64,9 @@ HOOKS = (
          "ctrl.advance(args.n_dis * args.batch_size)"),
     Hook("progress line", TRAIN, "`<line> = progress.tick(...)` in main()", progress_tick("main"), "after",
          PROGRESS_TEXT),
-    Hook("stats row", TRAIN, "`stats_writer.write(<row>)` in main()",
-         lambda src, caps: call_stmts(src, r"stats_writer\.write", within="main"), "before",
-         "stats.update(ctrl.stats())"),
-    Hook("metric evaluation", TRAIN, "`<metric> = compute_metric_for(...)` in main(), outside the loop over "
-         "extra metrics", primary_metric(r"compute_metric_for"), "after",
-         "ctrl.feed_metric(${metric}, name=args.metric)  # the metric's name gives its direction"),
-    Hook("snapshot write", TRAIN, "`<snapshot> = build_snapshot(...)` in main()",
-         lambda src, caps: assigns(src, r"build_snapshot", within="main", capture="snapshot"), "after",
-         "${snapshot}[\"sparse\"] = ctrl.state_dict()"),
+    stats_row(TRAIN),
+    vendor_metric(TRAIN, "  # the metric's name gives its direction"),
+    snapshot_dict(TRAIN, "build_snapshot"),
     Hook("final export", TRAIN, "the `save_snapshot(...)` call directly in main()'s body (after the loop)",
          lambda src, caps: call_stmts(src, r"save_snapshot", within="main", top=True), "after",
          "sparse.export_generators(ctrl, \"G_ema\" if ${G_ema} is not None else \"G\", args.logdir,\n"
