@@ -132,3 +132,16 @@ def vendor_metric(file, comment=""):
     return Hook("metric evaluation", file, "`<metric> = compute_metric_for(...)` in main(), outside the loop over "
                 "extra metrics", primary_metric(r"compute_metric_for"), "after",
                 "ctrl.feed_metric(${metric}, name=args.metric)" + comment)
+
+
+def losses_and_steps(file, within="main"):
+    """The hooks of a loop written `<loss> = ...; <loss>.backward(); <opt>.step()` for D then G: the method's
+    regulariser joins each loss, and each optimizer step goes through the controller."""
+    hooks = []
+    for net in ("D", "G"):
+        hooks.append(Hook(f"{net} loss", file, f"`<loss> = ...` followed by `<loss>.backward()` and "
+                          f"`<opt_{net}>.step()` in {within}()", loss_of_step(f"opt_{net}", within), "replace",
+                          f"${{operand}} + ctrl.regularizer(\"{net}\")"))
+        hooks.append(Hook(f"{net} optimizer step", file, f"`<opt_{net}>.step()` in {within}()",
+                          step_of(f"opt_{net}", within), "replace", f"ctrl.optimizer_step(\"{net}\", ${{opt_{net}}})"))
+    return tuple(hooks)

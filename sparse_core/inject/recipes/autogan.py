@@ -9,8 +9,8 @@ import libcst as cst
 
 from ..engine import (Hook, Match, Recipe, Signature, assigns, call_stmts, calls, has_class, has_function,
                       import_hook, imports_module, single)
-from ._hooks import batch_loop, first_arg_is, loss_of_step, optimizer_of, PROGRESS_TEXT, progress_tick, scheduler_of, \
-    snapshot_dict, stats_row, step_of, vendor_metric
+from ._hooks import batch_loop, first_arg_is, losses_and_steps, optimizer_of, PROGRESS_TEXT, progress_tick, \
+    scheduler_of, snapshot_dict, stats_row, vendor_metric
 
 TRAIN = "train.py"
 
@@ -77,16 +77,7 @@ HOOKS = (
          "sparse.load_resume_state(ctrl, state.get(\"sparse\", {}))"),
     Hook("real batch", TRAIN, "the first statement in `for <real> in batches.epoch(...)` in main() (D's real batch, "
          "before augmentation)", batch_loop(r"batches\.epoch"), "before", "ctrl.observe_real(${real})"),
-    Hook("D loss", TRAIN, "`<loss> = ...` followed by `<loss>.backward()` and `<opt_D>.step()` in main()",
-         loss_of_step("opt_D"), "replace",
-         "${operand} + ctrl.regularizer(\"D\")"),
-    Hook("D optimizer step", TRAIN, "`<opt_D>.step()` in main()", step_of("opt_D"), "replace",
-         "ctrl.optimizer_step(\"D\", ${opt_D})"),
-    Hook("G loss", TRAIN, "`<loss> = ...` followed by `<loss>.backward()` and `<opt_G>.step()` in main()",
-         loss_of_step("opt_G"), "replace",
-         "${operand} + ctrl.regularizer(\"G\")"),
-    Hook("G optimizer step", TRAIN, "`<opt_G>.step()` in main()", step_of("opt_G"), "replace",
-         "ctrl.optimizer_step(\"G\", ${opt_G})"),
+    *losses_and_steps(TRAIN),
     Hook("EMA update", TRAIN, "the `for p, avg_p in zip(<G>.parameters(), <G_ema>)` averaging loop (or the `with` "
          "block holding only it)", _averaging_block, "after", "ctrl.after_ema()"),
     Hook("iteration end", TRAIN, "`<counters>[\"global_steps\"] += 1` in main()", _step_counter, "after",

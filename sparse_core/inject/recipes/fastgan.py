@@ -9,8 +9,8 @@ import re
 
 from ..engine import (Hook, Recipe, Signature, assigns, call_stmts, has_class, has_function, import_hook,
                       imports_module, returns)
-from ._hooks import aug_assign, first_arg_is, loss_of_step, optimizer_of, PROGRESS_TEXT, progress_tick, real_batch, \
-    snapshot_dict, stats_row, step_of
+from ._hooks import aug_assign, first_arg_is, losses_and_steps, optimizer_of, PROGRESS_TEXT, progress_tick, \
+    real_batch, snapshot_dict, stats_row
 
 TRAIN = "train.py"
 
@@ -45,14 +45,7 @@ HOOKS = (
          "sparse.load_resume_state(ctrl, state.get(\"sparse\", {}))"),
     Hook("real batch", TRAIN, "`<real> = batches.next(...)` in a loop of main() (D's real batch, before augmentation)",
          real_batch(r"batches\.next"), "after", "ctrl.observe_real(${real})"),
-    Hook("D loss", TRAIN, "`<loss> = ...` followed by `<loss>.backward()` and `<opt_D>.step()` in main()",
-         loss_of_step("opt_D"), "replace", "${operand} + ctrl.regularizer(\"D\")"),
-    Hook("D optimizer step", TRAIN, "`<opt_D>.step()` in main()", step_of("opt_D"), "replace",
-         "ctrl.optimizer_step(\"D\", ${opt_D})"),
-    Hook("G loss", TRAIN, "`<loss> = ...` followed by `<loss>.backward()` and `<opt_G>.step()` in main()",
-         loss_of_step("opt_G"), "replace", "${operand} + ctrl.regularizer(\"G\")"),
-    Hook("G optimizer step", TRAIN, "`<opt_G>.step()` in main()", step_of("opt_G"), "replace",
-         "ctrl.optimizer_step(\"G\", ${opt_G})"),
+    *losses_and_steps(TRAIN),
     Hook("EMA update", TRAIN, "`op.update_ema(...)` in main()",
          lambda src, caps: call_stmts(src, r"(\w+\.)?update_ema", within="main"), "after", "ctrl.after_ema()"),
     Hook("iteration end", TRAIN, "`nimg += <batch>` (real images shown to D) in main()", aug_assign("nimg"),
